@@ -1,0 +1,267 @@
+"""The ``ftrun`` command: run a task, list tasks and plugins, check a manifest, predict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import FtrunError, first_line
+
+COMMANDS = {
+    "run": "train, evaluate, save and predict (the default command)",
+    "tasks": "list the installed tasks",
+    "plugins": "list the loaded plugins and their hooks",
+    "check": "validate a manifest and its data without training",
+    "predict": "predict with a trained model directory",
+}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="also load this plugin module (repeatable)")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' own logs and warnings")
+
+
+def _config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", metavar="NAME", help="the task to run (see `ftrun tasks`)")
+    parser.add_argument("--manifest", metavar="FILE", help="a TOML manifest describing the run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a manifest key, e.g. training.num_train_epochs=1 (value parsed as TOML; repeatable)")
+    parser.add_argument("--demo", action="store_true", help="run the task's embedded default: offline, small data and model")
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    if command == "run":
+        parser = argparse.ArgumentParser(
+            prog="ftrun",
+            description="Fine-tune a Hugging Face model for a task, from a command line or a TOML manifest.",
+            epilog="commands:\n" + "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
+            + "\n\nexamples:\n  ftrun --task text-classification --demo\n  ftrun --manifest examples/imdb.toml --set training.num_train_epochs=1",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("--version", action="version", version=f"ftrun {__version__}")
+        _config_options(parser)
+        parser.add_argument("--output-dir", metavar="DIR", help="where the model and results go (default: ftrun-runs/TASK)")
+        parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    else:
+        parser = argparse.ArgumentParser(prog=f"ftrun {command}", description=COMMANDS[command])
+        if command == "check":
+            _config_options(parser)
+        elif command == "predict":
+            parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
+            parser.add_argument("--task", metavar="NAME", help="the task, when DIR has no ftrun.toml")
+            parser.add_argument("--json", action="store_true", help="print JSON lines")
+            parser.add_argument("text", nargs="*", help="inputs; read from stdin, one per line, when none are given")
+    _common(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
+    args = build_parser(command).parse_args(argv)
+    quiet_libraries(args.verbose)
+    try:
+        return globals()[f"cmd_{command}"](args)
+    except FtrunError as exc:
+        if args.traceback:
+            raise
+        print(f"ftrun: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ftrun: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.traceback:
+            raise
+        print(f"ftrun: internal error: {type(exc).__name__}: {first_line(exc)} (run with --traceback for details)", file=sys.stderr)
+        return 1
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Hide the libraries' info logs and warnings unless asked: ftrun reports what matters itself."""
+    if verbose:
+        return
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "datasets", "evaluate", "huggingface_hub", "accelerate", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()  # ftrun shows its own
+    transformers.utils.logging.disable_progress_bar()
+
+
+# -- building the run config --------------------------------------------------------
+
+
+def load_config(args: argparse.Namespace, announce=print):
+    """Manifest and flags → (plugin manager, validated RunConfig)."""
+    from .config import build_config, read_manifest
+    from .hub import go_offline_unless_reachable
+    from .plugin_manager import get_plugin_manager
+
+    manifest: dict[str, Any] = {}
+    source, base_dir = f"--task {args.task}", Path.cwd()
+    if args.manifest:
+        manifest = read_manifest(args.manifest)
+        source, base_dir = Path(args.manifest).name, Path(args.manifest).resolve().parent
+    plugins = manifest.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise FtrunError(f"{source}: plugins: expected an array of module names")
+    manager = get_plugin_manager(plugins=[*args.plugin, *plugins], blocked=_blocked())
+    name = args.task or manifest.get("task")
+    if manifest.get("task") is not None and not isinstance(manifest["task"], str):
+        raise FtrunError(f"{source}: task: expected a string")
+    if args.task and manifest.get("task") and args.task != manifest["task"]:
+        raise FtrunError(f"--task {args.task}: the manifest {source} is for task {manifest['task']!r}")
+    if not name:
+        installed = ", ".join(sorted(manager.tasks())) or "none"
+        raise FtrunError(f"{source + ': ' if args.manifest else ''}name a task with --task or the manifest's task key (installed: {installed})")
+    task = manager.task(name)
+    demo = args.demo
+    if not go_offline_unless_reachable() and not demo and not args.manifest and not _names_sources(args.overrides):
+        missing = missing_defaults(task)
+        if missing:
+            announce(
+                f"ftrun: the Hugging Face Hub is unreachable and {' and '.join(missing)} not cached: "
+                f"running the embedded {task.name} demo instead (name a model and dataset to change this)"
+            )
+            demo = True
+    config = build_config(task, manifest, source=source, base_dir=base_dir, overrides=args.overrides, demo=demo)
+    return manager, config
+
+
+def _blocked() -> list[str]:
+    return [name for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name]
+
+
+def _names_sources(overrides: list[str]) -> bool:
+    """Whether --set names a model or data source: then nothing may fall back to the demo."""
+    return any(item.split("=", 1)[0].strip().startswith(("model.", "data.")) for item in overrides)
+
+
+def missing_defaults(task) -> list[str]:
+    """The task's default model and dataset that cannot be loaded offline (not in the cache)."""
+    missing = []
+    model = task.defaults.get("model", {}).get("name")
+    if model:
+        from transformers import AutoConfig
+
+        try:
+            AutoConfig.from_pretrained(model)
+        except (OSError, ValueError):
+            missing.append(f"model {model} is")
+    dataset = task.defaults.get("data", {}).get("dataset")
+    if dataset:
+        import datasets
+
+        try:
+            datasets.load_dataset_builder(dataset)
+        except Exception:  # datasets raises several kinds of error for "not cached"
+            missing.append(f"dataset {dataset} is")
+    if len(missing) == 2:
+        missing = [missing[0].removesuffix(" is"), missing[1].replace(" is", " are")]
+    return missing
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .display import Display
+    from .runner import run
+
+    display = Display()
+    manager, config = load_config(args, announce=display.print)
+    default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if args.demo else config.task)
+    output_dir = Path(args.output_dir or config.output_dir or default_dir)
+    display.print(f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, output {output_dir}")
+    result = run(config, manager, output_dir, overwrite=args.overwrite, display=display)
+
+    table = Table(title="Final evaluation", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.eval_metrics.items():
+        table.add_row(key.removeprefix("eval_"), f"{value:.4f}" if isinstance(value, float) else str(value))
+    display.print(table)
+    task = manager.task(config.task)
+    for text, prediction in zip(config.predict.examples, result.predictions):
+        display.print(f"[bold]{task.format_prediction(prediction)}[/]  {text}", highlight=False)
+    display.print(f"Model, tokenizer, metrics, predictions and model card written to [bold]{output_dir}[/]")
+    display.print(f"Try it: ftrun predict --model {output_dir} \"some text\"", highlight=False)
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from .plugin_manager import get_plugin_manager
+
+    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked())
+    for name, (task, plugin) in sorted(manager.tasks().items()):
+        print(f"{name:<24} {manager.info[plugin].label:<48} {task.description}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugin_manager import get_plugin_manager
+
+    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked())
+    for name, info in manager.info.items():
+        hooks = sorted(caller.name for caller in manager.get_hookcallers(manager.get_plugin(name)) or ())
+        where = f"{info.dist} {info.version}" if info.dist else info.module
+        print(f"{name} ({where}): {', '.join(hooks) or 'no hooks'}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .data import load_splits
+
+    manager, config = load_config(args)
+    task = manager.task(config.task)
+    splits = load_splits(config)
+    labels = task.check_data(splits, config)
+    task.check_model(config)
+    summary = f"{config.source}: ok: task {config.task}, train {len(splits.train)} / eval {len(splits.eval)} examples"
+    if labels is not None:
+        summary += f", {len(labels)} labels ({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})"
+    print(summary + f", model {config.model.name or 'built from a config'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .output import MANIFEST_NAME, as_record
+    from .plugin_manager import get_plugin_manager
+
+    model_dir = Path(args.model)
+    if not model_dir.is_dir():
+        raise FtrunError(f"--model: {model_dir} is not a directory")
+    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked())
+    name = args.task
+    if name is None:
+        if not (model_dir / MANIFEST_NAME).exists():
+            raise FtrunError(f"--model: {model_dir} has no {MANIFEST_NAME}; say which task it is with --task")
+        from .config import read_manifest
+
+        name = read_manifest(model_dir / MANIFEST_NAME).get("task")
+    task = manager.task(name)
+    inputs = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not inputs:
+        raise FtrunError("predict: no input (give texts as arguments or lines on stdin)")
+    model, tokenizer = task.load_trained(model_dir)
+    for text, prediction in zip(inputs, task.predict(model, tokenizer, inputs)):
+        if args.json:
+            print(json.dumps(as_record(text, prediction), ensure_ascii=False))
+        else:
+            print(f"{task.format_prediction(prediction)}\t{text}")
+    return 0

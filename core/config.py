@@ -1,0 +1,305 @@
+"""Manifests: read TOML, layer defaults, manifest and ``--set`` overrides, validate.
+
+Everything is checked here, before any model or dataset loads, and every problem is
+reported as ``SOURCE: section.key: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import FtrunError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from .task import Task
+
+
+class Section(BaseModel):
+    """A manifest table: unknown keys and wrong types are errors, never coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ModelConfig(Section):
+    """``[model]``: pretrained weights by ``name``, or a fresh model built from ``config``."""
+
+    name: str | None = Field(None, description="Hub id or local directory of a pretrained model.")
+    config: dict[str, Any] | str | None = Field(
+        None, description="Build the model from this config (a table, or a config.json path) instead of weights."
+    )
+    tokenizer: str | None = Field(
+        None, description="Hub id or directory of the tokenizer; default: the model's, or one trained on the data."
+    )
+    tokenizer_vocab_size: int = Field(8000, gt=0, description="Vocabulary size when a tokenizer is trained.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
+    trust_remote_code: bool = Field(False, description="Allow code from the model repository to run.")
+
+
+class DataConfig(Section):
+    """``[data]``: where the splits come from and how much of them to use. Tasks add their columns."""
+
+    dataset: str | None = Field(None, description="Hub id or local path of a dataset.")
+    dataset_config: str | None = Field(None, description="Configuration name of a Hub dataset.")
+    train_file: str | None = Field(None, description="Local csv, json, jsonl, jsonl.gz or parquet file.")
+    eval_file: str | None = Field(None, description="Local csv, json, jsonl, jsonl.gz or parquet file.")
+    train_split: str = "train"
+    eval_split: str = "test"
+    max_train_samples: int | None = Field(None, gt=0)
+    max_eval_samples: int | None = Field(None, gt=0)
+    max_length: int | None = Field(None, gt=0, description="Truncate inputs to this many tokens.")
+    shuffle_seed: int = Field(42, description="Seed of the shuffle before max_*_samples are taken.")
+
+
+class MetricsConfig(Section):
+    """``[metrics]``: what is computed at evaluation and which metric picks the best checkpoint."""
+
+    names: list[str] = Field(default_factory=list, description="Metric names; the task's defaults when empty.")
+    best: str | None = Field(None, description="Metric for the best model; the task's default when unset.")
+
+
+class PredictConfig(Section):
+    """``[predict]``: inputs classified after training, as a smoke test of the saved model."""
+
+    examples: list[str] = Field(default_factory=list)
+
+
+#: Training defaults that hold for every task; tasks add theirs on top (Task.defaults).
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "load_best_model_at_end": True,
+    "save_total_limit": 2,
+    "logging_steps": 10,
+    "report_to": "none",
+    # Batches of similar lengths pad less: several times faster than random batches.
+    "train_sampling_strategy": "group_by_length",
+    "seed": 42,
+}
+
+TOP_LEVEL_KEYS = ("task", "model", "data", "training", "metrics", "predict", "plugins", "output_dir")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The validated description of one run, as every hook receives it."""
+
+    task: str
+    model: ModelConfig
+    data: DataConfig
+    training: dict[str, Any]
+    metrics: MetricsConfig
+    predict: PredictConfig
+    plugins: list[str]
+    output_dir: str | None
+    source: str
+    """Where the config came from, for messages: a manifest name or ``--task NAME``."""
+    manifest: dict[str, Any]
+    """The effective manifest (defaults, file and overrides merged), as written to the model card."""
+
+    def where(self, key: str) -> str:
+        """Prefix for an error message about ``key``: ``imdb.toml: data.text_column``."""
+        return f"{self.source}: {key}"
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML manifest; a missing or malformed file is a FtrunError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise FtrunError(f"{path}: manifest not found")
+    if path.is_dir():
+        raise FtrunError(f"{path}: is a directory, not a manifest file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FtrunError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise FtrunError(f"{path}: cannot read manifest ({exc.strerror})") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FtrunError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``--set section.key=value``; the value is TOML, or a plain string when it is not."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise FtrunError(f"--set {text}: expected section.key=value")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # bare words such as model.name=bert-base-uncased
+    return key.split("."), parsed
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base``; tables merge, other values replace."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(manifest: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    out = copy.deepcopy(manifest)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise FtrunError(f"--set {text}: {part} is not a table")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def did_you_mean(key: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _validate_section(source: str, name: str, model: type[Section], value: Any) -> Section:
+    if not isinstance(value, dict):
+        raise FtrunError(f"{source}: {name}: expected a table, got {_type_name(value)}")
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            hint = did_you_mean(str(error["loc"][-1]), model.model_fields)
+            raise FtrunError(f"{source}: {name}.{loc}: unknown key{hint}") from None
+        raise FtrunError(f"{source}: {name}.{loc}: {error['msg'].lower()}, got {error['input']!r}") from None
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a float"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _accepts(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` fits a TrainingArguments annotation; unknown kinds are left to the dataclass."""
+    if isinstance(annotation, str):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or annotation in (list, tuple):
+        return isinstance(value, list)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if isinstance(annotation, type) and issubclass(annotation, str):  # str-valued enums
+        return isinstance(value, str)
+    return True
+
+
+def _validate_training(source: str, training: Any, args_class: type) -> dict[str, Any]:
+    if not isinstance(training, dict):
+        raise FtrunError(f"{source}: training: expected a table, got {_type_name(training)}")
+    fields = {f.name: f for f in dataclasses.fields(args_class) if f.init}
+    hints = typing.get_type_hints(args_class)
+    for key, value in training.items():
+        if key == "output_dir":
+            raise FtrunError(f"{source}: training.output_dir: set the output directory with --output-dir or a top-level output_dir")
+        if key not in fields:
+            raise FtrunError(f"{source}: training.{key}: unknown key{did_you_mean(key, fields)}")
+        if not _accepts(hints.get(key, fields[key].type), value):
+            raise FtrunError(f"{source}: training.{key}: wrong type {_type_name(value)} for {fields[key].type}")
+        default = fields[key].default
+        may_be_negative = key in ("seed", "data_seed") or (isinstance(default, (int, float)) and default < 0)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 and not may_be_negative:
+            raise FtrunError(f"{source}: training.{key}: must not be negative, got {value}")
+    return dict(training)
+
+
+def build_config(
+    task: Task,
+    manifest: dict[str, Any],
+    *,
+    source: str,
+    base_dir: Path,
+    overrides: list[str] = (),
+    demo: bool = False,
+) -> RunConfig:
+    """Layer the task's defaults (or its demo), the manifest and the overrides, then validate.
+
+    Relative paths in the manifest are resolved against ``base_dir`` (the manifest's folder).
+    """
+    manifest = apply_overrides(manifest, list(overrides))
+    for key in manifest:
+        if key not in TOP_LEVEL_KEYS:
+            raise FtrunError(f"{source}: {key}: unknown key{did_you_mean(key, TOP_LEVEL_KEYS)}")
+    resolve_paths(manifest, base_dir)
+    defaults = merge({"training": TRAINING_DEFAULTS}, task.demo() if demo else task.defaults)
+    effective = merge(defaults, manifest)
+    effective["task"] = task.name
+    plugins = effective.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise FtrunError(f"{source}: plugins: expected an array of module names")
+    output_dir = effective.get("output_dir")
+    if output_dir is not None and not isinstance(output_dir, str):
+        raise FtrunError(f"{source}: output_dir: expected a string, got {_type_name(output_dir)}")
+    return RunConfig(
+        task=task.name,
+        model=_validate_section(source, "model", ModelConfig, effective.get("model", {})),
+        data=_validate_section(source, "data", task.data_config, effective.get("data", {})),
+        training=_validate_training(source, effective.get("training", {}), task.training_arguments_class),
+        metrics=_validate_section(source, "metrics", MetricsConfig, effective.get("metrics", {})),
+        predict=_validate_section(source, "predict", PredictConfig, effective.get("predict", {})),
+        plugins=plugins,
+        output_dir=output_dir,
+        source=source,
+        manifest=effective,
+    )
+
+
+#: Keys whose values are always local paths, and those that may be a path or a Hub id.
+PATH_KEYS = {("data", "train_file"), ("data", "eval_file")}
+PATH_OR_HUB_KEYS = {("data", "dataset"), ("model", "name"), ("model", "tokenizer"), ("model", "config")}
+
+
+def resolve_paths(manifest: dict[str, Any], base_dir: Path) -> None:
+    """Make relative local paths absolute against the manifest's folder, in place."""
+    for section, key in PATH_KEYS | PATH_OR_HUB_KEYS:
+        table = manifest.get(section)
+        if not isinstance(table, dict) or not isinstance(table.get(key), str):
+            continue
+        value = Path(table[key]).expanduser()
+        candidate = value if value.is_absolute() else base_dir / value
+        if (section, key) in PATH_KEYS or candidate.exists() or looks_like_path(table[key]):
+            table[key] = str(candidate)
+
+
+def looks_like_path(value: str) -> bool:
+    """A Hub id is ``name`` or ``owner/name``; anything else with a separator is a local path."""
+    return value.startswith((".", "/", "~")) or value.count("/") > 1 or "\\" in value

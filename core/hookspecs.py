@@ -1,0 +1,112 @@
+"""Hook specifications: every way a plugin can take part in a run.
+
+A run calls the hooks in this order::
+
+    ftrun_register_tasks              once, when the plugin manager is built
+    ftrun_load_data                   data stage
+    ftrun_build_head                  head stage
+    ftrun_build_metrics               metric stage
+    ftrun_trainer_callbacks           trainer stage (callbacks, collected from every plugin)
+    ftrun_build_trainer               trainer stage
+
+The four stage hooks are ``firstresult``: the first plugin that returns something other
+than ``None`` wins. The built-in implementations (``ftrun.default_stages``) are
+``trylast`` and call the task's own method of the same stage, so a plugin overrides one
+stage of one task by implementing the hook and returning ``None`` for every other task::
+
+    @hookimpl
+    def ftrun_build_metrics(task, config, data):
+        if task.name == "text-classification":
+            return Metrics(compute=my_compute, best="f1")
+
+Arguments are passed by name; an implementation may accept any subset of them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, Trainer, TrainerCallback
+
+    from .config import RunConfig
+    from .task import Metrics, Task, TaskData
+
+hookspec = pluggy.HookspecMarker("ftrun")
+
+
+@hookspec
+def ftrun_register_tasks(register: Callable[[Task], None]) -> None:
+    """Register the tasks this plugin provides.
+
+    Called once per plugin when the plugin manager is built. Call ``register(task)`` with
+    a :class:`ftrun.Task` instance for each task; a name that another plugin already
+    registered is an error naming both plugins. Returns nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def ftrun_load_data(task: Task, config: RunConfig) -> TaskData | None:
+    """Data stage: load the train and eval splits, check them, and tokenize them.
+
+    Called first in a run, before any model weights are loaded. Receives the task and
+    the validated run config. Returns a :class:`ftrun.TaskData` holding the tokenized
+    splits, the tokenizer and the label names; bad data raises :class:`ftrun.FtrunError`.
+    ``firstresult``: stops at the first non-``None`` result.
+    """
+
+
+@hookspec(firstresult=True)
+def ftrun_build_head(task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel | None:
+    """Head stage: build the model with the task's output layer, labels wired in.
+
+    Called after the data stage. Receives the task, the config and the data stage's
+    result (label names, tokenizer). Returns a ``transformers.PreTrainedModel``, loaded
+    from ``config.model.name`` or built from ``config.model.config``.
+    ``firstresult``: stops at the first non-``None`` result.
+    """
+
+
+@hookspec(firstresult=True)
+def ftrun_build_metrics(task: Task, config: RunConfig, data: TaskData) -> Metrics | None:
+    """Metric stage: the ``compute_metrics`` function and the metric that picks the best model.
+
+    Called after the head stage. Returns a :class:`ftrun.Metrics`.
+    ``firstresult``: stops at the first non-``None`` result.
+    """
+
+
+@hookspec
+def ftrun_trainer_callbacks(task: Task, config: RunConfig) -> list[TrainerCallback] | None:
+    """Trainer stage: ``transformers.TrainerCallback`` objects to add to the run.
+
+    Called before ``ftrun_build_trainer``; the lists from every plugin are concatenated.
+    Use it for events inside the training loop (logging, early stopping, ...).
+    """
+
+
+@hookspec(firstresult=True)
+def ftrun_build_trainer(
+    task: Task,
+    config: RunConfig,
+    data: TaskData,
+    model: PreTrainedModel,
+    metrics: Metrics,
+    callbacks: list[TrainerCallback],
+    output_dir: str,
+) -> Trainer | None:
+    """Trainer stage: training arguments, collator and ``Trainer`` (or a subclass).
+
+    Called last, after the callbacks are collected. Receives everything the earlier
+    stages returned and the directory checkpoints go to. Returns a ready
+    ``transformers.Trainer``; the runner then trains, evaluates and saves with it.
+    ``firstresult``: stops at the first non-``None`` result.
+    """
+
+
+def hook_names() -> list[str]:
+    """The names of every hook spec, for listings and documentation checks."""
+    return sorted(name for name, value in globals().items() if name.startswith("ftrun_") and callable(value))
+

@@ -1,0 +1,67 @@
+"""One run, top to bottom: data → head → metrics → trainer → train → evaluate → save → predict."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .display import Display, RichProgressCallback
+from .errors import FtrunError
+from .output import write_outputs
+from .plugin_manager import PluginManager
+from .task import TaskData
+
+
+@dataclasses.dataclass
+class RunResult:
+    output_dir: Path
+    eval_metrics: dict[str, float]
+    train_metrics: dict[str, float]
+    predictions: list[Any]
+    data: TaskData
+
+
+def check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuse a non-empty output directory unless told to overwrite it."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FtrunError(f"--output-dir: {output_dir} is a file, not a directory")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise FtrunError(f"--output-dir: {output_dir} is not empty (pass --overwrite to replace it)")
+
+
+def run(config: RunConfig, manager: PluginManager, output_dir: Path, *, overwrite: bool = False, display: Display | None = None) -> RunResult:
+    """Train, evaluate, save and predict as ``config`` says; bad input raises FtrunError before anything is written."""
+    display = display or Display()
+    task = manager.task(config.task)
+    hook = manager.hook
+    check_output_dir(output_dir, overwrite)
+    with display.active():
+        data = hook.ftrun_load_data(task=task, config=config)
+        model = hook.ftrun_build_head(task=task, config=config, data=data)
+        metrics = hook.ftrun_build_metrics(task=task, config=config, data=data)
+        callbacks = [cb for group in hook.ftrun_trainer_callbacks(task=task, config=config) for cb in group or ()]
+        if overwrite and output_dir.is_dir():
+            shutil.rmtree(output_dir)  # only now: every check above has passed
+        trainer = hook.ftrun_build_trainer(
+            task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=str(output_dir)
+        )
+        use_rich_progress(trainer, display)
+        train_metrics = trainer.train().metrics
+        eval_metrics = trainer.evaluate()
+    trainer.save_model(str(output_dir))
+    examples = config.predict.examples
+    predictions = task.predict(trainer.model, data.tokenizer, examples) if examples else []
+    write_outputs(output_dir, trainer, task, config, train_metrics, eval_metrics, examples, predictions)
+    return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)
+
+
+def use_rich_progress(trainer: Any, display: Display) -> None:
+    """Swap the Trainer's tqdm bars and printed log dicts for the run's rich display."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(RichProgressCallback(display))

@@ -1,0 +1,265 @@
+"""The Task base class: what a task plugin subclasses, and what the stages share.
+
+A task says what is particular to it (its head class, its columns, how a batch is
+encoded, its metrics); everything else — loading files or Hub datasets, subsetting,
+cached tokenization, building models from weights or from a config, the Trainer — is
+done here once for every task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+
+from transformers import Trainer, TrainingArguments
+
+from .config import DataConfig, RunConfig
+from .data import Splits, TokenizeStats, load_splits, tokenize, tokenizer_fingerprint
+from .errors import FtrunError, first_line
+
+if TYPE_CHECKING:
+    from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+
+@dataclasses.dataclass
+class TaskData:
+    """What the data stage returns: tokenized splits and what the head needs to know."""
+
+    train: Any
+    eval: Any
+    tokenizer: PreTrainedTokenizerBase
+    labels: list[str] | None = None
+    raw: Splits | None = None
+    stats: dict[str, TokenizeStats] = dataclasses.field(default_factory=dict)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels or [])}
+
+
+@dataclasses.dataclass
+class Metrics:
+    """What the metric stage returns."""
+
+    compute: Callable[[EvalPrediction], dict[str, float]]
+    best: str
+    """The metric (without the ``eval_`` prefix) that picks the best checkpoint."""
+    greater_is_better: bool = True
+
+
+class Task:
+    """Base class of every task. Subclass it, set the class attributes, fill in the hooks marked below.
+
+    Subclasses must define ``name``, ``description``, ``auto_model``, ``defaults``,
+    ``check_data``, ``text_of`` and ``encode``, and ``build_metrics``.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    #: The ``transformers.pipeline`` task name the saved model works with.
+    pipeline_tag: ClassVar[str]
+    #: The ``AutoModelFor...`` class that adds this task's output layer.
+    auto_model: ClassVar[type]
+    #: The ``[data]`` table, with this task's own keys (columns, ...).
+    data_config: ClassVar[type[DataConfig]] = DataConfig
+    training_arguments_class: ClassVar[type[TrainingArguments]] = TrainingArguments
+    trainer_class: ClassVar[type[Trainer]] = Trainer
+    #: The manifest this task runs with when nothing else is given.
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    # -- what a task says about itself -------------------------------------------------
+
+    def demo(self) -> dict[str, Any]:
+        """The embedded default: a manifest that runs offline on data shipped in the package."""
+        raise FtrunError(f"task {self.name} has no embedded demo")
+
+    def check_data(self, splits: Splits, config: RunConfig) -> list[str] | None:
+        """Check columns and labels of the raw splits; return the label names, if the task has labels."""
+        raise NotImplementedError
+
+    def text_of(self, split: Any, config: RunConfig) -> Iterable[str]:
+        """The raw texts of a split, to train a tokenizer on when none is given."""
+        raise NotImplementedError
+
+    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig) -> dict[str, list]:
+        """Tokenize one batch of raw examples into model inputs and labels."""
+        raise NotImplementedError
+
+    def head_kwargs(self, data: TaskData) -> dict[str, Any]:
+        """Config arguments that wire the task's labels into the head."""
+        if data.labels is None:
+            return {}
+        return {
+            "num_labels": len(data.labels),
+            "id2label": dict(enumerate(data.labels)),
+            "label2id": data.label2id,
+        }
+
+    def build_metrics(self, config: RunConfig, data: TaskData) -> Metrics:
+        """Metric stage."""
+        raise NotImplementedError
+
+    def format_prediction(self, prediction: Any) -> str:
+        """One prediction as a short line for the terminal."""
+        return str(prediction)
+
+    # -- the stages, shared by every task --------------------------------------------
+
+    def load_data(self, config: RunConfig) -> TaskData:
+        """Data stage: load, check, get a tokenizer, tokenize (cached)."""
+        splits = load_splits(config)
+        labels = self.check_data(splits, config)
+        tokenizer = self.load_tokenizer(config, splits)
+        data = TaskData(train=None, eval=None, tokenizer=tokenizer, labels=labels, raw=splits)
+        key = repr((self.name, type(self).__qualname__, tokenizer_fingerprint(tokenizer), config.data.model_dump(), labels))
+        for name in ("train", "eval"):
+            encoded, stats = tokenize(
+                getattr(splits, name),
+                lambda batch: self.encode(batch, data, config),
+                key=key,
+                desc=f"Tokenizing {name}",
+            )
+            setattr(data, name, encoded)
+            data.stats[name] = stats
+        return data
+
+    def load_tokenizer(self, config: RunConfig, splits: Splits) -> PreTrainedTokenizerBase:
+        """The named tokenizer, the model's own, or one trained on the training texts."""
+        from transformers import AutoTokenizer
+
+        model = config.model
+        source = model.tokenizer or model.name
+        if source is None:
+            from .tokenizer import train_wordpiece
+
+            size = model_config_dict(config).get("max_position_embeddings", 512)
+            return train_wordpiece(self.text_of(splits.train, config), model.tokenizer_vocab_size, size)
+        key = "model.tokenizer" if model.tokenizer else "model.name"
+        check_local(config, key, source)
+        try:
+            return AutoTokenizer.from_pretrained(source, revision=model.revision, trust_remote_code=model.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise FtrunError(f"{config.where(key)}: cannot load tokenizer {source!r}: {first_line(exc)}") from exc
+
+    def build_head(self, config: RunConfig, data: TaskData) -> PreTrainedModel:
+        """Head stage: pretrained weights with a fresh output layer, or a model built from a config."""
+        from transformers import AutoConfig
+
+        model = config.model
+        kwargs = self.head_kwargs(data)
+        if model.config is not None:
+            if model.name is not None:
+                raise FtrunError(f"{config.where('model')}: give either name (pretrained) or config (from scratch), not both")
+            settings = model_config_dict(config)
+            if "model_type" not in settings:
+                raise FtrunError(f"{config.where('model.config')}: needs a model_type (e.g. \"bert\")")
+            tokenizer = data.tokenizer
+            settings.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **kwargs)
+            try:
+                return self.auto_model.from_config(AutoConfig.for_model(**settings))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise FtrunError(f"{config.where('model.config')}: {first_line(exc)}") from exc
+        if model.name is None:
+            raise FtrunError(f"{config.where('model')}: name a model (model.name) or give a model.config")
+        check_local(config, "model.name", model.name)
+        try:
+            return self.auto_model.from_pretrained(
+                model.name, revision=model.revision, trust_remote_code=model.trust_remote_code, **kwargs
+            )
+        except (OSError, ValueError) as exc:
+            raise FtrunError(f"{config.where('model.name')}: cannot load {model.name!r}: {first_line(exc)}") from exc
+
+    def build_trainer(
+        self,
+        config: RunConfig,
+        data: TaskData,
+        model: PreTrainedModel,
+        metrics: Metrics,
+        callbacks: list[TrainerCallback],
+        output_dir: str,
+    ) -> Trainer:
+        """Trainer stage: arguments from ``[training]``, dynamic padding, the task's Trainer class."""
+        settings = {"metric_for_best_model": metrics.best, "greater_is_better": metrics.greater_is_better}
+        settings.update(config.training)
+        try:
+            args = self.training_arguments_class(output_dir=output_dir, **settings)
+        except (ValueError, TypeError) as exc:
+            raise FtrunError(f"{config.where('training')}: {first_line(exc)}") from exc
+        return self.trainer_class(
+            model=model,
+            args=args,
+            train_dataset=data.train,
+            eval_dataset=data.eval,
+            processing_class=data.tokenizer,
+            data_collator=self.data_collator(data),
+            compute_metrics=metrics.compute,
+            callbacks=callbacks,
+        )
+
+    def data_collator(self, data: TaskData) -> Callable:
+        """Pads each batch to its own longest example (dynamic padding)."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(data.tokenizer)
+
+    def check_model(self, config: RunConfig) -> None:
+        """What ``ftrun check`` verifies of ``[model]`` without loading weights."""
+        from transformers import AutoConfig
+
+        model = config.model
+        if model.config is not None:
+            if "model_type" not in model_config_dict(config):
+                raise FtrunError(f"{config.where('model.config')}: needs a model_type (e.g. \"bert\")")
+            return
+        if model.name is None:
+            raise FtrunError(f"{config.where('model')}: name a model (model.name) or give a model.config")
+        check_local(config, "model.name", model.name)
+        path = Path(model.name)
+        if path.is_dir() and not any(path.glob(pattern) for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json")):
+            raise FtrunError(f"{config.where('model.name')}: {path} has no model weights (*.safetensors or *.bin)")
+        try:
+            AutoConfig.from_pretrained(model.name, revision=model.revision, trust_remote_code=model.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise FtrunError(f"{config.where('model.name')}: cannot load {model.name!r}: {first_line(exc)}") from exc
+
+    def load_trained(self, model_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        """The model and tokenizer of a finished run's output directory."""
+        from transformers import AutoTokenizer
+
+        try:
+            return self.auto_model.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+        except (OSError, ValueError) as exc:
+            raise FtrunError(f"--model: cannot load {model_dir}: {first_line(exc)}") from exc
+
+    def predict(self, model: Any, tokenizer: Any, inputs: list[str]) -> list[Any]:
+        """Predictions for raw inputs, through the ``transformers.pipeline`` of this task."""
+        from transformers import pipeline
+
+        return pipeline(self.pipeline_tag, model=model, tokenizer=tokenizer)(inputs)
+
+
+def model_config_dict(config: RunConfig) -> dict[str, Any]:
+    """``[model] config`` as a dict, read from a file or folder when it is a path."""
+    value = config.model.config
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    import json
+
+    path = Path(value)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FtrunError(f"{config.where('model.config')}: cannot read {path}: {first_line(exc)}") from exc
+
+
+def check_local(config: RunConfig, key: str, value: str) -> None:
+    """A value that is a local path must exist; Hub ids are left to the Hub."""
+    from .config import looks_like_path
+
+    if looks_like_path(value) and not Path(value).exists():
+        raise FtrunError(f"{config.where(key)}: {value} does not exist")

@@ -1,0 +1,1 @@
+"""The built-in task plugins of ftrun, and the helpers they share."""

@@ -1,0 +1,179 @@
+"""Text classification: one text or a text pair → one of N named labels (BERT on IMDB).
+
+Registered through the ``ftrun`` entry-point group, exactly as a third-party plugin is.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from pydantic import Field
+from transformers import AutoModelForSequenceClassification
+
+from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, hookimpl, require_columns
+
+from ftrun.config import merge
+
+from ..metrics import classification_metrics
+
+DEMO_DIR = Path(__file__).parent / "data"
+
+
+class TextClassificationData(DataConfig):
+    text_column: str = Field("text", description="Column holding the text.")
+    text_pair_column: str | None = Field(None, description="Second text column, for text-pair tasks (NLI, paraphrase, ...).")
+    label_column: str = Field("label", description="Column holding the label: a ClassLabel, strings, or integers.")
+    label_names: list[str] | None = Field(None, description="Names of integer labels 0..N-1, when the data has none.")
+
+
+class TextClassificationTask(Task):
+    name = "text-classification"
+    description = "classify a text or a text pair into named labels"
+    pipeline_tag = "text-classification"
+    auto_model = AutoModelForSequenceClassification
+    data_config = TextClassificationData
+    #: The seed recipe: BERT fine-tuned on 1000 IMDB reviews with the Trainer.
+    defaults = {
+        "model": {"name": "bert-base-uncased"},
+        "data": {
+            "dataset": "imdb",
+            "train_split": "train",
+            "eval_split": "test",
+            "max_train_samples": 1000,
+            "max_eval_samples": 200,
+        },
+        "training": {
+            "num_train_epochs": 3,
+            "per_device_train_batch_size": 8,
+            "per_device_eval_batch_size": 8,
+            "warmup_steps": 500,
+            "weight_decay": 0.01,
+        },
+        "metrics": {"names": ["accuracy", "f1"], "best": "accuracy"},
+        "predict": {
+            "examples": [
+                "I loved this movie! The acting was great and the story kept me hooked.",
+                "This was a terrible film. I want my two hours back.",
+            ]
+        },
+    }
+
+    def demo(self) -> dict[str, Any]:
+        """A real IMDB sample shipped in the package and a small BERT trained from scratch on it."""
+        shared = {key: value for key, value in self.defaults.items() if key not in ("model", "data")}
+        return merge(
+            shared,
+            {
+                "model": {
+                    "config": {
+                        "model_type": "bert",
+                        "hidden_size": 128,
+                        "num_hidden_layers": 2,
+                        "num_attention_heads": 2,
+                        "intermediate_size": 256,
+                        "max_position_embeddings": 256,
+                    },
+                    "tokenizer_vocab_size": 4000,
+                },
+                "data": {
+                    "train_file": str(DEMO_DIR / "imdb-train.jsonl.gz"),
+                    "eval_file": str(DEMO_DIR / "imdb-eval.jsonl.gz"),
+                    "label_names": ["neg", "pos"],
+                    "max_length": 256,
+                },
+                # A model trained from scratch wants a higher rate and no long warmup.
+                "training": {"num_train_epochs": 4, "learning_rate": 1e-3, "warmup_steps": 0, "per_device_train_batch_size": 16},
+            },
+        )
+
+    # -- data stage --------------------------------------------------------------------
+
+    def check_data(self, splits: Splits, config: RunConfig) -> list[str]:
+        data: TextClassificationData = config.data
+        columns = {"text_column": data.text_column, "text_pair_column": data.text_pair_column, "label_column": data.label_column}
+        require_columns(splits.train, columns, config, "train")
+        require_columns(splits.eval, columns, config, "eval")
+        for key in ("text_column", "text_pair_column"):
+            column = getattr(data, key)
+            dtype = getattr(splits.train.features.get(column), "dtype", None) if column else "string"
+            if dtype not in ("string", "large_string"):
+                raise FtrunError(f"{config.where('data.' + key)}: column {column!r} holds {dtype}, not text")
+        names = label_names(splits.train, config, "train")
+        unknown = sorted(set(label_names(splits.eval, config, "eval", names)) - set(names))
+        if unknown:
+            raise FtrunError(
+                f"{config.where('data.label_column')}: eval labels missing from the train split: {', '.join(unknown[:10])}"
+            )
+        if len(names) < 2:
+            raise FtrunError(f"{config.where('data.label_column')}: the train split has only the label {names[0]!r}; classification needs two or more")
+        return names
+
+    def text_of(self, split: Any, config: RunConfig) -> Iterable[str]:
+        columns = [c for c in (config.data.text_column, config.data.text_pair_column) if c]
+        for row in split.select_columns(columns).iter(batch_size=1000):
+            for column in columns:
+                yield from row[column]
+
+    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig) -> dict[str, list]:
+        settings: TextClassificationData = config.data
+        pairs = batch[settings.text_pair_column] if settings.text_pair_column else None
+        encoded = data.tokenizer(batch[settings.text_column], pairs, truncation=True, max_length=settings.max_length)
+        indexed = uses_indices(data.raw.train, config)
+        label2id = data.label2id
+        encoded["labels"] = [label2id[value if isinstance(value, str) else data.labels[value] if indexed else str(value)] for value in batch[settings.label_column]]
+        return encoded
+
+    # -- metric stage ------------------------------------------------------------------
+
+    def build_metrics(self, config: RunConfig, data: TaskData) -> Metrics:
+        names = config.metrics.names or ["accuracy", "f1"]
+        best = config.metrics.best or names[0]
+        compute = classification_metrics(names, num_labels=len(data.labels), where=config.where("metrics.names"))
+        if best not in names:
+            raise FtrunError(f"{config.where('metrics.best')}: {best!r} is not among metrics.names ({', '.join(names)})")
+        return Metrics(compute=lambda p: compute(np.argmax(p.predictions, axis=-1), p.label_ids), best=best)
+
+    def format_prediction(self, prediction: dict[str, Any]) -> str:
+        return f"{prediction['label']} ({prediction['score']:.3f})"
+
+
+def uses_indices(split: Any, config: RunConfig) -> bool:
+    """Whether integer labels are indices into names (a ClassLabel, or ``label_names``)."""
+    return hasattr(split.features[config.data.label_column], "names") or config.data.label_names is not None
+
+
+def label_names(split: Any, config: RunConfig, name: str, train_names: list[str] | None = None) -> list[str]:
+    """The label names of a split: ClassLabel names, ``label_names``, or the distinct values.
+
+    For the eval split (``train_names`` given) returns the names its rows use.
+    """
+    column = config.data.label_column
+    where = config.where("data.label_column")
+    feature = split.features[column]
+    values = Counter(split[column])
+    if None in values:
+        raise FtrunError(f"{where}: the {name} split has rows without a label")
+    kinds = {type(value).__name__ for value in values}
+    if kinds - {"str", "int"} or len(kinds) > 1:
+        raise FtrunError(f"{where}: labels must be all strings or all integers; the {name} split has {', '.join(sorted(kinds))}")
+    if kinds == {"str"}:
+        return sorted(values)
+    names = getattr(feature, "names", None) or config.data.label_names
+    if names is None:
+        return [str(value) for value in sorted(values)]
+    bad = sorted(value for value in values if not 0 <= value < len(names))
+    if bad:
+        source = "label_names" if config.data.label_names else "the dataset's label names"
+        raise FtrunError(f"{where}: the {name} split has label {bad[0]}, outside the {len(names)} of {source}")
+    return list(names) if train_names is None else [names[value] for value in values]
+
+
+TASK = TextClassificationTask()
+
+
+@hookimpl
+def ftrun_register_tasks(register):
+    register(TASK)
