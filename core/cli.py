@@ -107,7 +107,7 @@ def quiet_libraries(verbose: bool) -> None:
 def load_config(args: argparse.Namespace, announce=print):
     """Manifest and flags → (plugin manager, validated RunConfig)."""
     from .config import build_config, read_manifest
-    from .hub import go_offline_unless_reachable
+    from .hub import go_offline_unless_reachable, unavailable_offline
     from .plugin_manager import get_plugin_manager
 
     manifest: dict[str, Any] = {}
@@ -127,13 +127,13 @@ def load_config(args: argparse.Namespace, announce=print):
     if not name:
         installed = ", ".join(sorted(manager.tasks())) or "none"
         raise FtrunError(f"{source + ': ' if args.manifest else ''}name a task with --task or the manifest's task key (installed: {installed})")
-    task = manager.task(name)
+    task = manager.task(name, where=f"--task {args.task}" if args.task else f"{source}: task")
     demo = args.demo
     if not go_offline_unless_reachable() and not demo and not args.manifest and not _names_sources(args.overrides):
-        missing = missing_defaults(task)
+        missing = unavailable_offline(task.defaults.get("model", {}).get("name"), task.defaults.get("data", {}).get("dataset"))
         if missing:
             announce(
-                f"ftrun: the Hugging Face Hub is unreachable and {' and '.join(missing)} not cached: "
+                f"ftrun: the Hugging Face Hub is unreachable and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not cached: "
                 f"running the embedded {task.name} demo instead (name a model and dataset to change this)"
             )
             demo = True
@@ -148,30 +148,6 @@ def _blocked() -> list[str]:
 def _names_sources(overrides: list[str]) -> bool:
     """Whether --set names a model or data source: then nothing may fall back to the demo."""
     return any(item.split("=", 1)[0].strip().startswith(("model.", "data.")) for item in overrides)
-
-
-def missing_defaults(task) -> list[str]:
-    """The task's default model and dataset that cannot be loaded offline (not in the cache)."""
-    missing = []
-    model = task.defaults.get("model", {}).get("name")
-    if model:
-        from transformers import AutoConfig
-
-        try:
-            AutoConfig.from_pretrained(model)
-        except (OSError, ValueError):
-            missing.append(f"model {model} is")
-    dataset = task.defaults.get("data", {}).get("dataset")
-    if dataset:
-        import datasets
-
-        try:
-            datasets.load_dataset_builder(dataset)
-        except Exception:  # datasets raises several kinds of error for "not cached"
-            missing.append(f"dataset {dataset} is")
-    if len(missing) == 2:
-        missing = [missing[0].removesuffix(" is"), missing[1].replace(" is", " are")]
-    return missing
 
 
 # -- commands ---------------------------------------------------------------------
@@ -254,7 +230,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .config import read_manifest
 
         name = read_manifest(model_dir / MANIFEST_NAME).get("task")
-    task = manager.task(name)
+    task = manager.task(name, where=f"--task {args.task}" if args.task else f"{model_dir / MANIFEST_NAME}: task")
     inputs = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not inputs:
         raise FtrunError("predict: no input (give texts as arguments or lines on stdin)")

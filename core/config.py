@@ -234,7 +234,8 @@ def _validate_training(source: str, training: Any, args_class: type) -> dict[str
         if key not in fields:
             raise FtrunError(f"{source}: training.{key}: unknown key{did_you_mean(key, fields)}")
         if not _accepts(hints.get(key, fields[key].type), value):
-            raise FtrunError(f"{source}: training.{key}: wrong type {_type_name(value)} for {fields[key].type}")
+            expected = getattr(fields[key].type, "__name__", fields[key].type)  # float, not <class 'float'>
+            raise FtrunError(f"{source}: training.{key}: expected {expected}, got {_type_name(value)} {value!r}")
         default = fields[key].default
         may_be_negative = key in ("seed", "data_seed") or (isinstance(default, (int, float)) and default < 0)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 and not may_be_negative:
@@ -260,7 +261,7 @@ def build_config(
         if key not in TOP_LEVEL_KEYS:
             raise FtrunError(f"{source}: {key}: unknown key{did_you_mean(key, TOP_LEVEL_KEYS)}")
     resolve_paths(manifest, base_dir)
-    defaults = merge({"training": TRAINING_DEFAULTS}, task.demo() if demo else task.defaults)
+    defaults = drop_replaced_sources(merge({"training": TRAINING_DEFAULTS}, task.demo() if demo else task.defaults), manifest)
     effective = merge(defaults, manifest)
     effective["task"] = task.name
     plugins = effective.get("plugins", [])
@@ -281,6 +282,28 @@ def build_config(
         source=source,
         manifest=effective,
     )
+
+
+#: Per table: the keys that name a source of its own, and every key describing the default
+#: source. A manifest that names its own model or data inherits none of the defaults' source
+#: keys: not the default model's name, nor the default dataset's splits and subset sizes.
+SOURCES = {
+    "model": (("name", "config"), ("name", "config", "tokenizer")),
+    "data": (
+        ("dataset", "train_file", "eval_file"),
+        ("dataset", "dataset_config", "train_file", "eval_file", "train_split", "eval_split", "max_train_samples", "max_eval_samples"),
+    ),
+}
+
+
+def drop_replaced_sources(defaults: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """Remove the defaults' source keys from every table where the manifest names its own source."""
+    for section, (naming, describing) in SOURCES.items():
+        given = manifest.get(section)
+        if isinstance(given, dict) and any(key in given for key in naming) and section in defaults:
+            for key in describing:
+                defaults[section].pop(key, None)
+    return defaults
 
 
 #: Keys whose values are always local paths, and those that may be a path or a Hub id.

@@ -51,6 +51,8 @@ def _check_file(config: RunConfig, key: str, value: str) -> Path:
         raise FtrunError(f"{where}: {path} does not exist")
     if path.is_dir():
         raise FtrunError(f"{where}: {path} is a directory, not a data file")
+    if path.stat().st_size == 0:  # datasets fails on it without naming the file
+        raise FtrunError(f"{where}: {path} is empty")
     return path
 
 

@@ -19,7 +19,8 @@ _current: contextvars.ContextVar[Display | None] = contextvars.ContextVar("ftrun
 
 class Display:
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console()
+        # soft_wrap: a message is one line however narrow the terminal, so it can be grepped and piped.
+        self.console = console or Console(soft_wrap=True)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -69,6 +70,9 @@ class RichProgressCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.train_id = self.progress.add_task("Training", total=state.max_steps, note="")
 
+    def on_train_end(self, args, state, control, **kwargs):
+        self.train_id = None
+
     def on_step_end(self, args, state, control, **kwargs):
         self.progress.update(self.train_id, completed=state.global_step)
 
@@ -86,7 +90,7 @@ class RichProgressCallback(TrainerCallback):
         if self.eval_id is not None:
             self.progress.remove_task(self.eval_id)
             self.eval_id = None
+        if self.train_id is None:
+            return  # the final evaluation: the run's summary table shows it
         shown = {k[5:]: v for k, v in (metrics or {}).items() if k.startswith("eval_") and isinstance(v, float) and "runtime" not in k and "per_second" not in k}
-        if shown:
-            where = f"epoch {state.epoch:.2f}" if state.epoch else "evaluation"
-            self.display.print(f"{where}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        self.display.print(f"epoch {state.epoch:.2f}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))

@@ -82,7 +82,8 @@ def ftrun_build_metrics(task: Task, config: RunConfig, data: TaskData) -> Metric
 def ftrun_trainer_callbacks(task: Task, config: RunConfig) -> list[TrainerCallback] | None:
     """Trainer stage: ``transformers.TrainerCallback`` objects to add to the run.
 
-    Called before ``ftrun_build_trainer``; the lists from every plugin are concatenated.
+    Called before ``ftrun_build_trainer``. Returns a list of callbacks (or ``None``); the
+    lists from every plugin are concatenated and handed to ``ftrun_build_trainer``.
     Use it for events inside the training loop (logging, early stopping, ...).
     """
 

@@ -47,3 +47,23 @@ def go_offline_unless_reachable() -> bool:
     huggingface_hub.constants.HF_HUB_OFFLINE = True
     datasets.config.HF_HUB_OFFLINE = True
     return False
+
+
+def unavailable_offline(model: str | None, dataset: str | None) -> list[str]:
+    """Which of a model and a dataset cannot be loaded without the Hub (not in the local cache)."""
+    missing = []
+    if model:
+        from transformers import AutoConfig
+
+        try:
+            AutoConfig.from_pretrained(model)
+        except (OSError, ValueError):
+            missing.append(f"model {model}")
+    if dataset:
+        import datasets
+
+        try:
+            datasets.load_dataset_builder(dataset)
+        except Exception:  # datasets raises several kinds of error for "not cached"
+            missing.append(f"dataset {dataset}")
+    return missing

@@ -51,15 +51,15 @@ class PluginManager(pluggy.PluginManager):
         try:
             self.register(module, name=info.name)
         except pluggy.PluginValidationError as exc:
-            raise FtrunError(f"{info.label}: {exc}") from exc
+            raise FtrunError(f"{info.label}: {one_line(exc)}") from exc
         self.info[info.name] = info
 
     def tasks(self) -> dict[str, tuple[Task, str]]:
         """Every registered task by name, with the name of the plugin that registered it."""
         if self._tasks is None:
             self._tasks = {}
-            # Call each implementation on its own, so a duplicate names both plugins.
-            for impl in reversed(self.hook.ftrun_register_tasks.get_hookimpls()):
+            # Call each implementation on its own (in registration order), so a duplicate names both plugins.
+            for impl in self.hook.ftrun_register_tasks.get_hookimpls():
                 self._collect(impl)
         return self._tasks
 
@@ -81,12 +81,14 @@ class PluginManager(pluggy.PluginManager):
         except Exception as exc:
             raise FtrunError(f"{label}: ftrun_register_tasks failed: {type(exc).__name__}: {first_line(exc)}") from exc
 
-    def task(self, name: str) -> Task:
+    def task(self, name: str, where: str | None = None) -> Task:
+        """The task called ``name``; ``where`` (the flag or key that named it) starts the error message."""
         tasks = self.tasks()
         if name not in tasks:
             close = difflib.get_close_matches(name, list(tasks), n=1)
             hint = f"did you mean {close[0]}? " if close else ""
-            raise FtrunError(f"unknown task {name!r} ({hint}installed: {', '.join(sorted(tasks)) or 'none'})")
+            prefix = f"{where}: " if where else ""
+            raise FtrunError(f"{prefix}unknown task {name!r} ({hint}installed: {', '.join(sorted(tasks)) or 'none'})")
         return tasks[name][0]
 
 
@@ -120,7 +122,7 @@ def get_plugin_manager(plugins: Iterable[str] = (), blocked: Iterable[str] = ())
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
         info = manager.info.get(manager.get_name(exc.plugin) or "")
-        raise FtrunError(f"{info.label if info else 'plugin'}: {exc} (is the hook name misspelt?)") from exc
+        raise FtrunError(f"{info.label if info else 'plugin'}: {one_line(exc)} (is the hook name misspelt?)") from exc
     return manager
 
 
@@ -129,3 +131,8 @@ def _import(load, info: PluginInfo) -> object:
         return load()
     except Exception as exc:
         raise FtrunError(f"{info.label} failed to import: {type(exc).__name__}: {first_line(exc)}") from exc
+
+
+def one_line(exc: BaseException) -> str:
+    """pluggy's validation messages span several lines; the error is one line."""
+    return " ".join(str(exc).split())

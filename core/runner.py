@@ -40,6 +40,9 @@ def run(config: RunConfig, manager: PluginManager, output_dir: Path, *, overwrit
     check_output_dir(output_dir, overwrite)
     with display.active():
         data = hook.ftrun_load_data(task=task, config=config)
+        for name, stats in data.stats.items():
+            how = "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
+            display.print(f"{name}: {stats.examples} examples, {how}")
         model = hook.ftrun_build_head(task=task, config=config, data=data)
         metrics = hook.ftrun_build_metrics(task=task, config=config, data=data)
         callbacks = [cb for group in hook.ftrun_trainer_callbacks(task=task, config=config) for cb in group or ()]

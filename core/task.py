@@ -131,10 +131,13 @@ class Task:
         model = config.model
         source = model.tokenizer or model.name
         if source is None:
-            from .tokenizer import train_wordpiece
+            from .tokenizer import cached_tokenizer, train_wordpiece
 
             size = model_config_dict(config).get("max_position_embeddings", 512)
-            return train_wordpiece(self.text_of(splits.train, config), model.tokenizer_vocab_size, size)
+            key = (self.name, model.tokenizer_vocab_size, size, config.data.model_dump())
+            return cached_tokenizer(
+                splits.train, key, lambda: train_wordpiece(self.text_of(splits.train, config), model.tokenizer_vocab_size, size)
+            )
         key = "model.tokenizer" if model.tokenizer else "model.name"
         check_local(config, key, source)
         try:
@@ -216,7 +219,7 @@ class Task:
             raise FtrunError(f"{config.where('model')}: name a model (model.name) or give a model.config")
         check_local(config, "model.name", model.name)
         path = Path(model.name)
-        if path.is_dir() and not any(path.glob(pattern) for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json")):
+        if path.is_dir() and not any(any(path.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json")):
             raise FtrunError(f"{config.where('model.name')}: {path} has no model weights (*.safetensors or *.bin)")
         try:
             AutoConfig.from_pretrained(model.name, revision=model.revision, trust_remote_code=model.trust_remote_code)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
 
@@ -29,7 +30,13 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, model_max_length: int
         special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))],
     )
     tokenizer.decoder = decoders.WordPiece()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=model_max_length, **SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        model_max_length=model_max_length,
+        # As BERT's: segment ids tell the two texts of a pair apart.
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        **SPECIAL_TOKENS,
+    )
 
 
 def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
@@ -41,3 +48,20 @@ def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
             batch = []
     if batch:
         yield batch
+
+
+def cached_tokenizer(split: Any, key: Any, train: Callable[[], PreTrainedTokenizerBase]) -> PreTrainedTokenizerBase:
+    """A tokenizer trained on ``split`` once, then loaded from disk next to the split's cache.
+
+    Training is not deterministic from run to run (ties in the merge order), so without
+    this an identical second run would get another tokenizer, and tokenize again.
+    """
+    from datasets.fingerprint import Hasher
+    from transformers import AutoTokenizer
+
+    if not split.cache_files:  # an in-memory dataset: nowhere to cache
+        return train()
+    directory = Path(split.cache_files[0]["filename"]).parent / f"ftrun-tokenizer-{Hasher.hash((split._fingerprint, key))}"
+    if not (directory / "tokenizer_config.json").exists():
+        train().save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)

@@ -1,0 +1,218 @@
+"""The text-classification task's data, head and metric stages on tiny data."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_BERT, write_jsonl
+from transformers import EvalPrediction
+
+from ftrun.config import build_config
+from ftrun.data import tokenize
+from ftrun.plugin_manager import get_plugin_manager
+
+
+@pytest.fixture(scope="module")
+def task():
+    return get_plugin_manager().task("text-classification")
+
+
+def config_for(task, tmp_path: Path, data: dict, model: dict | None = None, **tables):
+    manifest = {"task": task.name, "model": model or {"config": TINY_BERT, "tokenizer_vocab_size": 300}, "data": data, **tables}
+    return build_config(task, manifest, source="test.toml", base_dir=tmp_path)
+
+
+def write_rows(tmp_path: Path, train: list[dict], evaluation: list[dict], suffix: str = "jsonl") -> dict:
+    import pandas as pd
+
+    paths = {}
+    for name, rows in (("train", train), ("eval", evaluation)):
+        path = tmp_path / f"{name}.{suffix}"
+        frame = pd.DataFrame(rows)
+        {"jsonl": lambda p: write_jsonl(p, rows), "csv": lambda p: frame.to_csv(p, index=False), "parquet": frame.to_parquet}[suffix](path)
+        paths[f"{name}_file"] = str(path)
+    return paths
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])
+def test_string_labels_keep_their_names_in_every_file_format(task, tmp_path, suffix):
+    rows = [{"text": f"review number {i}", "label": ["bad", "good", "meh"][i % 3]} for i in range(12)]
+    config = config_for(task, tmp_path, write_rows(tmp_path, rows, rows[:6], suffix))
+    data = task.load_data(config)
+    assert data.labels == ["bad", "good", "meh"]
+    assert data.train["labels"][:4] == [0, 1, 2, 0]
+    model = task.build_head(config, data)
+    assert model.config.id2label == {0: "bad", 1: "good", 2: "meh"}
+    assert model.config.num_labels == 3
+
+
+def test_integer_labels_named_by_label_names(task, tmp_path):
+    rows = [{"text": f"text {i}", "label": i % 2} for i in range(8)]
+    config = config_for(task, tmp_path, {**write_rows(tmp_path, rows, rows), "label_names": ["negative", "positive"]})
+    data = task.load_data(config)
+    assert data.labels == ["negative", "positive"]
+    assert data.train["labels"] == [i % 2 for i in range(8)]
+
+
+def test_integer_labels_without_names_use_their_values(task, tmp_path):
+    rows = [{"text": f"text {i}", "label": [3, 7][i % 2]} for i in range(8)]
+    data = task.load_data(config_for(task, tmp_path, write_rows(tmp_path, rows, rows)))
+    assert data.labels == ["3", "7"]
+    assert data.train["labels"] == [i % 2 for i in range(8)]
+
+
+def test_classlabel_names_come_from_the_dataset(task, tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    rows = {"text": ["fine", "awful", "great", "poor"], "label": [1, 0, 1, 0]}
+    DatasetDict({"train": Dataset.from_dict(rows, features=features), "test": Dataset.from_dict(rows, features=features)}).save_to_disk(tmp_path / "saved")
+    data = task.load_data(config_for(task, tmp_path, {"dataset": str(tmp_path / "saved")}))
+    assert data.labels == ["neg", "pos"]
+    assert data.train["labels"] == [1, 0, 1, 0]
+
+
+def test_text_pairs_are_encoded_together(task, tmp_path, tiny_pretrained):
+    rows = [{"premise": f"a cat sat {i}", "hypothesis": "an animal sat", "label": ["entailment", "neutral"][i % 2]} for i in range(8)]
+    data_settings = {**write_rows(tmp_path, rows, rows), "text_column": "premise", "text_pair_column": "hypothesis"}
+    config = config_for(task, tmp_path, data_settings, model={"name": str(tiny_pretrained)})
+    data = task.load_data(config)
+    ids = data.train[0]["input_ids"]
+    assert ids.count(data.tokenizer.sep_token_id) == 2  # [CLS] premise [SEP] hypothesis [SEP]
+    assert set(data.train[0]["token_type_ids"]) == {0, 1}
+
+
+def test_truncation_to_max_length_and_no_padding(task, tmp_path):
+    rows = [{"text": "word " * (5 + 40 * i), "label": ["a", "b"][i % 2]} for i in range(4)]
+    data = task.load_data(config_for(task, tmp_path, {**write_rows(tmp_path, rows, rows), "max_length": 32}))
+    lengths = [len(ids) for ids in data.train["input_ids"]]
+    assert max(lengths) == 32 and min(lengths) < 32  # truncated, and padded only per batch by the collator
+
+
+def test_subsets_are_shuffled_with_the_seed(task, tmp_path):
+    rows = [{"text": f"text {i}", "label": ["a", "b"][i % 2]} for i in range(50)]
+    files = write_rows(tmp_path, rows, rows)
+    first = task.load_data(config_for(task, tmp_path, {**files, "max_train_samples": 10}))
+    second = task.load_data(config_for(task, tmp_path, {**files, "max_train_samples": 10}))
+    assert len(first.train) == 10 and first.raw.train["text"] == second.raw.train["text"]
+    assert first.raw.train["text"] != [f"text {i}" for i in range(10)]
+
+
+def test_metrics_binary_and_macro_f1(task, tmp_path):
+    rows = [{"text": "x", "label": label} for label in ["a", "b", "c"]]
+    config = config_for(task, tmp_path, write_rows(tmp_path, rows, rows))
+    data = task.load_data(config)
+    metrics = task.build_metrics(config, data)
+    assert metrics.best == "accuracy" and metrics.greater_is_better
+    logits = np.eye(3)[[0, 1, 2, 2]]
+    result = metrics.compute(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 2, 1])))
+    assert result["accuracy"] == pytest.approx(0.75)
+    assert result["f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)  # macro over three classes
+
+
+def test_unknown_metric_fails_before_training(task, tmp_path):
+    rows = [{"text": "x", "label": label} for label in ["a", "b"]]
+    config = config_for(task, tmp_path, write_rows(tmp_path, rows, rows), metrics={"names": ["accuracy", "no_such_metric"]})
+    data = task.load_data(config)
+    from ftrun import FtrunError
+
+    with pytest.raises(FtrunError, match=r"test.toml: metrics.names: cannot load metric 'no_such_metric'.*offline metrics are accuracy, f1"):
+        task.build_metrics(config, data)
+
+
+def test_tokenized_splits_are_cached(tmp_path):
+    from datasets import load_dataset
+
+    path = write_jsonl(tmp_path / "rows.jsonl", [{"text": f"row {i}"} for i in range(20)])
+    calls = []
+
+    def encode(batch):
+        calls.append(len(batch["text"]))
+        return {"n": [len(text) for text in batch["text"]]}
+
+    for _ in range(2):
+        split = load_dataset("json", data_files=str(path), split="train")
+        result, stats = tokenize(split, encode, key="k1", desc="test")
+        assert result["n"][0] == 5
+    assert sum(calls) == 20  # encoded once, loaded from the cache the second time
+    assert stats.cached
+    tokenize(load_dataset("json", data_files=str(path), split="train"), encode, key="k2", desc="test")
+    assert sum(calls) == 40  # another key (tokenizer, settings) tokenizes again
+
+
+def test_second_identical_run_does_not_tokenize_again(cli, tiny_manifest, tmp_path):
+    first = cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "one")
+    second = cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "two")
+    assert first.code == 0 and second.code == 0
+    assert "train: 48 examples, tokenized in" in first.out
+    assert "train: 48 examples, loaded from the cache" in second.out
+    assert "eval: 16 examples, loaded from the cache" in second.out
+
+
+def test_refuses_a_non_empty_output_directory(cli, tiny_manifest, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = cli("--manifest", tiny_manifest, "--output-dir", out)
+    assert result.code == 2
+    assert result.err.strip() == f"ftrun: error: --output-dir: {out} is not empty (pass --overwrite to replace it)"
+    assert (out / "keep.txt").read_text() == "precious"
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    replaced = cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")
+    assert replaced.code == 0 and not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+
+
+def test_set_overrides_manifest_keys(cli, tiny_manifest, tmp_path):
+    out = tmp_path / "out"
+    result = cli("--manifest", tiny_manifest, "--output-dir", out, "--set", "training.max_steps=2", "--set", "data.max_train_samples=16", "--set", "metrics.names=['accuracy']")
+    assert result.code == 0, result
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert "eval_f1" not in json.loads((out / "eval_results.json").read_text())
+    assert "max_train_samples = 16" in (out / "ftrun.toml").read_text()
+
+
+def test_offline_without_a_named_source_falls_back_to_the_demo(cli, tmp_path):
+    out = tmp_path / "out"
+    result = cli("--task", "text-classification", "--output-dir", out, "--set", "training.max_steps=2", "--set", "predict.examples=['good']")
+    assert result.code == 0, result
+    first = result.out.splitlines()[0]
+    assert first.startswith("ftrun: the Hugging Face Hub is unreachable and model bert-base-uncased and dataset imdb are not cached")
+    assert "embedded text-classification demo" in first
+    assert "imdb-train.jsonl.gz" in (out / "ftrun.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    "named, where",
+    [
+        ("model.name=bert-base-cased", "data: cannot load data: Couldn't reach 'imdb'"),  # the default dataset stays named
+        ("data.dataset=ag_news", "data: cannot load data: Couldn't reach 'ag_news'"),
+    ],
+)
+def test_a_named_model_or_dataset_never_silently_changes(cli, tmp_path, named, where):
+    result = cli("--task", "text-classification", "--output-dir", tmp_path / "out", "--set", named)
+    assert result.code == 2
+    assert "unreachable" not in result.out and "demo" not in result.out
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith(f"ftrun: error: --task text-classification: {where}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_named_hub_model_that_is_not_cached_fails_in_one_line(cli, reviews, tmp_path):
+    train, evaluation = reviews
+    result = cli("--task", "text-classification", "--output-dir", tmp_path / "out", "--set", "model.name=bert-base-cased",
+                 "--set", f"data.train_file='{train}'", "--set", f"data.eval_file='{evaluation}'")
+    assert result.code == 2
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("ftrun: error: --task text-classification: model.name: cannot load tokenizer 'bert-base-cased'")
+
+
+def test_demo_flag_runs_the_embedded_default(cli, tmp_path):
+    out = tmp_path / "out"
+    result = cli("--task", "text-classification", "--demo", "--output-dir", out, "--set", "training.max_steps=3")
+    assert result.code == 0, result
+    assert "unreachable" not in result.out
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
+    assert "train: 1000 examples" in result.out
+
