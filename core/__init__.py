@@ -3,6 +3,8 @@
 Everything a plugin needs is importable from here.
 """
 
+import importlib
+
 import pluggy
 
 __version__ = "0.1.0"
@@ -10,22 +12,25 @@ __version__ = "0.1.0"
 #: Marks a function as an implementation of an ``ftrun_…`` hook.
 hookimpl = pluggy.HookimplMarker("ftrun")
 
-from .config import DataConfig, ModelConfig, RunConfig  # noqa: E402
-from .data import Splits, load_splits, require_columns  # noqa: E402
-from .errors import FtrunError  # noqa: E402
-from .task import Metrics, Task, TaskData  # noqa: E402
+#: Public names and their modules, imported on first use (PEP 562) so that
+#: ``ftrun --help`` and ``ftrun --version`` answer without importing torch.
+_PUBLIC = {
+    "DataConfig": "config",
+    "ModelConfig": "config",
+    "RunConfig": "config",
+    "FtrunError": "errors",
+    "Splits": "data",
+    "load_splits": "data",
+    "require_columns": "data",
+    "Metrics": "task",
+    "Task": "task",
+    "TaskData": "task",
+}
 
-__all__ = [
-    "DataConfig",
-    "FtrunError",
-    "Metrics",
-    "ModelConfig",
-    "RunConfig",
-    "Splits",
-    "Task",
-    "TaskData",
-    "__version__",
-    "hookimpl",
-    "load_splits",
-    "require_columns",
-]
+__all__ = ["__version__", "hookimpl", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'ftrun' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)

@@ -230,6 +230,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .config import read_manifest
 
         name = read_manifest(model_dir / MANIFEST_NAME).get("task")
+        if not isinstance(name, str):
+            raise FtrunError(f"{model_dir / MANIFEST_NAME}: task: missing; say which task it is with --task")
     task = manager.task(name, where=f"--task {args.task}" if args.task else f"{model_dir / MANIFEST_NAME}: task")
     inputs = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not inputs:

@@ -110,8 +110,24 @@ class RunConfig:
     manifest: dict[str, Any]
     """The effective manifest (defaults, file and overrides merged), as written to the model card."""
 
+    overridden: frozenset[str] = frozenset()
+    """The keys given with ``--set``: errors about them name ``--set``, not the manifest."""
+
     def where(self, key: str) -> str:
         """Prefix for an error message about ``key``: ``imdb.toml: data.text_column``."""
+        return Origin(self.source, self.overridden)(key)
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where each key of a config came from, so that an error points at the right place."""
+
+    source: str
+    overridden: frozenset[str] = frozenset()
+
+    def __call__(self, key: str) -> str:
+        if any(key == k or key.startswith(k + ".") for k in self.overridden):
+            return f"--set {key}"
         return f"{self.source}: {key}"
 
 
@@ -177,9 +193,9 @@ def did_you_mean(key: str, choices: typing.Iterable[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _validate_section(source: str, name: str, model: type[Section], value: Any) -> Section:
+def _validate_section(where: Origin, name: str, model: type[Section], value: Any) -> Section:
     if not isinstance(value, dict):
-        raise FtrunError(f"{source}: {name}: expected a table, got {_type_name(value)}")
+        raise FtrunError(f"{where(name)}: expected a table, got {_type_name(value)}")
     try:
         return model.model_validate(value)
     except ValidationError as exc:
@@ -187,8 +203,8 @@ def _validate_section(source: str, name: str, model: type[Section], value: Any) 
         loc = ".".join(str(part) for part in error["loc"])
         if error["type"] == "extra_forbidden":
             hint = did_you_mean(str(error["loc"][-1]), model.model_fields)
-            raise FtrunError(f"{source}: {name}.{loc}: unknown key{hint}") from None
-        raise FtrunError(f"{source}: {name}.{loc}: {error['msg'].lower()}, got {error['input']!r}") from None
+            raise FtrunError(f"{where(f'{name}.{loc}')}: unknown key{hint}") from None
+        raise FtrunError(f"{where(f'{name}.{loc}')}: {error['msg'].lower()}, got {error['input']!r}") from None
 
 
 def _type_name(value: Any) -> str:
@@ -223,23 +239,23 @@ def _accepts(annotation: Any, value: Any) -> bool:
     return True
 
 
-def _validate_training(source: str, training: Any, args_class: type) -> dict[str, Any]:
+def _validate_training(where: Origin, training: Any, args_class: type) -> dict[str, Any]:
     if not isinstance(training, dict):
-        raise FtrunError(f"{source}: training: expected a table, got {_type_name(training)}")
+        raise FtrunError(f"{where('training')}: expected a table, got {_type_name(training)}")
     fields = {f.name: f for f in dataclasses.fields(args_class) if f.init}
     hints = typing.get_type_hints(args_class)
     for key, value in training.items():
         if key == "output_dir":
-            raise FtrunError(f"{source}: training.output_dir: set the output directory with --output-dir or a top-level output_dir")
+            raise FtrunError(f"{where('training.output_dir')}: set the output directory with --output-dir or a top-level output_dir")
         if key not in fields:
-            raise FtrunError(f"{source}: training.{key}: unknown key{did_you_mean(key, fields)}")
+            raise FtrunError(f"{where('training.' + key)}: unknown key{did_you_mean(key, fields)}")
         if not _accepts(hints.get(key, fields[key].type), value):
             expected = getattr(fields[key].type, "__name__", fields[key].type)  # float, not <class 'float'>
-            raise FtrunError(f"{source}: training.{key}: expected {expected}, got {_type_name(value)} {value!r}")
+            raise FtrunError(f"{where('training.' + key)}: expected {expected}, got {_type_name(value)} {value!r}")
         default = fields[key].default
         may_be_negative = key in ("seed", "data_seed") or (isinstance(default, (int, float)) and default < 0)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 and not may_be_negative:
-            raise FtrunError(f"{source}: training.{key}: must not be negative, got {value}")
+            raise FtrunError(f"{where('training.' + key)}: must not be negative, got {value}")
     return dict(training)
 
 
@@ -257,30 +273,32 @@ def build_config(
     Relative paths in the manifest are resolved against ``base_dir`` (the manifest's folder).
     """
     manifest = apply_overrides(manifest, list(overrides))
+    where = Origin(source, frozenset(".".join(parse_override(text)[0]) for text in overrides))
     for key in manifest:
         if key not in TOP_LEVEL_KEYS:
-            raise FtrunError(f"{source}: {key}: unknown key{did_you_mean(key, TOP_LEVEL_KEYS)}")
+            raise FtrunError(f"{where(key)}: unknown key{did_you_mean(key, TOP_LEVEL_KEYS)}")
     resolve_paths(manifest, base_dir)
     defaults = drop_replaced_sources(merge({"training": TRAINING_DEFAULTS}, task.demo() if demo else task.defaults), manifest)
     effective = merge(defaults, manifest)
     effective["task"] = task.name
     plugins = effective.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise FtrunError(f"{source}: plugins: expected an array of module names")
+        raise FtrunError(f"{where('plugins')}: expected an array of module names")
     output_dir = effective.get("output_dir")
     if output_dir is not None and not isinstance(output_dir, str):
-        raise FtrunError(f"{source}: output_dir: expected a string, got {_type_name(output_dir)}")
+        raise FtrunError(f"{where('output_dir')}: expected a string, got {_type_name(output_dir)}")
     return RunConfig(
         task=task.name,
-        model=_validate_section(source, "model", ModelConfig, effective.get("model", {})),
-        data=_validate_section(source, "data", task.data_config, effective.get("data", {})),
-        training=_validate_training(source, effective.get("training", {}), task.training_arguments_class),
-        metrics=_validate_section(source, "metrics", MetricsConfig, effective.get("metrics", {})),
-        predict=_validate_section(source, "predict", PredictConfig, effective.get("predict", {})),
+        model=_validate_section(where, "model", ModelConfig, effective.get("model", {})),
+        data=_validate_section(where, "data", task.data_config, effective.get("data", {})),
+        training=_validate_training(where, effective.get("training", {}), task.training_arguments_class),
+        metrics=_validate_section(where, "metrics", MetricsConfig, effective.get("metrics", {})),
+        predict=_validate_section(where, "predict", PredictConfig, effective.get("predict", {})),
         plugins=plugins,
         output_dir=output_dir,
         source=source,
         manifest=effective,
+        overridden=where.overridden,
     )
 
 

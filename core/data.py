@@ -62,39 +62,24 @@ def load_splits(config: RunConfig) -> Splits:
     Local files (``train_file`` / ``eval_file``) win over ``dataset``; ``dataset`` is a
     Hub id, a local folder of data files, or a folder written by ``save_to_disk``.
     """
-    import datasets
-
     data = config.data
-    try:
-        if data.train_file or data.eval_file:
-            if not (data.train_file and data.eval_file):
-                missing = "eval_file" if data.train_file else "train_file"
-                raise FtrunError(f"{config.where('data.' + missing)}: needed as well when local files are used")
-            train_path = _check_file(config, "train_file", data.train_file)
-            eval_path = _check_file(config, "eval_file", data.eval_file)
-            builders = {builder_for(p, config.where(f"data.{k}")) for k, p in (("train_file", train_path), ("eval_file", eval_path))}
-            if len(builders) > 1:
-                raise FtrunError(f"{config.where('data')}: train_file and eval_file must be of the same file type")
-            loaded = datasets.load_dataset(builders.pop(), data_files={"train": str(train_path), "eval": str(eval_path)})
-            train, evaluation = loaded["train"], loaded["eval"]
-            where_train, where_eval = config.where("data.train_file"), config.where("data.eval_file")
-        elif data.dataset:
-            loaded = _load_dataset(config)
-            for key, split in (("train_split", data.train_split), ("eval_split", data.eval_split)):
-                if split not in loaded:
-                    raise FtrunError(
-                        f"{config.where('data.' + key)}: split {split!r} not in {data.dataset} "
-                        f"(splits: {', '.join(loaded)})"
-                    )
-            train, evaluation = loaded[data.train_split], loaded[data.eval_split]
-            where_train = where_eval = config.where("data.dataset")
-        else:
-            raise FtrunError(f"{config.where('data')}: name a dataset, or train_file and eval_file")
-    except FtrunError:
-        raise
-    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as exc:
-        cause = exc.__cause__ or exc
-        raise FtrunError(f"{config.where('data')}: cannot load data: {first_line(cause)}") from exc
+    if data.train_file or data.eval_file:
+        if not (data.train_file and data.eval_file):
+            missing = "eval_file" if data.train_file else "train_file"
+            raise FtrunError(f"{config.where('data.' + missing)}: needed as well when local files are used")
+        train, evaluation = _load_file(config, "train_file"), _load_file(config, "eval_file")
+        where_train, where_eval = config.where("data.train_file"), config.where("data.eval_file")
+    elif data.dataset:
+        loaded = _guarded(config.where("data.dataset"), lambda: _load_dataset(config))
+        for key, split in (("train_split", data.train_split), ("eval_split", data.eval_split)):
+            if split not in loaded:
+                raise FtrunError(
+                    f"{config.where('data.' + key)}: split {split!r} not in {data.dataset} (splits: {', '.join(loaded)})"
+                )
+        train, evaluation = loaded[data.train_split], loaded[data.eval_split]
+        where_train = where_eval = config.where("data.dataset")
+    else:
+        raise FtrunError(f"{config.where('data')}: name a dataset, or train_file and eval_file")
     for split, where, name in ((train, where_train, "train"), (evaluation, where_eval, "eval")):
         if len(split) == 0:
             raise FtrunError(f"{where}: the {name} split is empty")
@@ -102,6 +87,26 @@ def load_splits(config: RunConfig) -> Splits:
         train=subset(train, data.max_train_samples, data.shuffle_seed),
         eval=subset(evaluation, data.max_eval_samples, data.shuffle_seed),
     )
+
+
+def _load_file(config: RunConfig, key: str) -> Dataset:
+    """One local file as a split; each file is read on its own so an error names it."""
+    import datasets
+
+    path = _check_file(config, key, getattr(config.data, key))
+    where = config.where(f"data.{key}")
+    builder = builder_for(path, where)
+    return _guarded(f"{where}: {path.name}", lambda: datasets.load_dataset(builder, data_files=str(path), split="train"))
+
+
+def _guarded(where: str, load: Callable[[], Any]) -> Any:
+    """Run a `datasets` load, turning its errors into one line that says where."""
+    import datasets
+
+    try:
+        return load()
+    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as exc:
+        raise FtrunError(f"{where}: cannot load data: {first_line(exc.__cause__ or exc)}") from exc
 
 
 def _load_dataset(config: RunConfig):

@@ -38,6 +38,7 @@ def run(config: RunConfig, manager: PluginManager, output_dir: Path, *, overwrit
     task = manager.task(config.task)
     hook = manager.hook
     check_output_dir(output_dir, overwrite)
+    task.check_model(config)  # a missing model fails now, not after tokenizing
     with display.active():
         data = hook.ftrun_load_data(task=task, config=config)
         for name, stats in data.stats.items():

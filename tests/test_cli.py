@@ -1,0 +1,93 @@
+"""The command line as a user meets it first: help, version, python -m, listings."""
+
+import subprocess
+import sys
+
+import pytest
+
+from ftrun import __version__
+from ftrun.config import apply_overrides, build_config, parse_override
+from ftrun.errors import FtrunError
+from ftrun.plugin_manager import get_plugin_manager
+
+
+def test_version_and_help(cli, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli("--version")
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ftrun {__version__}"
+    with pytest.raises(SystemExit):
+        cli("--help")
+    text = capsys.readouterr().out
+    for word in ("--task", "--manifest", "--set", "--output-dir", "--demo", "tasks", "plugins", "check", "predict"):
+        assert word in text
+
+
+def test_python_dash_m_and_console_script_agree():
+    module = subprocess.run([sys.executable, "-m", "ftrun", "--version"], capture_output=True, text=True, check=True)
+    assert module.stdout.strip() == f"ftrun {__version__}"
+
+
+def test_tasks_lists_the_task_and_its_plugin(cli):
+    result = cli("tasks")
+    assert result.code == 0
+    assert result.out.split()[:5] == ["text-classification", "plugin", "text-classification", "(ftrun", f"{__version__})"]
+
+
+def test_no_task_named_lists_the_installed_ones(cli):
+    result = cli()
+    assert result.code == 2
+    assert result.err.strip() == "ftrun: error: name a task with --task or the manifest's task key (installed: text-classification)"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("training.num_train_epochs=2", (["training", "num_train_epochs"], 2)),
+        ("training.learning_rate=1e-4", (["training", "learning_rate"], 1e-4)),
+        ("model.name=bert-base-uncased", (["model", "name"], "bert-base-uncased")),  # bare word: a string
+        ("model.name='a=b'", (["model", "name"], "a=b")),
+        ("metrics.names=['accuracy', 'f1']", (["metrics", "names"], ["accuracy", "f1"])),
+        ("model.config.hidden_size=64", (["model", "config", "hidden_size"], 64)),
+        ("training.fp16=false", (["training", "fp16"], False)),
+    ],
+)
+def test_set_values_are_parsed_as_toml(text, expected):
+    assert parse_override(text) == expected
+
+
+def test_overrides_create_nested_tables():
+    assert apply_overrides({"model": {"name": "x"}}, ["model.config.layers=2"]) == {"model": {"name": "x", "config": {"layers": 2}}}
+
+
+def test_errors_about_overridden_keys_name_the_flag(tmp_path):
+    task = get_plugin_manager().task("text-classification")
+    with pytest.raises(FtrunError, match=r"^--set training.num_train_epochs: expected float, got a string 'three'$"):
+        build_config(task, {}, source="run.toml", base_dir=tmp_path, overrides=["training.num_train_epochs='three'"])
+    with pytest.raises(FtrunError, match=r"^run.toml: training.num_train_epochs: expected float"):
+        build_config(task, {"training": {"num_train_epochs": "three"}}, source="run.toml", base_dir=tmp_path)
+
+
+def test_relative_paths_resolve_against_the_manifest_folder(tmp_path):
+    task = get_plugin_manager().task("text-classification")
+    (tmp_path / "model").mkdir()
+    manifest = {"model": {"name": "model"}, "data": {"train_file": "d/train.csv", "eval_file": "d/eval.csv"}}
+    config = build_config(task, manifest, source="run.toml", base_dir=tmp_path)
+    assert config.data.train_file == str(tmp_path / "d" / "train.csv")
+    assert config.model.name == str(tmp_path / "model")
+    hub = build_config(task, {"model": {"name": "bert-base-cased"}}, source="run.toml", base_dir=tmp_path)
+    assert hub.model.name == "bert-base-cased"  # not a local folder: a Hub id
+
+
+def test_defaults_are_the_seed_recipe(tmp_path):
+    task = get_plugin_manager().task("text-classification")
+    config = build_config(task, {}, source="--task text-classification", base_dir=tmp_path)
+    assert config.model.name == "bert-base-uncased"
+    assert (config.data.dataset, config.data.train_split, config.data.eval_split) == ("imdb", "train", "test")
+    assert (config.data.max_train_samples, config.data.max_eval_samples, config.data.shuffle_seed) == (1000, 200, 42)
+    training = config.training
+    assert training["num_train_epochs"] == 3 and training["per_device_train_batch_size"] == 8
+    assert training["warmup_steps"] == 500 and training["weight_decay"] == 0.01 and training["logging_steps"] == 10
+    assert training["eval_strategy"] == training["save_strategy"] == "epoch" and training["load_best_model_at_end"]
+    assert training["train_sampling_strategy"] == "group_by_length"
+    assert config.metrics.best == "accuracy" and len(config.predict.examples) == 2
