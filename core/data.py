@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -154,6 +155,17 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return Hasher.hash(tokenizer)
 
 
+def cache_dir_of(split: Dataset) -> Path | None:
+    """The folder of a split's own Arrow cache, where derived files are cached too.
+
+    ``None`` for an in-memory split or a read-only folder: then nothing is cached.
+    """
+    if not split.cache_files:
+        return None
+    folder = Path(split.cache_files[0]["filename"]).parent
+    return folder if os.access(folder, os.W_OK) else None
+
+
 @dataclasses.dataclass
 class TokenizeStats:
     """How a split was tokenized: for the run summary and for benchmarks."""
@@ -180,9 +192,8 @@ def tokenize(
 
     start = time.perf_counter()
     fingerprint = Hasher.hash((split._fingerprint, key))
-    cache_file = None
-    if split.cache_files:
-        cache_file = str(Path(split.cache_files[0]["filename"]).parent / f"ftrun-tokenized-{fingerprint}.arrow")
+    folder = cache_dir_of(split)
+    cache_file = str(folder / f"ftrun-tokenized-{fingerprint}.arrow") if folder else None
     cached = cache_file is not None and Path(cache_file).exists()
     advance = None if cached else display.bar(desc, len(split))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -59,9 +58,12 @@ def cached_tokenizer(split: Any, key: Any, train: Callable[[], PreTrainedTokeniz
     from datasets.fingerprint import Hasher
     from transformers import AutoTokenizer
 
-    if not split.cache_files:  # an in-memory dataset: nowhere to cache
+    from .data import cache_dir_of
+
+    folder = cache_dir_of(split)
+    if folder is None:
         return train()
-    directory = Path(split.cache_files[0]["filename"]).parent / f"ftrun-tokenizer-{Hasher.hash((split._fingerprint, key))}"
+    directory = folder / f"ftrun-tokenizer-{Hasher.hash((split._fingerprint, key))}"
     if not (directory / "tokenizer_config.json").exists():
         train().save_pretrained(directory)
     return AutoTokenizer.from_pretrained(directory)
