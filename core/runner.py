@@ -10,7 +10,7 @@ from typing import Any
 from .config import RunConfig
 from .display import Display, RichProgressCallback
 from .errors import FtrunError
-from .output import write_outputs
+from .output import MANIFEST_NAME, write_outputs
 from .plugin_manager import PluginManager
 from .task import TaskData
 
@@ -28,8 +28,12 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> None:
     """Refuse a non-empty output directory unless told to overwrite it."""
     if output_dir.exists() and not output_dir.is_dir():
         raise FtrunError(f"--output-dir: {output_dir} is a file, not a directory")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FtrunError(f"--output-dir: {output_dir} is not empty (pass --overwrite to replace it)")
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        if not overwrite:
+            raise FtrunError(f"--output-dir: {output_dir} is not empty (pass --overwrite to replace it)")
+        # --overwrite deletes the folder: only ever one that an earlier run wrote.
+        if not ((output_dir / MANIFEST_NAME).exists() or any(output_dir.glob("checkpoint-*"))):
+            raise FtrunError(f"--output-dir: {output_dir} holds files that are not an ftrun run; refusing to replace it")
 
 
 def run(config: RunConfig, manager: PluginManager, output_dir: Path, *, overwrite: bool = False, display: Display | None = None) -> RunResult:

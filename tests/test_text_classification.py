@@ -159,8 +159,18 @@ def test_refuses_a_non_empty_output_directory(cli, tiny_manifest, tmp_path):
     assert result.err.strip() == f"ftrun: error: --output-dir: {out} is not empty (pass --overwrite to replace it)"
     assert (out / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    refused = cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")
+    assert refused.code == 2 and "holds files that are not an ftrun run; refusing to replace it" in refused.err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_overwrite_replaces_an_earlier_run(cli, tiny_manifest, tmp_path):
+    out = tmp_path / "out"
+    assert cli("--manifest", tiny_manifest, "--output-dir", out).code == 0
+    (out / "stale.txt").write_text("from the first run")
+    assert cli("--manifest", tiny_manifest, "--output-dir", out).code == 2
     replaced = cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")
-    assert replaced.code == 0 and not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+    assert replaced.code == 0 and not (out / "stale.txt").exists() and (out / "model.safetensors").exists()
 
 
 def test_set_overrides_manifest_keys(cli, tiny_manifest, tmp_path):
