@@ -9,10 +9,14 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import __version__
 from .errors import FtrunError, first_line
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .plugin_manager import PluginManager
 
 COMMANDS = {
     "run": "train, evaluate, save and predict (the default command)",
@@ -104,9 +108,9 @@ def quiet_libraries(verbose: bool) -> None:
 # -- building the run config --------------------------------------------------------
 
 
-def load_config(args: argparse.Namespace, announce=print):
+def load_config(args: argparse.Namespace, announce: Callable[[str], None] = print) -> tuple[PluginManager, RunConfig]:
     """Manifest and flags → (plugin manager, validated RunConfig)."""
-    from .config import build_config, read_manifest
+    from .config import Origin, build_config, manifest_plugins, read_manifest
     from .hub import go_offline_unless_reachable, unavailable_offline
     from .plugin_manager import get_plugin_manager
 
@@ -115,9 +119,7 @@ def load_config(args: argparse.Namespace, announce=print):
     if args.manifest:
         manifest = read_manifest(args.manifest)
         source, base_dir = Path(args.manifest).name, Path(args.manifest).resolve().parent
-    plugins = manifest.get("plugins", [])
-    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise FtrunError(f"{source}: plugins: expected an array of module names")
+    plugins = manifest_plugins(manifest, Origin(source))
     manager = get_plugin_manager(plugins=[*args.plugin, *plugins], blocked=_blocked())
     name = args.task or manifest.get("task")
     if manifest.get("task") is not None and not isinstance(manifest["task"], str):
@@ -161,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     display = Display()
     manager, config = load_config(args, announce=display.print)
-    default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if args.demo else config.task)
+    default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if config.demo else config.task)
     output_dir = Path(args.output_dir or config.output_dir or default_dir)
     display.print(f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, output {output_dir}")
     result = run(config, manager, output_dir, overwrite=args.overwrite, display=display)

@@ -13,7 +13,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -112,6 +112,8 @@ class RunConfig:
 
     overridden: frozenset[str] = frozenset()
     """The keys given with ``--set``: errors about them name ``--set``, not the manifest."""
+    demo: bool = False
+    """Whether this is the task's embedded default (``--demo``, or the offline fallback)."""
 
     def where(self, key: str) -> str:
         """Prefix for an error message about ``key``: ``imdb.toml: data.text_column``."""
@@ -259,6 +261,14 @@ def _validate_training(where: Origin, training: Any, args_class: type) -> dict[s
     return dict(training)
 
 
+def manifest_plugins(manifest: dict[str, Any], where: Callable[[str], str]) -> list[str]:
+    """The manifest's ``plugins = [...]``: needed before the task can be known, so read early."""
+    plugins = manifest.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise FtrunError(f"{where('plugins')}: expected an array of module names")
+    return plugins
+
+
 def build_config(
     task: Task,
     manifest: dict[str, Any],
@@ -281,9 +291,7 @@ def build_config(
     defaults = drop_replaced_sources(merge({"training": TRAINING_DEFAULTS}, task.demo() if demo else task.defaults), manifest)
     effective = merge(defaults, manifest)
     effective["task"] = task.name
-    plugins = effective.get("plugins", [])
-    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise FtrunError(f"{where('plugins')}: expected an array of module names")
+    plugins = manifest_plugins(effective, where)
     output_dir = effective.get("output_dir")
     if output_dir is not None and not isinstance(output_dir, str):
         raise FtrunError(f"{where('output_dir')}: expected a string, got {_type_name(output_dir)}")
@@ -299,6 +307,7 @@ def build_config(
         source=source,
         manifest=effective,
         overridden=where.overridden,
+        demo=demo,
     )
 
 
