@@ -45,6 +45,7 @@ class ModelConfig(Section):
         None, description="Hub id or directory of the tokenizer; default: the model's, or one trained on the data."
     )
     tokenizer_vocab_size: int = Field(8000, gt=0, description="Vocabulary size when a tokenizer is trained.")
+    tokenizer_lowercase: bool = Field(True, description="Lowercase text in a trained tokenizer (keep case for names: false).")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
     trust_remote_code: bool = Field(False, description="Allow code from the model repository to run.")
 

@@ -57,18 +57,23 @@ def _check_file(config: RunConfig, key: str, value: str) -> Path:
     return path
 
 
-def load_splits(config: RunConfig) -> Splits:
+#: A task's reader for file formats of its own: returns ``None`` for files it does not read.
+FileReader = Callable[[Path], "Dataset | None"]
+
+
+def load_splits(config: RunConfig, reader: FileReader | None = None) -> Splits:
     """Load the train and eval splits named by ``[data]``, then shuffle and subset them.
 
     Local files (``train_file`` / ``eval_file``) win over ``dataset``; ``dataset`` is a
     Hub id, a local folder of data files, or a folder written by ``save_to_disk``.
+    ``reader`` lets a task read formats of its own (e.g. CoNLL text files).
     """
     data = config.data
     if data.train_file or data.eval_file:
         if not (data.train_file and data.eval_file):
             missing = "eval_file" if data.train_file else "train_file"
             raise FtrunError(f"{config.where('data.' + missing)}: needed as well when local files are used")
-        train, evaluation = _load_file(config, "train_file"), _load_file(config, "eval_file")
+        train, evaluation = _load_file(config, "train_file", reader), _load_file(config, "eval_file", reader)
         where_train, where_eval = config.where("data.train_file"), config.where("data.eval_file")
     elif data.dataset:
         loaded = _guarded(config.where("data.dataset"), lambda: _load_dataset(config))
@@ -90,12 +95,15 @@ def load_splits(config: RunConfig) -> Splits:
     )
 
 
-def _load_file(config: RunConfig, key: str) -> Dataset:
+def _load_file(config: RunConfig, key: str, reader: FileReader | None) -> Dataset:
     """One local file as a split; each file is read on its own so an error names it."""
     import datasets
 
     path = _check_file(config, key, getattr(config.data, key))
     where = config.where(f"data.{key}")
+    split = _guarded(f"{where}: {path.name}", lambda: reader(path)) if reader else None
+    if split is not None:
+        return split
     builder = builder_for(path, where)
     return _guarded(f"{where}: {path.name}", lambda: datasets.load_dataset(builder, data_files=str(path), split="train"))
 

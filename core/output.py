@@ -42,10 +42,18 @@ def write_outputs(
 
 
 def as_record(text: str, prediction: Any) -> dict[str, Any]:
-    """One prediction as a JSON object: the pipeline's fields when it gives a dict."""
-    if isinstance(prediction, dict):
-        return {"input": text, **prediction}
-    return {"input": text, "prediction": prediction}
+    """One prediction as a JSON-ready object: the pipeline's fields when it gives a dict."""
+    record = {"input": text, **prediction} if isinstance(prediction, dict) else {"input": text, "prediction": prediction}
+    return json_ready(record)
+
+
+def json_ready(value: Any) -> Any:
+    """Pipelines return numpy scalars (float32 scores, int64 offsets), which json cannot write."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value.item() if hasattr(value, "item") and callable(value.item) else value
 
 
 def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], manifest: str) -> str:

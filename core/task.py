@@ -106,9 +106,13 @@ class Task:
 
     # -- the stages, shared by every task --------------------------------------------
 
+    def read_file(self, path: Path) -> Any | None:
+        """Read a local data file of a format only this task knows; ``None`` for the usual formats."""
+        return None
+
     def load_data(self, config: RunConfig) -> TaskData:
         """Data stage: load, check, get a tokenizer, tokenize (cached)."""
-        splits = load_splits(config)
+        splits = load_splits(config, self.read_file)
         labels = self.check_data(splits, config)
         tokenizer = self.load_tokenizer(config, splits)
         data = TaskData(train=None, eval=None, tokenizer=tokenizer, labels=labels, raw=splits)
@@ -131,12 +135,20 @@ class Task:
         model = config.model
         source = model.tokenizer or model.name
         if source is None:
-            from .tokenizer import cached_tokenizer, train_wordpiece
+            from .tokenizer import cached_tokenizer, train_tokenizer
 
-            size = model_config_dict(config).get("max_position_embeddings", 512)
-            key = (self.name, model.tokenizer_vocab_size, size, config.data.model_dump())
+            settings = model_config_dict(config)
+            key = (self.name, model.model_dump(), config.data.model_dump())
             return cached_tokenizer(
-                splits.train, key, lambda: train_wordpiece(self.text_of(splits.train, config), model.tokenizer_vocab_size, size)
+                splits.train,
+                key,
+                lambda: train_tokenizer(
+                    self.text_of(splits.train, config),
+                    model_type=settings.get("model_type"),
+                    vocab_size=model.tokenizer_vocab_size,
+                    model_max_length=settings.get("max_position_embeddings", 512),
+                    lowercase=model.tokenizer_lowercase,
+                ),
             )
         key = "model.tokenizer" if model.tokenizer else "model.name"
         check_local(config, key, source)

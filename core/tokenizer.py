@@ -9,6 +9,13 @@ from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
 
 
+def train_tokenizer(
+    texts: Iterable[str], model_type: str | None, vocab_size: int, model_max_length: int, lowercase: bool = True
+) -> PreTrainedTokenizerFast:
+    """A tokenizer of the kind ``model_type`` expects, trained on ``texts``."""
+    return train_wordpiece(texts, vocab_size, model_max_length, lowercase)
+
+
 def train_wordpiece(texts: Iterable[str], vocab_size: int, model_max_length: int, lowercase: bool = True) -> PreTrainedTokenizerFast:
     """A BERT-style WordPiece tokenizer trained on ``texts`` (about a second for a few MB).
 

@@ -152,3 +152,12 @@ def tiny_pretrained(tmp_path_factory) -> Path:
 def files_under(path: Path) -> dict[str, float]:
     """Every file below ``path`` with its modification time: to prove nothing was written."""
     return {str(p): p.stat().st_mtime for p in path.rglob("*") if p.is_file()}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Show the figures integration tests measured (accuracy, throughput) at the end of the run."""
+    figures = [value for report in terminalreporter.stats.get("passed", []) for key, value in report.user_properties if key == "figure"]
+    if figures:
+        terminalreporter.section("measured figures")
+        for figure in figures:
+            terminalreporter.write_line(figure)

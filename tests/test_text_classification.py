@@ -197,7 +197,8 @@ def test_offline_without_a_named_source_falls_back_to_the_demo(cli, tmp_path):
     "named, where",
     [
         ("model.name=bert-base-cased", "--set model.name: cannot load 'bert-base-cased'"),  # the default dataset stays named
-        ("data.dataset=ag_news", "--set data.dataset: cannot load data: Couldn't reach 'ag_news'"),
+        # the model is checked first: the default bert-base-uncased is not cached either
+        ("data.dataset=ag_news", "--task text-classification: model.name: cannot load 'bert-base-uncased'"),
     ],
 )
 def test_a_named_model_or_dataset_never_silently_changes(cli, tmp_path, named, where):
