@@ -218,22 +218,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .config import Origin, manifest_plugins, read_manifest
     from .output import MANIFEST_NAME, as_record
     from .plugin_manager import get_plugin_manager
 
     model_dir = Path(args.model)
     if not model_dir.is_dir():
         raise FtrunError(f"--model: {model_dir} is not a directory")
-    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked())
+    # The run's manifest says which task made the model, and which plugins it needed.
+    manifest_path = model_dir / MANIFEST_NAME
+    manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
+    manager = get_plugin_manager(plugins=[*args.plugin, *manifest_plugins(manifest, Origin(str(manifest_path)))], blocked=_blocked())
     name = args.task
     if name is None:
-        if not (model_dir / MANIFEST_NAME).exists():
+        if not manifest_path.exists():
             raise FtrunError(f"--model: {model_dir} has no {MANIFEST_NAME}; say which task it is with --task")
-        from .config import read_manifest
-
-        name = read_manifest(model_dir / MANIFEST_NAME).get("task")
+        name = manifest.get("task")
         if not isinstance(name, str):
-            raise FtrunError(f"{model_dir / MANIFEST_NAME}: task: missing; say which task it is with --task")
+            raise FtrunError(f"{manifest_path}: task: missing; say which task it is with --task")
     task = manager.task(name, where=f"--task {args.task}" if args.task else f"{model_dir / MANIFEST_NAME}: task")
     inputs = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not inputs:

@@ -17,15 +17,15 @@ if TYPE_CHECKING:
 
     from .config import RunConfig
 
-#: File suffixes and the `datasets` builder that reads them.
-BUILDERS = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".json": "json",
-    ".jsonl": "json",
-    ".json.gz": "json",
-    ".jsonl.gz": "json",
-    ".parquet": "parquet",
+#: File suffixes, the `datasets` builder that reads them, and its options.
+BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t"}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".json.gz": ("json", {}),
+    ".jsonl.gz": ("json", {}),
+    ".parquet": ("parquet", {}),
 }
 
 
@@ -37,7 +37,7 @@ class Splits:
     eval: Dataset
 
 
-def builder_for(path: Path, where: str) -> str:
+def builder_for(path: Path, where: str) -> tuple[str, dict[str, Any]]:
     name = path.name.lower()
     for suffix in sorted(BUILDERS, key=len, reverse=True):
         if name.endswith(suffix):
@@ -104,8 +104,8 @@ def _load_file(config: RunConfig, key: str, reader: FileReader | None) -> Datase
     split = _guarded(f"{where}: {path.name}", lambda: reader(path)) if reader else None
     if split is not None:
         return split
-    builder = builder_for(path, where)
-    return _guarded(f"{where}: {path.name}", lambda: datasets.load_dataset(builder, data_files=str(path), split="train"))
+    builder, options = builder_for(path, where)
+    return _guarded(f"{where}: {path.name}", lambda: datasets.load_dataset(builder, data_files=str(path), split="train", **options))
 
 
 def _guarded(where: str, load: Callable[[], Any]) -> Any:

@@ -117,9 +117,13 @@ def test_a_third_party_task_registers_and_runs(cli, plugin_module, tiny_manifest
     assert "sentiment" in listing.out and "plugin sentiment_plugin" in listing.out
     manifest = tiny_manifest.read_text().replace('task = "text-classification"', 'task = "sentiment"')
     tiny_manifest.write_text(manifest)
-    result = cli("--manifest", tiny_manifest, "--plugin", "sentiment_plugin", "--output-dir", tmp_path / "out")
+    tiny_manifest.write_text('plugins = ["sentiment_plugin"]\n' + manifest)
+    result = cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
     assert result.code == 0, result
     assert 'task = "sentiment"' in (tmp_path / "out" / "ftrun.toml").read_text()
+    predicted = cli("predict", "--model", tmp_path / "out", "a fine film")  # the run's plugins are loaded again
+    assert predicted.code == 0, predicted
+    assert predicted.out.strip().endswith("\ta fine film")
 
 
 def test_duplicate_task_name_names_both_plugins(cli, plugin_module):

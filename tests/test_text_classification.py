@@ -30,14 +30,20 @@ def write_rows(tmp_path: Path, train: list[dict], evaluation: list[dict], suffix
     for name, rows in (("train", train), ("eval", evaluation)):
         path = tmp_path / f"{name}.{suffix}"
         frame = pd.DataFrame(rows)
-        {"jsonl": lambda p: write_jsonl(p, rows), "csv": lambda p: frame.to_csv(p, index=False), "parquet": frame.to_parquet}[suffix](path)
+        writers = {
+            "jsonl": lambda p: write_jsonl(p, rows),
+            "csv": lambda p: frame.to_csv(p, index=False),
+            "tsv": lambda p: frame.to_csv(p, index=False, sep="\t"),
+            "parquet": frame.to_parquet,
+        }
+        writers[suffix](path)
         paths[f"{name}_file"] = str(path)
     return paths
 
 
-@pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "tsv", "parquet"])
 def test_string_labels_keep_their_names_in_every_file_format(task, tmp_path, suffix):
-    rows = [{"text": f"review number {i}", "label": ["bad", "good", "meh"][i % 3]} for i in range(12)]
+    rows = [{"text": f"review number {i}, with a comma", "label": ["bad", "good", "meh"][i % 3]} for i in range(12)]
     config = config_for(task, tmp_path, write_rows(tmp_path, rows, rows[:6], suffix))
     data = task.load_data(config)
     assert data.labels == ["bad", "good", "meh"]
