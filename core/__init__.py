@@ -1,6 +1,6 @@
 """ftrun: fine-tune Hugging Face transformers for any task, from one command or one TOML file.
 
-Everything a plugin needs is importable from here.
+Everything a plugin needs is importable from here; docs/plugins.md describes it.
 """
 
 import importlib
@@ -16,15 +16,20 @@ hookimpl = pluggy.HookimplMarker("ftrun")
 #: ``ftrun --help`` and ``ftrun --version`` answer without importing torch.
 _PUBLIC = {
     "DataConfig": "config",
+    "MetricsConfig": "config",
     "ModelConfig": "config",
+    "PredictConfig": "config",
     "RunConfig": "config",
+    "merge": "config",
     "FtrunError": "errors",
+    "first_line": "errors",
     "Splits": "data",
     "load_splits": "data",
     "require_columns": "data",
     "Metrics": "task",
     "Task": "task",
     "TaskData": "task",
+    "model_config_dict": "task",
 }
 
 __all__ = ["__version__", "hookimpl", *_PUBLIC]

@@ -24,11 +24,13 @@ COMMANDS = {
     "plugins": "list the loaded plugins and their hooks",
     "check": "validate a manifest and its data without training",
     "predict": "predict with a trained model directory",
+    "schema": "print the JSON Schema of the installed tasks' manifests",
 }
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="also load this plugin module (repeatable)")
+    parser.add_argument("--no-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin: an installed one, or a --plugin module (repeatable; see `ftrun plugins`)")
     parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' own logs and warnings")
 
@@ -120,7 +122,7 @@ def load_config(args: argparse.Namespace, announce: Callable[[str], None] = prin
         manifest = read_manifest(args.manifest)
         source, base_dir = Path(args.manifest).name, Path(args.manifest).resolve().parent
     plugins = manifest_plugins(manifest, Origin(source))
-    manager = get_plugin_manager(plugins=[*args.plugin, *plugins], blocked=_blocked())
+    manager = get_plugin_manager(plugins=[*args.plugin, *plugins], blocked=_blocked(args))
     name = args.task or manifest.get("task")
     if manifest.get("task") is not None and not isinstance(manifest["task"], str):
         raise FtrunError(f"{source}: task: expected a string")
@@ -143,8 +145,9 @@ def load_config(args: argparse.Namespace, announce: Callable[[str], None] = prin
     return manager, config
 
 
-def _blocked() -> list[str]:
-    return [name for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name]
+def _blocked(args: argparse.Namespace) -> list[str]:
+    """Plugins not to load: ``--no-plugin`` and the comma-separated ``FTRUN_NO_PLUGINS``."""
+    return [*args.no_plugin, *(name.strip() for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name.strip())]
 
 
 def _names_sources(overrides: list[str]) -> bool:
@@ -185,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from .plugin_manager import get_plugin_manager
 
-    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked())
+    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked(args))
     for name, (task, plugin) in sorted(manager.tasks().items()):
         print(f"{name:<24} {manager.info[plugin].label:<48} {task.description}")
     return 0
@@ -194,7 +197,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .plugin_manager import get_plugin_manager
 
-    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked())
+    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked(args))
     for name, info in manager.info.items():
         hooks = sorted(caller.name for caller in manager.get_hookcallers(manager.get_plugin(name)) or ())
         where = f"{info.dist} {info.version}" if info.dist else info.module
@@ -207,7 +210,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     manager, config = load_config(args)
     task = manager.task(config.task)
-    splits = load_splits(config)
+    splits = load_splits(config, task.read_file)  # as a run reads them: with the task's own file formats
     labels = task.check_data(splits, config)
     task.check_model(config)
     summary = f"{config.source}: ok: task {config.task}, train {len(splits.train)} / eval {len(splits.eval)} examples"
@@ -228,7 +231,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # The run's manifest says which task made the model, and which plugins it needed.
     manifest_path = model_dir / MANIFEST_NAME
     manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
-    manager = get_plugin_manager(plugins=[*args.plugin, *manifest_plugins(manifest, Origin(str(manifest_path)))], blocked=_blocked())
+    manager = get_plugin_manager(plugins=[*args.plugin, *manifest_plugins(manifest, Origin(str(manifest_path)))], blocked=_blocked(args))
     name = args.task
     if name is None:
         if not manifest_path.exists():
@@ -246,4 +249,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(json.dumps(as_record(text, prediction), ensure_ascii=False))
         else:
             print(f"{task.format_prediction(prediction)}\t{text}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .plugin_manager import get_plugin_manager
+    from .schema import manifest_schema
+
+    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked(args))
+    print(json.dumps(manifest_schema(manager), indent=2, ensure_ascii=False))
     return 0

@@ -203,11 +203,16 @@ def _validate_section(where: Origin, name: str, model: type[Section], value: Any
         return model.model_validate(value)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = ".".join(str(part) for part in error["loc"])
+        key = ".".join([name, *(str(part) for part in error["loc"])])
         if error["type"] == "extra_forbidden":
             hint = did_you_mean(str(error["loc"][-1]), model.model_fields)
-            raise FtrunError(f"{where(f'{name}.{loc}')}: unknown key{hint}") from None
-        raise FtrunError(f"{where(f'{name}.{loc}')}: {error['msg'].lower()}, got {error['input']!r}") from None
+            raise FtrunError(f"{where(key)}: unknown key{hint}") from None
+        if error["type"] == "value_error":  # a task's own validator: its message as it wrote it
+            message = str(error["ctx"]["error"])
+        else:
+            message = error["msg"][:1].lower() + error["msg"][1:]
+        got = f", got {error['input']!r}" if error["loc"] else ""  # not the whole table, for a check across keys
+        raise FtrunError(f"{where(key)}: {message}{got}") from None
 
 
 def _type_name(value: Any) -> str:
@@ -301,7 +306,7 @@ def build_config(
         model=_validate_section(where, "model", ModelConfig, effective.get("model", {})),
         data=_validate_section(where, "data", task.data_config, effective.get("data", {})),
         training=_validate_training(where, effective.get("training", {}), task.training_arguments_class),
-        metrics=_validate_section(where, "metrics", MetricsConfig, effective.get("metrics", {})),
+        metrics=_validate_section(where, "metrics", task.metrics_config, effective.get("metrics", {})),
         predict=_validate_section(where, "predict", PredictConfig, effective.get("predict", {})),
         plugins=plugins,
         output_dir=output_dir,

@@ -19,7 +19,11 @@ stage of one task by implementing the hook and returning ``None`` for every othe
         if task.name == "text-classification":
             return Metrics(compute=my_compute, best="f1")
 
-Arguments are passed by name; an implementation may accept any subset of them.
+Arguments are passed by name; an implementation may accept any subset of them, so a spec
+can grow an argument without breaking a plugin. The runner checks the type of each stage's
+answer and names the plugin that gave a wrong one. A new-style wrapper
+(``@hookimpl(wrapper=True)``) changes a stage's answer, whoever gives it. docs/plugins.md is
+the guide to all of this.
 """
 
 from __future__ import annotations
@@ -82,8 +86,8 @@ def ftrun_build_metrics(task: Task, config: RunConfig, data: TaskData) -> Metric
 def ftrun_trainer_callbacks(task: Task, config: RunConfig) -> list[TrainerCallback] | None:
     """Trainer stage: ``transformers.TrainerCallback`` objects to add to the run.
 
-    Called before ``ftrun_build_trainer``. Returns a list of callbacks (or ``None``); the
-    lists from every plugin are concatenated and handed to ``ftrun_build_trainer``.
+    Called before ``ftrun_build_trainer``. Returns a list of ``TrainerCallback`` instances
+    (or ``None``); the lists from every plugin are concatenated and handed to ``ftrun_build_trainer``.
     Use it for events inside the training loop (logging, early stopping, ...).
     """
 

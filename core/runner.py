@@ -7,12 +7,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from transformers import PreTrainedModel, Trainer, TrainerCallback
+
 from .config import RunConfig
 from .display import Display, RichProgressCallback
 from .errors import FtrunError
 from .output import MANIFEST_NAME, write_outputs
 from .plugin_manager import PluginManager
-from .task import TaskData
+from .task import Metrics, Task, TaskData
 
 
 @dataclasses.dataclass
@@ -40,21 +42,23 @@ def run(config: RunConfig, manager: PluginManager, output_dir: Path, *, overwrit
     """Train, evaluate, save and predict as ``config`` says; bad input raises FtrunError before anything is written."""
     display = display or Display()
     task = manager.task(config.task)
-    hook = manager.hook
+    stage = manager.call_stage  # each stage hook, with a check of the type of its answer
     check_output_dir(output_dir, overwrite)
     task.check_model(config)  # a missing model fails now, not after tokenizing
     with display.active():
-        data = hook.ftrun_load_data(task=task, config=config)
+        data = stage("ftrun_load_data", TaskData, task=task, config=config)
         for name, stats in data.stats.items():
             how = "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
             display.print(f"{name}: {stats.examples} examples, {how}")
-        model = hook.ftrun_build_head(task=task, config=config, data=data)
-        metrics = hook.ftrun_build_metrics(task=task, config=config, data=data)
-        callbacks = [cb for group in hook.ftrun_trainer_callbacks(task=task, config=config) for cb in group or ()]
+        model = stage("ftrun_build_head", PreTrainedModel, task=task, config=config, data=data)
+        metrics = stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
+        callbacks = trainer_callbacks(manager, task, config)
         if overwrite and output_dir.is_dir():
             shutil.rmtree(output_dir)  # only now: every check above has passed
-        trainer = hook.ftrun_build_trainer(
-            task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=str(output_dir)
+        trainer = stage(
+            "ftrun_build_trainer",
+            Trainer,
+            task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=str(output_dir),
         )
         use_rich_progress(trainer, display)
         train_metrics = trainer.train().metrics
@@ -64,6 +68,22 @@ def run(config: RunConfig, manager: PluginManager, output_dir: Path, *, overwrit
     predictions = task.predict(trainer.model, data.tokenizer, examples) if examples else []
     write_outputs(output_dir, trainer, task, config, train_metrics, eval_metrics, examples, predictions)
     return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)
+
+
+def trainer_callbacks(manager: PluginManager, task: Task, config: RunConfig) -> list[Any]:
+    """Every plugin's ``ftrun_trainer_callbacks``, joined; anything but lists of callbacks is an error."""
+    hook = manager.hook.ftrun_trainer_callbacks
+    callbacks: list[Any] = []
+    for group in hook(task=task, config=config):
+        is_list = isinstance(group, (list, tuple))
+        wrong = [c for c in group if not isinstance(c, TrainerCallback)] if is_list else [group]
+        if wrong:
+            # pluggy joins the answers without saying whose is whose: name every plugin that gives some.
+            plugins = " or ".join(manager.label(impl.plugin_name) for impl in hook.get_hookimpls())
+            what = f"a list holding {type(wrong[0]).__name__}" if is_list else type(group).__name__
+            raise FtrunError(f"{plugins}: ftrun_trainer_callbacks returned {what}, expected a list of transformers.TrainerCallback")
+        callbacks += group
+    return callbacks
 
 
 def use_rich_progress(trainer: Any, display: Display) -> None:

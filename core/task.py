@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from transformers import Trainer, TrainingArguments
 
-from .config import DataConfig, RunConfig
+from .config import DataConfig, MetricsConfig, RunConfig
 from .data import Splits, TokenizeStats, load_splits, tokenize, tokenizer_fingerprint
 from .errors import FtrunError, first_line
 
@@ -51,8 +51,8 @@ class Metrics:
 class Task:
     """Base class of every task. Subclass it, set the class attributes, fill in the hooks marked below.
 
-    Subclasses must define ``name``, ``description``, ``auto_model``, ``defaults``,
-    ``check_data``, ``text_of`` and ``encode``, and ``build_metrics``.
+    Subclasses must define ``name``, ``pipeline_tag``, ``auto_model``, ``check_data``,
+    ``text_of``, ``encode`` and ``build_metrics``; docs/plugins.md describes the rest.
     """
 
     name: ClassVar[str]
@@ -63,6 +63,8 @@ class Task:
     auto_model: ClassVar[type]
     #: The ``[data]`` table, with this task's own keys (columns, ...).
     data_config: ClassVar[type[DataConfig]] = DataConfig
+    #: The ``[metrics]`` table, with this task's own keys (a decision threshold, ...).
+    metrics_config: ClassVar[type[MetricsConfig]] = MetricsConfig
     training_arguments_class: ClassVar[type[TrainingArguments]] = TrainingArguments
     trainer_class: ClassVar[type[Trainer]] = Trainer
     #: The manifest this task runs with when nothing else is given.
@@ -171,8 +173,14 @@ class Task:
                 raise FtrunError(f"{config.where('model.config')}: needs a model_type (e.g. \"bert\")")
             tokenizer = data.tokenizer
             settings.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **kwargs)
+            if tokenizer.eos_token_id is not None:  # where generation stops: the tokenizer's id, not the class default
+                settings["eos_token_id"] = tokenizer.eos_token_id
             try:
-                return self.auto_model.from_config(AutoConfig.for_model(**settings))
+                model_config = AutoConfig.for_model(**settings)
+                if model_config.is_encoder_decoder and getattr(model_config, "decoder_start_token_id", None) is None:
+                    # T5-family configs leave it to their checkpoints, which start decoding from the pad token.
+                    model_config.decoder_start_token_id = tokenizer.pad_token_id
+                return self.auto_model.from_config(model_config)
             except (ValueError, TypeError, KeyError) as exc:
                 raise FtrunError(f"{config.where('model.config')}: {first_line(exc)}") from exc
         if model.name is None:

@@ -8,11 +8,19 @@ from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
 
+#: Model families whose vocabulary is laid out as T5's (a SentencePiece Unigram model).
+T5_FAMILY = ("t5", "mt5", "umt5", "longt5")
+#: In T5's order: ``<pad>``=0 (also where the decoder starts), ``</s>``=1, ``<unk>``=2.
+T5_SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+T5_SENTINELS = [f"<extra_id_{i}>" for i in range(100)]
+
 
 def train_tokenizer(
     texts: Iterable[str], model_type: str | None, vocab_size: int, model_max_length: int, lowercase: bool = True
 ) -> PreTrainedTokenizerFast:
     """A tokenizer of the kind ``model_type`` expects, trained on ``texts``."""
+    if model_type in T5_FAMILY:
+        return train_t5_unigram(texts, vocab_size, model_max_length, lowercase)
     return train_wordpiece(texts, vocab_size, model_max_length, lowercase)
 
 
@@ -42,6 +50,37 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, model_max_length: int
         # As BERT's: segment ids tell the two texts of a pair apart.
         model_input_names=["input_ids", "token_type_ids", "attention_mask"],
         **SPECIAL_TOKENS,
+    )
+
+
+def train_t5_unigram(texts: Iterable[str], vocab_size: int, model_max_length: int, lowercase: bool = True) -> PreTrainedTokenizerFast:
+    """A T5-style SentencePiece Unigram tokenizer trained on ``texts``, laid out as T5's own.
+
+    ``</s>`` ends every sequence, and the 100 ``<extra_id_N>`` sentinels of span corruption
+    close the vocabulary in reverse order (``<extra_id_0>`` has the last id), where T5 code
+    looks for them. Saved as a plain tokenizer.json: ``AutoTokenizer`` reloads it exactly,
+    where ``T5Tokenizer`` would rebuild it from the vocabulary without its normalizer.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.Unigram())
+    # NFKC is what SentencePiece's default normalization (nmt_nfkc) is built on.
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), *([normalizers.Lowercase()] if lowercase else [])])
+    # As T5Tokenizer: split on whitespace, and mark the start of each word with "▁".
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)]
+    )
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    special = list(T5_SPECIAL_TOKENS.values())
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=special, unk_token=T5_SPECIAL_TOKENS["unk_token"])
+    tokenizer.train_from_iterator(_batches(texts), trainer)
+    tokenizer.add_special_tokens(T5_SENTINELS[::-1])
+    eos = T5_SPECIAL_TOKENS["eos_token"]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.token_to_id(eos))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, model_max_length=model_max_length, extra_special_tokens=T5_SENTINELS, **T5_SPECIAL_TOKENS
     )
 
 

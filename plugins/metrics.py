@@ -1,36 +1,60 @@
-"""Classification metrics that work offline (scikit-learn), with any other name sent to `evaluate`."""
+"""Metrics that work offline (classification with scikit-learn, generated text with sacrebleu),
+with any other name sent to `evaluate`."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from ftrun import FtrunError
 from ftrun.errors import first_line
 
-OFFLINE = ("accuracy", "f1", "precision", "recall")
+#: A score of (references, predictions).
+Scorer = Callable[[Any, Any], float]
 
 
 def classification_metrics(names: list[str], num_labels: int, where: str) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
     """A function of (predicted ids, reference ids) computing ``names``.
 
     F1, precision and recall are binary for two classes (the second label is positive)
-    and macro-averaged otherwise. Names outside :data:`OFFLINE` are loaded now with
-    ``evaluate.load`` (the Hub or a local path), so a bad name fails before training.
+    and macro-averaged otherwise.
     """
     from sklearn import metrics as sk
 
     average = "binary" if num_labels == 2 else "macro"
-    scorers = {
+    scorers: dict[str, Scorer] = {
         "accuracy": sk.accuracy_score,
         "f1": lambda y, p: sk.f1_score(y, p, average=average, zero_division=0),
         "precision": lambda y, p: sk.precision_score(y, p, average=average, zero_division=0),
         "recall": lambda y, p: sk.recall_score(y, p, average=average, zero_division=0),
     }
-    loaded = {name: _load(name, where) for name in names if name not in scorers}
+    return _computed(names, scorers, where)
 
-    def compute(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+
+def generation_metrics(names: list[str], where: str) -> Callable[[list[str], list[str]], dict[str, float]]:
+    """A function of (generated texts, reference texts) computing ``names``.
+
+    BLEU and chrF are sacrebleu's corpus scores, from 0 to 100 as run_translation.py reports them.
+    """
+    from sacrebleu.metrics import BLEU, CHRF
+
+    scorers: dict[str, Scorer] = {
+        "bleu": lambda references, texts: BLEU().corpus_score(texts, [references]).score,
+        "chrf": lambda references, texts: CHRF().corpus_score(texts, [references]).score,
+    }
+    return _computed(names, scorers, where)
+
+
+def _computed(names: list[str], scorers: dict[str, Scorer], where: str) -> Callable[[Any, Any], dict[str, float]]:
+    """A function of (predictions, references) computing ``names`` with ``scorers``, offline.
+
+    Other names are loaded now with ``evaluate.load`` (the Hub or a local path), so that a
+    bad name fails before training.
+    """
+    loaded = {name: _load(name, where, offline=list(scorers)) for name in names if name not in scorers}
+
+    def compute(predictions: Any, references: Any) -> dict[str, float]:
         out: dict[str, float] = {}
         for name in names:
             if name in scorers:
@@ -42,12 +66,12 @@ def classification_metrics(names: list[str], num_labels: int, where: str) -> Cal
     return compute
 
 
-def _load(name: str, where: str):
+def _load(name: str, where: str, offline: list[str]):
     import evaluate
 
     try:
         return evaluate.load(name)
     except Exception as exc:  # evaluate raises many kinds of error for an unknown or unreachable metric
         raise FtrunError(
-            f"{where}: cannot load metric {name!r} ({first_line(exc)}); offline metrics are {', '.join(OFFLINE)}"
+            f"{where}: cannot load metric {name!r} ({first_line(exc)}); offline metrics are {', '.join(offline)}"
         ) from exc

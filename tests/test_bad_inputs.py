@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_BERT, TINY_TRAINING, files_under, write_jsonl
-
 from ftrun import FtrunError
+from ftrun.plugin_manager import get_plugin_manager
+from ftrun.testing import TINY_BERT, TINY_TRAINING, files_under, write_jsonl
+
+#: How an unknown-task error lists the installed tasks.
+INSTALLED = "installed: " + ", ".join(sorted(get_plugin_manager().tasks()))
 
 MISSING = object()
 """A value that removes the key from the manifest."""
@@ -53,6 +56,7 @@ def fails(cli, tmp_path, monkeypatch):
         return lines[0]
 
     return call
+
 
 
 def spoil(tables: dict, dotted: str, value) -> dict:
@@ -120,7 +124,7 @@ def test_manifest_that_is_a_directory(fails, tmp_path):
         pytest.param("data.max_train_samples", -5, ("data.max_train_samples", "greater than 0", "-5"), id="negative-max-samples"),
         pytest.param("training.learning_rate", -1, ("training.learning_rate", "must not be negative", "-1"), id="negative-learning-rate"),
         # The task.
-        pytest.param("task", "nope", ("unknown task 'nope'", "installed: text-classification"), id="unknown-task"),
+        pytest.param("task", "nope", ("unknown task 'nope'", INSTALLED), id="unknown-task"),
         # Data files.
         pytest.param("data.train_file", "no-such.jsonl", ("data.train_file", "no-such.jsonl", "does not exist"), id="missing-train-file"),
         pytest.param("data.eval_file", "no-such.jsonl", ("data.eval_file", "no-such.jsonl", "does not exist"), id="missing-eval-file"),
@@ -152,10 +156,10 @@ def test_model_path_that_does_not_exist(fails, tables, write_manifest):
     run_and_check(fails, write_manifest(tables), ("run.toml: model.name:", "no/such/model", "does not exist"))
 
 
-def test_model_directory_without_weights(fails, tables, write_manifest, tiny_pretrained, tmp_path):
+def test_model_directory_without_weights(fails, tables, write_manifest, tiny_bert, tmp_path):
     model = tmp_path / "model"
     model.mkdir()
-    for path in tiny_pretrained.iterdir():
+    for path in tiny_bert.iterdir():
         if not path.name.endswith((".safetensors", ".bin")):  # config.json and the tokenizer's files
             shutil.copy(path, model / path.name)
     tables["model"] = {"name": "./model"}
@@ -204,7 +208,7 @@ def test_bad_data(fails, tables, write_manifest, tmp_path, suffix, train, evalua
 
 @pytest.mark.parametrize("command", [(), ("check",)], ids=["run", "check"])
 def test_unknown_task_flag(fails, command):
-    fails(*command, "--task", "nope", words=("--task nope:", "unknown task 'nope'", "installed: text-classification"))
+    fails(*command, "--task", "nope", words=("--task nope:", "unknown task 'nope'", INSTALLED))
 
 
 @pytest.mark.parametrize(
@@ -234,9 +238,9 @@ def test_predict_directory_without_a_run(fails, tmp_path):
 
 def test_predict_unknown_task(fails, tmp_path):
     (tmp_path / "model").mkdir()
-    fails("predict", "--model", tmp_path / "model", "--task", "nope", "a text", words=("--task nope:", "unknown task 'nope'", "installed: text-classification"))
+    fails("predict", "--model", tmp_path / "model", "--task", "nope", "a text", words=("--task nope:", "unknown task 'nope'", INSTALLED))
     (tmp_path / "model" / "ftrun.toml").write_text('task = "nope"\n', encoding="utf-8")
-    fails("predict", "--model", tmp_path / "model", "a text", words=("ftrun.toml: task:", "unknown task 'nope'", "installed: text-classification"))
+    fails("predict", "--model", tmp_path / "model", "a text", words=("ftrun.toml: task:", "unknown task 'nope'", INSTALLED))
 
 
 def test_predict_without_input(fails, tmp_path):

@@ -29,7 +29,7 @@ def test_the_examples_are_there():
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda path: path.name)
 def test_every_example_manifest_validates(path):
     config = validate(path)
-    assert config.task == "text-classification"
+    assert config.task == read_manifest(path)["task"]
 
 
 def test_imdb_manifest_is_the_seed_recipe():

@@ -1,5 +1,6 @@
 """The wheel holds every built-in plugin, its data, and the entry points that register them."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,9 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # Build from a copy: setuptools writes ftrun.egg-info and build/ into the tree it builds,
+    # and an egg-info left in the checkout would shadow the installed entry points.
+    source = tmp_path_factory.mktemp("source") / "ftrun"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "*.egg-info", "build", "dist", "__pycache__", "ftrun-runs"))
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(source)],
         check=True,
         capture_output=True,
     )
@@ -44,6 +49,7 @@ def test_wheel_declares_the_builtin_entry_points(wheel):
     text = archive.read(entry_points).decode()
     assert "[console_scripts]\nftrun = ftrun.cli:main" in text
     assert "text-classification = ftrun.plugins.text_classification" in text
+    assert "[pytest11]\nftrun.testing = ftrun.testing" in text  # the fixtures of ftrun.testing, for plugin authors
 
 
 def test_plugins_import_from_the_unpacked_wheel(wheel, tmp_path):

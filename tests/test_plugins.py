@@ -1,25 +1,22 @@
 """The plugin system: discovery, overriding one stage, and the errors plugin authors meet."""
 
 import json
+import re
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
+import pluggy
 import pytest
 
-from ftrun import FtrunError
+import ftrun
+from ftrun import FtrunError, __version__, hookimpl
+from ftrun.cli import COMMANDS, build_parser
 from ftrun.hookspecs import hook_names
 from ftrun.plugin_manager import get_plugin_manager
 
-
-@pytest.fixture
-def plugin_module(tmp_path, monkeypatch):
-    """plugin_module(name, source) writes an importable module and returns its name."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-    def write(name: str, source: str) -> str:
-        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-        return name
-
-    return write
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -230,3 +227,261 @@ def test_every_hook_spec_is_documented():
     for name in hook_names():
         doc = getattr(specs, name).__doc__ or ""
         assert "Called" in doc and ("Returns" in doc or "return" in doc.lower()), name
+
+
+# -- the API a plugin is written against ------------------------------------------------
+
+
+def test_everything_a_plugin_needs_is_importable_from_ftrun():
+    for name in ftrun.__all__:
+        assert getattr(ftrun, name) is not None, name
+    with pytest.raises(AttributeError):
+        ftrun.no_such_name  # noqa: B018
+
+
+def test_importing_ftrun_imports_no_heavy_library():
+    """The public names load on first use, so `ftrun --help` stays fast (and ftrun.testing stays cheap)."""
+    code = "import sys, ftrun, ftrun.testing; print(sorted({'torch', 'transformers', 'datasets'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_a_plugin_declares_the_ftrun_versions_it_supports(cli, plugin_module):
+    plugin_module("future_plugin", 'ftrun_requires = ">=99"\n')
+    result = cli("tasks", "--plugin", "future_plugin")
+    assert result.code == 2
+    assert result.err.strip() == f"ftrun: error: plugin future_plugin requires ftrun >=99, but this is ftrun {__version__}"
+    plugin_module("current_plugin", f'ftrun_requires = "=={__version__}"\n')
+    assert cli("tasks", "--plugin", "current_plugin").code == 0
+    plugin_module("vague_plugin", 'ftrun_requires = "the latest"\n')
+    result = cli("tasks", "--plugin", "vague_plugin")
+    assert result.err.strip() == "ftrun: error: plugin vague_plugin: ftrun_requires = 'the latest' is not a version specifier (such as \">=0.1,<0.2\")"
+
+
+def test_an_installed_plugin_for_another_ftrun_names_its_distribution_and_can_be_blocked(cli, installed_plugin):
+    installed_plugin("ftrun-future", "future", "future_module", 'ftrun_requires = ">=99"\n')
+    result = cli("tasks")
+    assert result.err.strip() == f"ftrun: error: plugin future (ftrun-future 1.2) requires ftrun >=99, but this is ftrun {__version__}"
+    assert cli("tasks", "--no-plugin", "future").code == 0
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_takes_no_plugin(command):
+    assert "--no-plugin NAME" in build_parser(command).format_help()
+
+
+def test_no_plugin_and_the_environment_block_plugins(cli, plugin_module, monkeypatch, tiny_manifest, tmp_path):
+    listing = cli("tasks", "--no-plugin", "text-classification")
+    assert listing.code == 0 and "text-classification" not in listing.out
+    result = cli("--task", "text-classification", "--no-plugin", "text-classification")
+    assert result.code == 2 and "unknown task 'text-classification'" in result.err
+    result = cli("--manifest", tiny_manifest, "--no-plugin", "ftrun.default_stages", "--output-dir", tmp_path / "out")
+    assert result.err.strip() == (
+        "ftrun: error: ftrun_load_data: no plugin answered (is ftrun.default_stages, which runs the tasks' own stages, blocked?)"
+    )
+    plugin_module("counted", "from ftrun import hookimpl\n\n@hookimpl\ndef ftrun_trainer_callbacks():\n    return []\n")
+    monkeypatch.setenv("FTRUN_NO_PLUGINS", "text-classification, counted")
+    listing = cli("plugins", "--plugin", "counted")
+    assert "text-classification" not in listing.out and "counted" not in listing.out
+
+
+def test_a_task_s_own_keys_are_validated_and_errors_name_the_key(make_plugin_manager, plugin_module, tmp_path):
+    from ftrun.config import build_config
+
+    plugin_module(
+        "ranged_task",
+        """
+        from pydantic import Field, model_validator
+        from ftrun import DataConfig, hookimpl
+        from ftrun.plugins.text_classification import TextClassificationTask
+
+        class RangedData(DataConfig):
+            low: float = Field(0.0, ge=0)
+            high: float = 1.0
+
+            @model_validator(mode="after")
+            def ordered(self):
+                if self.low >= self.high:
+                    raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+                return self
+
+        class RangedTask(TextClassificationTask):
+            name = "ranged"
+            data_config = RangedData
+
+        @hookimpl
+        def ftrun_register_tasks(register):
+            register(RangedTask())
+        """,
+    )
+    task = make_plugin_manager("ranged_task").task("ranged")
+    cases = {
+        "lo": "run.toml: data.lo: unknown key (did you mean low?)",
+        "low": "run.toml: data.low: input should be greater than or equal to 0, got -1",
+    }
+    for key, message in cases.items():
+        with pytest.raises(FtrunError) as raised:
+            build_config(task, {"data": {key: -1}}, source="run.toml", base_dir=tmp_path)
+        assert str(raised.value) == message
+    with pytest.raises(FtrunError) as raised:
+        build_config(task, {"data": {"low": 2.0}}, source="run.toml", base_dir=tmp_path)
+    assert str(raised.value) == "run.toml: data: low (2.0) must be below high (1.0)"  # the task's own words
+
+
+# -- what a stage hook returns ----------------------------------------------------------
+
+WRONG_ANSWERS = {
+    "ftrun_load_data": ("def ftrun_load_data(task, config):\n    return {'train': []}", "dict, expected ftrun.TaskData"),
+    "ftrun_build_head": ("def ftrun_build_head(task, config, data):\n    return 'bert'", "str, expected transformers.PreTrainedModel"),
+    "ftrun_build_metrics": ("def ftrun_build_metrics(task, config, data):\n    return {'f1': 1.0}", "dict, expected ftrun.Metrics"),
+    "ftrun_trainer_callbacks": ("def ftrun_trainer_callbacks(task, config):\n    return 'print'", "str, expected a list of transformers.TrainerCallback"),
+    "ftrun_build_trainer": (
+        "def ftrun_build_trainer(task, config, data, model, metrics, callbacks, output_dir):\n    return model",
+        "BertForSequenceClassification, expected transformers.Trainer",
+    ),
+}
+
+
+@pytest.mark.parametrize("hook", list(WRONG_ANSWERS))
+def test_a_hook_answer_of_the_wrong_type_names_the_plugin(cli, plugin_module, tiny_manifest, tmp_path, hook):
+    source, words = WRONG_ANSWERS[hook]
+    plugin_module("wrong_answer", f"from ftrun import hookimpl\n\n@hookimpl\n{source}\n")
+    result = cli("--manifest", tiny_manifest, "--plugin", "wrong_answer", "--output-dir", tmp_path / "out")
+    assert result.code == 2, result
+    assert result.err.strip().splitlines() == [f"ftrun: error: plugin wrong_answer: {hook} returned {words}"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_task_method_of_the_wrong_type_names_the_task_and_its_plugin(cli, plugin_module, tiny_manifest, tmp_path):
+    plugin_module(
+        "sloppy_task",
+        """
+        from ftrun import hookimpl
+        from ftrun.plugins.text_classification import TextClassificationTask
+
+        class SloppyTask(TextClassificationTask):
+            name = "sloppy"
+
+            def build_metrics(self, config, data):
+                return {"accuracy": 1.0}
+
+        @hookimpl
+        def ftrun_register_tasks(register):
+            register(SloppyTask())
+        """,
+    )
+    tiny_manifest.write_text(tiny_manifest.read_text().replace('task = "text-classification"', 'task = "sloppy"'))
+    result = cli("--manifest", tiny_manifest, "--plugin", "sloppy_task", "--output-dir", tmp_path / "out")
+    assert result.code == 2, result
+    assert result.err.strip() == (
+        "ftrun: error: plugin sloppy_task: SloppyTask.build_metrics (stage ftrun_build_metrics) returned dict, expected ftrun.Metrics"
+    )
+
+
+def test_a_wrapper_wraps_a_stage_and_its_answer_is_checked(cli, plugin_module, tiny_manifest, tmp_path):
+    plugin_module(
+        "frozen_embeddings",
+        """
+        from ftrun import hookimpl
+
+        built = []
+
+        @hookimpl(wrapper=True)
+        def ftrun_build_head(task, config, data):
+            model = yield  # whatever another plugin, or the task itself, built
+            for parameter in model.base_model.embeddings.parameters():
+                parameter.requires_grad = False
+            built.append(model)
+            return model
+        """,
+    )
+    result = cli("--manifest", tiny_manifest, "--plugin", "frozen_embeddings", "--output-dir", tmp_path / "out")
+    assert result.code == 0, result
+    import frozen_embeddings
+
+    (model,) = frozen_embeddings.built
+    assert not any(p.requires_grad for p in model.base_model.embeddings.parameters())
+    assert all(p.requires_grad for p in model.classifier.parameters())
+
+    plugin_module(
+        "bad_wrapper",
+        """
+        from ftrun import hookimpl
+
+        @hookimpl(wrapper=True)
+        def ftrun_build_metrics(task, config, data):
+            metrics = yield
+            return {"compute": metrics.compute}
+        """,
+    )
+    result = cli("--manifest", tiny_manifest, "--plugin", "bad_wrapper", "--output-dir", tmp_path / "out2")
+    assert result.err.strip() == "ftrun: error: plugin bad_wrapper: ftrun_build_metrics (a wrapper) returned dict, expected ftrun.Metrics"
+
+
+# -- hook specs can grow -------------------------------------------------------------------
+
+
+def test_an_implementation_takes_only_the_arguments_it_needs(cli, plugin_module, tiny_manifest, tmp_path):
+    plugin_module(
+        "few_arguments",
+        """
+        from ftrun import hookimpl
+
+        seen = {}
+
+        @hookimpl
+        def ftrun_load_data(config):
+            seen["task"] = config.task
+
+        @hookimpl
+        def ftrun_build_trainer(output_dir):
+            seen["output_dir"] = output_dir
+
+        @hookimpl
+        def ftrun_trainer_callbacks():
+            return []
+        """,
+    )
+    out = tmp_path / "out"
+    result = cli("--manifest", tiny_manifest, "--plugin", "few_arguments", "--output-dir", out)
+    assert result.code == 0, result
+    assert result.output_dir == out and (out / "model.safetensors").exists()
+    import few_arguments
+
+    assert few_arguments.seen == {"task": "text-classification", "output_dir": str(out)}
+
+
+def test_a_hook_spec_can_grow_an_argument_without_breaking_plugins():
+    """pluggy hands each implementation only the arguments it names: a new one in a spec breaks no plugin."""
+    hookspec = pluggy.HookspecMarker("ftrun")
+
+    class GrownSpecs:  # ftrun_build_metrics as a later ftrun might declare it
+        @hookspec(firstresult=True)
+        def ftrun_build_metrics(self, task, config, data, trainer_state): ...
+
+    class WrittenForToday:
+        @hookimpl
+        def ftrun_build_metrics(self, task, config, data):
+            return f"metrics for {task}"
+
+    manager = pluggy.PluginManager("ftrun")
+    manager.add_hookspecs(GrownSpecs)
+    manager.register(WrittenForToday())
+    manager.check_pending()
+    assert manager.hook.ftrun_build_metrics(task="t", config=None, data=None, trainer_state={}) == "metrics for t"
+
+
+# -- every hook documented and tested (datasette's rule) ---------------------------------
+
+
+@pytest.mark.parametrize("name", hook_names())
+def test_every_hook_is_documented_and_implemented_in_a_test(name):
+    headings = re.findall(r"^#+ `?(\w+)`?\s*$", (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8"), re.MULTILINE)
+    assert name in headings, f"docs/plugins.md has no heading for the hook {name}"
+    tests = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "tests").glob("test_*.py"))
+    assert re.search(rf"\bdef {name}\(", tests), f"no plugin in tests/ implements the hook {name}"
+
+
+def test_the_plugin_guide_names_every_public_name():
+    guide = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    missing = [name for name in ftrun.__all__ if f"`{name}" not in guide and f"{name}`" not in guide]
+    assert not missing, f"docs/plugins.md does not mention {missing}"

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_BERT, write_jsonl
 from transformers import EvalPrediction
 
 from ftrun.config import build_config
 from ftrun.data import tokenize
 from ftrun.plugin_manager import get_plugin_manager
+from ftrun.testing import TINY_BERT, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +79,10 @@ def test_classlabel_names_come_from_the_dataset(task, tmp_path):
     assert data.train["labels"] == [1, 0, 1, 0]
 
 
-def test_text_pairs_are_encoded_together(task, tmp_path, tiny_pretrained):
+def test_text_pairs_are_encoded_together(task, tmp_path, tiny_bert):
     rows = [{"premise": f"a cat sat {i}", "hypothesis": "an animal sat", "label": ["entailment", "neutral"][i % 2]} for i in range(8)]
     data_settings = {**write_rows(tmp_path, rows, rows), "text_column": "premise", "text_pair_column": "hypothesis"}
-    config = config_for(task, tmp_path, data_settings, model={"name": str(tiny_pretrained)})
+    config = config_for(task, tmp_path, data_settings, model={"name": str(tiny_bert)})
     data = task.load_data(config)
     ids = data.train[0]["input_ids"]
     assert ids.count(data.tokenizer.sep_token_id) == 2  # [CLS] premise [SEP] hypothesis [SEP]

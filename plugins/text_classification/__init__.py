@@ -17,6 +17,7 @@ from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, Task
 
 from ftrun.config import merge
 
+from ..labels import check_eval_labels, named_labels
 from ..metrics import classification_metrics
 
 DEMO_DIR = Path(__file__).parent / "data"
@@ -102,11 +103,7 @@ class TextClassificationTask(Task):
             if dtype not in ("string", "large_string"):
                 raise FtrunError(f"{config.where('data.' + key)}: column {column!r} holds {dtype}, not text")
         names = label_names(splits.train, config, "train")
-        unknown = sorted(set(label_names(splits.eval, config, "eval", names)) - set(names))
-        if unknown:
-            raise FtrunError(
-                f"{config.where('data.label_column')}: eval labels missing from the train split: {', '.join(unknown[:10])}"
-            )
+        check_eval_labels(names, label_names(splits.eval, config, "eval", used_only=True), config.where("data.label_column"))
         if len(names) < 2:
             raise FtrunError(f"{config.where('data.label_column')}: the train split has only the label {names[0]!r}; classification needs two or more")
         return names
@@ -145,30 +142,12 @@ def uses_indices(split: Any, config: RunConfig) -> bool:
     return hasattr(split.features[config.data.label_column], "names") or config.data.label_names is not None
 
 
-def label_names(split: Any, config: RunConfig, name: str, train_names: list[str] | None = None) -> list[str]:
-    """The label names of a split: ClassLabel names, ``label_names``, or the distinct values.
-
-    For the eval split (``train_names`` given) returns the names its rows use.
-    """
+def label_names(split: Any, config: RunConfig, name: str, used_only: bool = False) -> list[str]:
+    """The label names of a split (see ``named_labels``); integers without names are named by their values."""
     column = config.data.label_column
-    where = config.where("data.label_column")
-    feature = split.features[column]
     values = Counter(split[column])
-    if None in values:
-        raise FtrunError(f"{where}: the {name} split has rows without a label")
-    kinds = {type(value).__name__ for value in values}
-    if kinds - {"str", "int"} or len(kinds) > 1:
-        raise FtrunError(f"{where}: labels must be all strings or all integers; the {name} split has {', '.join(sorted(kinds))}")
-    if kinds == {"str"}:
-        return sorted(values)
-    names = getattr(feature, "names", None) or config.data.label_names
-    if names is None:
-        return [str(value) for value in sorted(values)]
-    bad = sorted(value for value in values if not 0 <= value < len(names))
-    if bad:
-        source = "label_names" if config.data.label_names else "the dataset's label names"
-        raise FtrunError(f"{where}: the {name} split has label {bad[0]}, outside the {len(names)} of {source}")
-    return list(names) if train_names is None else [names[value] for value in values]
+    names = named_labels(values, getattr(split.features[column], "names", None), config, "label_column", name, used_only)
+    return [str(value) for value in sorted(values)] if names is None else names
 
 
 TASK = TextClassificationTask()

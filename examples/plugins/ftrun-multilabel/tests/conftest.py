@@ -1,0 +1,7 @@
+"""Offline tests: set before any Hugging Face library is imported, which reads these once."""
+
+import os
+import tempfile
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="ftrun-multilabel-test-"))

@@ -1,0 +1,47 @@
+"""Label names, shared by the tasks that predict named labels (text classification, NER).
+
+Labels come as strings (their own names), as integers with a ``ClassLabel`` feature's names,
+or as integers named by the task's ``label_names`` key; the saved model always gets names.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ftrun import FtrunError, RunConfig
+
+
+def named_labels(
+    values: Counter, class_names: list[str] | None, config: RunConfig, key: str, split: str, used_only: bool = False
+) -> list[str] | None:
+    """The label names of one split, from the count of each label value in it.
+
+    ``class_names`` are the dataset's ``ClassLabel`` names, if any; ``key`` is the task's
+    ``[data]`` key of the label column, for messages. Strings are their own names, sorted;
+    integers index ``class_names`` or ``config.data.label_names``: all of those names, or with
+    ``used_only`` (for an eval split) the ones the values use. ``None`` for integers with no
+    names, which each task treats its own way.
+    """
+    where = config.where(f"data.{key}")
+    if None in values:
+        raise FtrunError(f"{where}: the {split} split has rows without a label")
+    kinds = {type(value).__name__ for value in values}
+    if kinds - {"str", "int"} or len(kinds) > 1:
+        raise FtrunError(f"{where}: labels must be all strings or all integers; the {split} split has {', '.join(sorted(kinds))}")
+    if kinds == {"str"}:
+        return sorted(values)
+    names = class_names or config.data.label_names
+    if names is None:
+        return None
+    bad = sorted(value for value in values if not 0 <= value < len(names))
+    if bad:
+        source = "the dataset's label names" if class_names else "label_names"
+        raise FtrunError(f"{where}: the {split} split has label {bad[0]}, outside the {len(names)} of {source}")
+    return [names[value] for value in values] if used_only else list(names)
+
+
+def check_eval_labels(train: list[str], evaluation: list[str], where: str, what: str = "labels") -> None:
+    """A label only the eval split has can never be predicted: fail before training instead."""
+    unknown = sorted(set(evaluation) - set(train))
+    if unknown:
+        raise FtrunError(f"{where}: eval {what} missing from the train split: {', '.join(unknown[:10])}")
