@@ -7,6 +7,7 @@ or as integers named by the task's ``label_names`` key; the saved model always g
 from __future__ import annotations
 
 from collections import Counter
+from typing import Iterable
 
 from ftrun import FtrunError, RunConfig
 
@@ -40,7 +41,7 @@ def named_labels(
     return [names[value] for value in values] if used_only else list(names)
 
 
-def check_eval_labels(train: list[str], evaluation: list[str], where: str, what: str = "labels") -> None:
+def check_eval_labels(train: Iterable[str], evaluation: Iterable[str], where: str, what: str = "labels") -> None:
     """A label only the eval split has can never be predicted: fail before training instead."""
     unknown = sorted(set(evaluation) - set(train))
     if unknown:

@@ -18,6 +18,7 @@ from ftrun.plugins.ner.conll import read_conll, sentences
 from ftrun.plugins.ner.metrics import entity_metrics
 from ftrun.plugins.ner.tags import IGNORED, align_labels, continuation_ids
 from ftrun.testing import TINY_BERT, TINY_TRAINING, write_jsonl
+from test_bad_inputs import fails  # noqa: F401  (the fixture: exit 2, one error line, nothing written)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -36,9 +37,10 @@ def task():
     return get_plugin_manager().task("ner")
 
 
-def config_for(task, tmp_path: Path, data: dict, model: dict | None = None, **tables):
-    model = model or {"config": TINY_BERT, "tokenizer_vocab_size": 100, "tokenizer_lowercase": False}
-    return build_config(task, {"task": "ner", "model": model, "data": data, **tables}, source="test.toml", base_dir=tmp_path)
+def config_for(task, tmp_path: Path, data: dict):
+    """A tiny BERT whose tokenizer, trained on a few sentences with 100 entries, splits most words."""
+    model = {"config": TINY_BERT, "tokenizer_vocab_size": 100, "tokenizer_lowercase": False}
+    return build_config(task, {"task": "ner", "model": model, "data": data}, source="test.toml", base_dir=tmp_path)
 
 
 def files(tmp_path: Path, train: list[dict], evaluation: list[dict] | None = None) -> dict:
@@ -76,7 +78,8 @@ def test_words_split_into_sub_tokens_are_labelled_once(task, tmp_path):
         assert labels[0] == labels[-1] == IGNORED
         # exactly one labelled sub-token per word, in order, carrying the word's tag
         assert [data.labels[label] for label in labels if label != IGNORED] == row["ner_tags"]
-        firsts = [i for i, word in enumerate(word_ids(data, row["tokens"])) if word is not None and word_ids(data, row["tokens"])[i - 1] != word]
+        words = word_ids(data, row["tokens"])
+        firsts = [i for i, word in enumerate(words) if word is not None and word != words[i - 1]]
         assert [i for i, label in enumerate(labels) if label != IGNORED] == firsts
     # the vocabulary is small enough that words do split, so the test means something
     assert any(len(encoded["input_ids"]) > len(row["tokens"]) + 2 for row, encoded in zip(SENTENCES, data.train))
@@ -123,10 +126,10 @@ def test_string_tags_keep_their_names(task, tmp_path):
 
 
 def test_classlabel_tags_take_the_dataset_names(task, tmp_path):
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
     names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]  # CoNLL-2003's order
-    features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=names))})
+    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
     rows = {"tokens": [row["tokens"] for row in SENTENCES], "ner_tags": [[names.index(tag) for tag in row["ner_tags"]] for row in SENTENCES]}
     split = Dataset.from_dict(rows, features=features)
     DatasetDict({"train": split, "validation": split}).save_to_disk(tmp_path / "saved")
@@ -192,8 +195,7 @@ def test_conll_files_load_as_splits(task, tmp_path, suffix):
     (tmp_path / f"eval{suffix}").write_text(CONLL, encoding="utf-8")
     config = config_for(task, tmp_path, {"train_file": f"train{suffix}", "eval_file": f"eval{suffix}"})
     data = task.load_data(config)
-    assert data.labels == ["B-LOC", "B-MISC", "B-ORG", "B-PER", "I-PER", "O"]
-    assert len(data.train) == 3
+    assert data.labels == TAGS and len(data.train) == 3
     again = task.load_data(config)
     assert again.stats["train"].cached  # Arrow-backed: tokenized once
 
@@ -210,26 +212,6 @@ def tables() -> dict:
         "data": {},
         "training": dict(TINY_TRAINING),
     }
-
-
-@pytest.fixture
-def fails(cli, tmp_path, monkeypatch):
-    """fails(*args, words): ftrun exits 2 with one ``ftrun: error:`` line holding every word, writing nothing."""
-    monkeypatch.chdir(tmp_path)
-
-    def call(*args, words: tuple[str, ...]) -> str:
-        before = {path: path.stat().st_mtime for path in tmp_path.rglob("*")}
-        result = cli(*args)
-        assert result.code == 2, result
-        assert "Traceback" not in result.err + result.out, result
-        (line,) = result.err.splitlines()
-        assert line.startswith("ftrun: error: "), line
-        for word in words:
-            assert word in line, (word, line)
-        assert {path: path.stat().st_mtime for path in tmp_path.rglob("*")} == before, "files written or changed"
-        return line
-
-    return call
 
 
 def with_tags(tags: list[str], tokens: list[str] | None = None) -> dict:

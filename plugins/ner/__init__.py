@@ -35,7 +35,9 @@ class NerData(DataConfig):
     )
     label_names: list[str] | None = Field(None, description="Names of integer tags 0..N-1, when the data has none.")
     label_all_tokens: bool = Field(
-        False, description="Label every sub-token of a word (B-X continues as I-X), not only the first one."
+        False,
+        description="Label every sub-token of a word (B-X continues as I-X), not only the first; "
+        "as in run_ner.py, the metric then counts sub-tokens too.",
     )
 
 
@@ -191,24 +193,18 @@ class NerTask(Task):
 def split_tags(split: Any, config: RunConfig, name: str) -> tuple[list[str], set[str]]:
     """A split's tag names (all that its ClassLabel or label_names define) and those its sentences use.
 
-    Fails, naming the sentence, when a sentence's tokens and tags differ in number or a tag
+    Fails, naming the sentence, when a sentence's words and tags differ in number or a tag
     is not IOB1 / IOB2 / IOBES.
     """
     settings: NerData = config.data
     where = config.where("data.tags_column")
-    for key, what in (("tokens_column", "words"), ("tags_column", "tags")):
-        column = getattr(settings, key)
-        feature = split.features[column]
-        if getattr(feature, "feature", None) is None:  # not a list per row
-            raise FtrunError(f"{config.where('data.' + key)}: column {column!r} holds {getattr(feature, 'dtype', feature)}, not a list of {what} per sentence")
-    words_type = getattr(split.features[settings.tokens_column].feature, "dtype", None)
-    if words_type not in ("string", "large_string"):
-        raise FtrunError(f"{config.where('data.tokens_column')}: column {settings.tokens_column!r} holds lists of {words_type}, not of words")
+    check_list_columns(split, config)
     sentences, tags = split[settings.tokens_column], split[settings.tags_column]
     for row, (words, row_tags) in enumerate(zip(sentences, tags), 1):
         if len(words or ()) != len(row_tags or ()):
             raise FtrunError(
-                f"{where}: the {name} split's sentence {row} {preview(words)} has {len(words or ())} tokens but {len(row_tags or ())} tags"
+                f"{where}: the {name} split's sentence {row} {preview(words)} "
+                f"has {len(words or ())} tokens but {len(row_tags or ())} tags"
             )
     values = Counter(tag for row_tags in tags for tag in row_tags or ())
     class_names = getattr(split.features[settings.tags_column].feature, "names", None)
@@ -225,6 +221,20 @@ def split_tags(split: Any, config: RunConfig, name: str) -> tuple[list[str], set
             "which is not IOB1/IOB2/IOBES (O, or B-, I-, E- or S- and an entity type)"
         )
     return names, used
+
+
+def check_list_columns(split: Any, config: RunConfig) -> None:
+    """Words and tags must be lists per sentence: text still to be split into words is refused."""
+    for key, what in (("tokens_column", "words"), ("tags_column", "tags")):
+        column = getattr(config.data, key)
+        feature = split.features[column]
+        if getattr(feature, "feature", None) is None:
+            kind = getattr(feature, "dtype", feature)
+            raise FtrunError(f"{config.where('data.' + key)}: column {column!r} holds {kind}, not a list of {what} per sentence")
+    column = config.data.tokens_column
+    kind = getattr(split.features[column].feature, "dtype", None)
+    if kind not in ("string", "large_string"):
+        raise FtrunError(f"{config.where('data.tokens_column')}: column {column!r} holds lists of {kind}, not of words")
 
 
 def preview(words: list[str] | None, size: int = 6) -> str:

@@ -15,7 +15,6 @@ sentence; ``-DOCSTART-`` lines (document boundaries) are skipped.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
 SUFFIXES = (".conll", ".iob", ".bio", ".txt")
 #: The columns a CoNLL file gives: the NER task's default column names.
 TOKENS, TAGS = "tokens", "ner_tags"
-#: Part of each file's cache key: change it when the reader's output changes.
-READER_VERSION = "1"
 
 
 def is_conll(path: Path) -> bool:
@@ -59,20 +56,19 @@ def sentences(lines: Iterable[str]) -> Iterator[dict[str, list[str]]]:
 
 
 def read_conll(path: Path) -> Dataset:
-    """A CoNLL file as a split, kept in the datasets cache under a hash of the file's content.
+    """A CoNLL file as a split, kept in the datasets cache under a hash of its sentences.
 
     An Arrow-backed split (rather than one in memory) lets the core cache its tokenization
-    and a tokenizer trained on it, exactly as for the other file formats.
+    and a tokenizer trained on it, exactly as for the other file formats. Hashing the
+    sentences takes about 2 s for CoNLL-2003's 14,041, and follows any change to the file.
     """
-    from datasets import Dataset, Features, List, Value
+    from datasets import Dataset, Features, Sequence, Value
 
-    content = path.read_bytes()
-    rows = list(sentences(content.decode("utf-8").splitlines()))
+    rows = list(sentences(path.read_text(encoding="utf-8").splitlines()))
     if not rows:  # datasets' own message for this names no file and no cause
         raise ValueError("no sentences (expected a token and its tag per line, a blank line between sentences)")
-    features = Features({TOKENS: List(Value("string")), TAGS: List(Value("string"))})
-    fingerprint = hashlib.sha256(content + READER_VERSION.encode()).hexdigest()[:32]
-    return Dataset.from_generator(_rows, features=features, gen_kwargs={"rows": rows}, fingerprint=f"ftrun-conll-{fingerprint}")
+    features = Features({TOKENS: Sequence(Value("string")), TAGS: Sequence(Value("string"))})
+    return Dataset.from_generator(_rows, features=features, gen_kwargs={"rows": rows})
 
 
 def _rows(rows: list[dict[str, list[str]]]) -> Iterator[dict[str, list[str]]]:
