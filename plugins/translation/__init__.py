@@ -1,0 +1,355 @@
+"""Translation: a text in one language → its translation in another (T5 on WMT16 English→Romanian).
+
+The flow of transformers' ``run_translation.py``: a sequence-to-sequence head, T5's task prefix
+on the source texts, sources and targets truncated separately, labels padded with -100, and a
+``Seq2SeqTrainer`` that evaluates generated translations with BLEU and chrF (sacrebleu).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+from pydantic import Field
+from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, hookimpl, merge, model_config_dict, require_columns
+
+from ..metrics import generation_metrics
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+DEMO_DIR = Path(__file__).parent / "data"
+
+#: English names of language codes, for T5's task prefix ("translate English to German: ").
+LANGUAGE_NAMES = {
+    "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "et": "Estonian",
+    "fi": "Finnish", "fr": "French", "hi": "Hindi", "it": "Italian", "ja": "Japanese", "kk": "Kazakh",
+    "lt": "Lithuanian", "lv": "Latvian", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian",
+    "ru": "Russian", "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
+}  # fmt: skip
+
+
+class TranslationData(DataConfig):
+    source_lang: str = Field(description="Language code of the source texts, e.g. en.")
+    target_lang: str = Field(description="Language code of the target texts, e.g. de.")
+    translation_column: str = Field(
+        "translation", description="Column of {language code: text} pairs, as in the Hub's translation datasets."
+    )
+    source_column: str | None = Field(None, description="Flat form: column of source texts (instead of translation_column).")
+    target_column: str | None = Field(None, description="Flat form: column of target texts (instead of translation_column).")
+    source_prefix: str | None = Field(
+        None, description='Put before every source text; default: "translate English to German: " (etc.) for T5 models, none for others.'
+    )
+    max_source_length: int = Field(1024, gt=0, description="Truncate source texts to this many tokens.")
+    max_target_length: int = Field(
+        128, gt=0, description="Truncate target texts to this many tokens; also how long generated translations may be."
+    )
+
+
+class TranslationTask(Task):
+    name = "translation"
+    description = "translate texts from one language to another (sequence to sequence)"
+    pipeline_tag = "translation"
+    auto_model = AutoModelForSeq2SeqLM
+    data_config = TranslationData
+    training_arguments_class = Seq2SeqTrainingArguments
+    trainer_class = Seq2SeqTrainer
+    #: run_translation.py's example (t5-small on WMT16 English→Romanian, 3 epochs, batches of 4),
+    #: on 1,000 of the 610,000 training pairs: minutes on a laptop, not days.
+    defaults = {
+        # Translations are scored case-sensitively: a tokenizer trained for a model from a config keeps case.
+        "model": {"name": "t5-small", "tokenizer_lowercase": False},
+        "data": {
+            "dataset": "wmt16",
+            "dataset_config": "ro-en",
+            "train_split": "train",
+            "eval_split": "validation",
+            "source_lang": "en",
+            "target_lang": "ro",
+            "max_train_samples": 1000,
+            "max_eval_samples": 200,
+        },
+        "training": {
+            "num_train_epochs": 3,
+            "per_device_train_batch_size": 4,
+            "per_device_eval_batch_size": 4,
+            # Evaluate generated translations (BLEU needs text), with T5's own beam size for translation.
+            "predict_with_generate": True,
+            "generation_num_beams": 4,
+        },
+        "metrics": {"names": ["bleu", "chrf"], "best": "bleu"},
+        "predict": {"examples": ["The weather is nice today.", "A man is riding a bike."]},
+    }
+
+    def demo(self) -> dict[str, Any]:
+        """A real Multi30k English→German sample shipped in the package and a small T5 trained from scratch on it."""
+        shared = {key: value for key, value in self.defaults.items() if key not in ("model", "data", "predict")}
+        return merge(
+            shared,
+            {
+                "model": {
+                    # T5 v1.1's gated feed-forward, without dropout: learns fastest in a short run.
+                    "config": {
+                        "model_type": "t5",
+                        "d_model": 128,
+                        "d_ff": 256,
+                        "d_kv": 32,
+                        "num_heads": 4,
+                        "num_layers": 2,
+                        "feed_forward_proj": "gated-gelu",
+                        "dropout_rate": 0.0,
+                    },
+                    "tokenizer_vocab_size": 3000,
+                    "tokenizer_lowercase": False,
+                },
+                "data": {
+                    "train_file": str(DEMO_DIR / "multi30k-train.jsonl.gz"),
+                    "eval_file": str(DEMO_DIR / "multi30k-eval.jsonl.gz"),
+                    "source_lang": "en",
+                    "target_lang": "de",
+                    # Longer than 99% of the sample's sentences, in tokens.
+                    "max_source_length": 48,
+                    "max_target_length": 40,
+                },
+                # A model trained from scratch wants a higher rate, larger batches and no warmup.
+                "training": {
+                    "num_train_epochs": 3,
+                    "learning_rate": 3e-3,
+                    "warmup_steps": 0,
+                    "per_device_train_batch_size": 32,
+                    "per_device_eval_batch_size": 64,
+                },
+                "predict": {"examples": ["A man is riding a bike.", "Two dogs are playing in the snow."]},
+            },
+        )
+
+    # -- data stage --------------------------------------------------------------------
+
+    def check_data(self, splits: Splits, config: RunConfig) -> None:
+        data: TranslationData = config.data
+        if data.max_length is not None:
+            raise FtrunError(f"{config.where('data.max_length')}: translation truncates with max_source_length and max_target_length")
+        if data.source_lang == data.target_lang:
+            raise FtrunError(f"{config.where('data.target_lang')}: the same language as source_lang ({data.source_lang!r})")
+        if (data.source_column is None) != (data.target_column is None):
+            missing = "target_column" if data.source_column else "source_column"
+            raise FtrunError(f"{config.where('data.' + missing)}: needed as well when texts come from flat columns")
+        columns = (
+            {"source_column": data.source_column, "target_column": data.target_column}
+            if data.source_column
+            else {"translation_column": data.translation_column}
+        )
+        for name, split in (("train", splits.train), ("eval", splits.eval)):
+            require_columns(split, columns, config, name)
+            check_texts(split, config, name)
+
+    def load_data(self, config: RunConfig) -> TaskData:
+        """The shared data stage, with the source prefix settled first: it is part of what is cached."""
+        prefix = source_prefix(config.data, model_type(config))
+        return super().load_data(dataclasses.replace(config, data=config.data.model_copy(update={"source_prefix": prefix})))
+
+    def text_of(self, split: Dataset, config: RunConfig) -> Iterable[str]:
+        """Sources (prefixed, as the model reads them) and targets: one vocabulary for both languages, as T5's."""
+        prefix = config.data.source_prefix
+        for batch in batches(split, config.data):
+            sources, targets = pairs_of(batch, config.data)
+            yield from (prefix + text for text in sources)
+            yield from targets
+
+    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig) -> dict[str, list]:
+        settings: TranslationData = config.data
+        sources, targets = pairs_of(batch, settings)
+        encoded = data.tokenizer([settings.source_prefix + text for text in sources], max_length=settings.max_source_length, truncation=True)
+        encoded["labels"] = data.tokenizer(text_target=targets, max_length=settings.max_target_length, truncation=True)["input_ids"]
+        return encoded
+
+    # -- head stage --------------------------------------------------------------------
+
+    def build_head(self, config: RunConfig, data: TaskData) -> PreTrainedModel:
+        """The shared head stage; the saved config then says which prefix the model expects.
+
+        ``task_specific_params["translation_en_to_de"]["prefix"]`` is where T5's own configs put
+        it, and what ``predict`` (and transformers 4's translation pipelines) read.
+        """
+        model = super().build_head(config, data)
+        settings: TranslationData = config.data
+        prefix = source_prefix(settings, model.config.model_type)
+        model.config.task_specific_params = {pair_name(settings): {"prefix": prefix}}
+        return model
+
+    # -- metric stage ------------------------------------------------------------------
+
+    def build_metrics(self, config: RunConfig, data: TaskData) -> Metrics:
+        """BLEU and chrF of the generated translations, and their mean length in tokens (``gen_len``)."""
+        if not config.training.get("predict_with_generate"):
+            raise FtrunError(f"{config.where('training.predict_with_generate')}: translation metrics score generated text; set it to true")
+        names = config.metrics.names or ["bleu", "chrf"]
+        best = config.metrics.best or names[0]
+        if best not in names:
+            raise FtrunError(f"{config.where('metrics.best')}: {best!r} is not among metrics.names ({', '.join(names)})")
+        score = generation_metrics(names, where=config.where("metrics.names"))
+        tokenizer = data.tokenizer
+
+        def compute(prediction: EvalPrediction) -> dict[str, float]:
+            # Generated ids and labels come padded with -100 (which is no token) across batches.
+            generated = np.where(prediction.predictions != -100, prediction.predictions, tokenizer.pad_token_id)
+            labels = np.where(prediction.label_ids != -100, prediction.label_ids, tokenizer.pad_token_id)
+            texts = [text.strip() for text in tokenizer.batch_decode(generated, skip_special_tokens=True)]
+            references = [text.strip() for text in tokenizer.batch_decode(labels, skip_special_tokens=True)]
+            # Special tokens aside: beam search pads finished translations with </s>, not <pad>.
+            lengths = np.count_nonzero(~np.isin(generated, tokenizer.all_special_ids), axis=-1)
+            return {**score(texts, references), "gen_len": float(np.mean(lengths))}
+
+        return Metrics(compute=compute, best=best)
+
+    # -- trainer stage -----------------------------------------------------------------
+
+    def build_trainer(
+        self,
+        config: RunConfig,
+        data: TaskData,
+        model: PreTrainedModel,
+        metrics: Metrics,
+        callbacks: list[TrainerCallback],
+        output_dir: str,
+    ) -> Seq2SeqTrainer:
+        """The shared trainer stage, generating up to ``max_target_length`` tokens unless told otherwise.
+
+        Left alone, generation stops at the model's default of 20 tokens and cuts BLEU several-fold.
+        The settings also go into the model's generation config, so the saved model generates alike.
+        """
+        training = {"generation_max_length": config.data.max_target_length, **config.training}
+        trainer = super().build_trainer(dataclasses.replace(config, training=training), data, model, metrics, callbacks, output_dir)
+        # As run_translation.py: the collator makes decoder inputs from the labels, which the model
+        # no longer sees when the Trainer computes the loss itself (label_smoothing_factor).
+        trainer.data_collator.model = model
+        model.generation_config.max_length = trainer.args.generation_max_length
+        if trainer.args.generation_num_beams is not None:
+            model.generation_config.num_beams = trainer.args.generation_num_beams
+        return trainer
+
+    def data_collator(self, data: TaskData) -> Callable:
+        """Pads inputs with the pad token and labels with -100, which the loss ignores."""
+        from transformers import DataCollatorForSeq2Seq
+
+        return DataCollatorForSeq2Seq(data.tokenizer, label_pad_token_id=-100)
+
+    # -- predict -----------------------------------------------------------------------
+
+    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, inputs: list[str]) -> list[dict[str, str]]:
+        """Translations generated with the model's saved prefix and generation config.
+
+        What transformers 4's translation pipeline did; transformers 5 has no such pipeline.
+        """
+        import torch
+
+        prefix = saved_prefix(model)
+        out = []
+        for start in range(0, len(inputs), PREDICT_BATCH):
+            texts = [prefix + text for text in inputs[start : start + PREDICT_BATCH]]
+            batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(model.device)
+            with torch.no_grad():
+                generated = model.generate(**batch)
+            out += [{"translation": text.strip()} for text in tokenizer.batch_decode(generated, skip_special_tokens=True)]
+        return out
+
+    def format_prediction(self, prediction: dict[str, str]) -> str:
+        return prediction["translation"]
+
+
+#: Inputs translated at once by ``predict``.
+PREDICT_BATCH = 32
+
+
+def model_type(config: RunConfig) -> str | None:
+    """The family of the model ``[model]`` names, from its config alone (no weights loaded)."""
+    if config.model.config is not None:
+        return model_config_dict(config).get("model_type")
+    from transformers import AutoConfig
+
+    model = config.model
+    return AutoConfig.from_pretrained(model.name, revision=model.revision, trust_remote_code=model.trust_remote_code).model_type
+
+
+def source_prefix(data: TranslationData, model_type: str | None) -> str:
+    """``source_prefix`` if set; else T5's task prefix for T5 models (pre-trained with it; mT5 was not), none for others."""
+    if data.source_prefix is not None:
+        return data.source_prefix
+    if model_type != "t5":
+        return ""
+    source, target = (LANGUAGE_NAMES.get(lang, lang) for lang in (data.source_lang, data.target_lang))
+    return f"translate {source} to {target}: "
+
+
+def pair_name(data: TranslationData) -> str:
+    """The language pair as transformers names it: ``translation_en_to_de``."""
+    return f"translation_{data.source_lang}_to_{data.target_lang}"
+
+
+def saved_prefix(model: PreTrainedModel) -> str:
+    """The prefix a model trained by this task expects: its one ``translation_*`` entry's."""
+    params = getattr(model.config, "task_specific_params", None) or {}
+    pairs = [value for key, value in params.items() if key.startswith("translation_")]
+    return pairs[0].get("prefix", "") if len(pairs) == 1 else ""
+
+
+def pairs_of(batch: dict[str, list], data: TranslationData) -> tuple[list, list]:
+    """The source and target texts of a batch, from flat columns or from {language: text} pairs."""
+    if data.source_column:
+        return batch[data.source_column], batch[data.target_column]
+    pairs = batch[data.translation_column]
+    return [pair.get(data.source_lang) for pair in pairs], [pair.get(data.target_lang) for pair in pairs]
+
+
+def batches(split: Dataset, data: TranslationData) -> Iterable[dict[str, list]]:
+    """The split's text columns, a thousand rows at a time."""
+    columns = [data.source_column, data.target_column] if data.source_column else [data.translation_column]
+    return split.select_columns(columns).iter(batch_size=1000)
+
+
+def check_texts(split: Dataset, config: RunConfig, name: str) -> None:
+    """Every row needs a source and a target text: a missing one would fail mid-tokenization.
+
+    Languages are read from the rows, not from the column's type: `datasets` loads JSON
+    objects whose keys differ from row to row as a ``Json`` column, which lists none.
+    """
+    data: TranslationData = config.data
+    keys = ("source_column", "target_column") if data.source_column else ("source_lang", "target_lang")
+    languages: set[str] = set()
+    incomplete: list[str] = []
+    for batch in batches(split, data):
+        if not data.source_column:
+            languages |= languages_of(batch[data.translation_column], config)
+        incomplete += [key for key, texts in zip(keys, pairs_of(batch, data)) if not all(isinstance(text, str) for text in texts)]
+    if not data.source_column:
+        for key in keys:
+            if getattr(data, key) not in languages:
+                raise FtrunError(
+                    f"{config.where('data.' + key)}: language {getattr(data, key)!r} not in column {data.translation_column!r} "
+                    f"of the {name} split (languages: {', '.join(sorted(languages))})"
+                )
+    if incomplete:
+        key = incomplete[0]
+        raise FtrunError(f"{config.where('data.' + key)}: the {name} split has rows whose {getattr(data, key)!r} text is missing or not a string")
+
+
+def languages_of(pairs: list, config: RunConfig) -> set[str]:
+    """The languages with a text in a batch of {language: text} pairs."""
+    for pair in pairs:
+        if not isinstance(pair, dict):
+            column = config.data.translation_column
+            raise FtrunError(f"{config.where('data.translation_column')}: column {column!r} holds {type(pair).__name__}, not {{language: text}} pairs")
+    return {lang for pair in pairs for lang, text in pair.items() if text is not None}
+
+
+TASK = TranslationTask()
+
+
+@hookimpl
+def ftrun_register_tasks(register):
+    register(TASK)
