@@ -30,6 +30,9 @@ _PUBLIC = {
     "Task": "task",
     "TaskData": "task",
     "model_config_dict": "task",
+    "Trainer": "training",
+    "Seq2SeqTrainer": "training",
+    "TrainerMixin": "training",
 }
 
 __all__ = ["__version__", "hookimpl", *_PUBLIC]

@@ -54,7 +54,11 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--version", action="version", version=f"ftrun {__version__}")
         _config_options(parser)
         parser.add_argument("--output-dir", metavar="DIR", help="where the model and results go (default: ftrun-runs/TASK)")
-        parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+        parser.add_argument("--overwrite", action="store_true", help="replace the output directory of an earlier run")
+        parser.add_argument(
+            "--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+            help="continue the run in the output directory from its newest complete checkpoint, or from CHECKPOINT",
+        )
     else:
         parser = argparse.ArgumentParser(prog=f"ftrun {command}", description=COMMANDS[command])
         if command == "check":
@@ -78,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FtrunError as exc:
         if args.traceback:
             raise
-        print(f"ftrun: error: {exc}", file=sys.stderr)
+        print(f"ftrun: {exc.label}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("ftrun: interrupted", file=sys.stderr)
@@ -145,6 +149,11 @@ def load_config(args: argparse.Namespace, announce: Callable[[str], None] = prin
     return manager, config
 
 
+def remote_code_warning(config: RunConfig) -> str:
+    source = config.model.name or config.model.tokenizer
+    return f"{config.where('model.trust_remote_code')} is true: code from {source or 'the model'}'s repository may run on this machine"
+
+
 def _blocked(args: argparse.Namespace) -> list[str]:
     """Plugins not to load: ``--no-plugin`` and the comma-separated ``FTRUN_NO_PLUGINS``."""
     return [*args.no_plugin, *(name.strip() for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name.strip())]
@@ -169,7 +178,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if config.demo else config.task)
     output_dir = Path(args.output_dir or config.output_dir or default_dir)
     display.print(f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, output {output_dir}")
-    result = run(config, manager, output_dir, overwrite=args.overwrite, display=display)
+    if config.model.trust_remote_code:
+        display.print(f"[bold yellow]warning:[/] {remote_code_warning(config)}", highlight=False)
+    result = run(config, manager, output_dir, overwrite=args.overwrite, resume=args.resume, display=display)
 
     table = Table(title="Final evaluation", show_header=True)
     table.add_column("metric")
@@ -209,6 +220,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .data import load_splits
 
     manager, config = load_config(args)
+    if config.model.trust_remote_code:
+        print(f"ftrun: warning: {remote_code_warning(config)}", file=sys.stderr)
     task = manager.task(config.task)
     splits = load_splits(config, task.read_file)  # as a run reads them: with the task's own file formats
     labels = task.check_data(splits, config)

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import FtrunError
 
@@ -71,6 +71,20 @@ class MetricsConfig(Section):
     names: list[str] = Field(default_factory=list, description="Metric names; the task's defaults when empty.")
     best: str | None = Field(None, description="Metric for the best model; the task's default when unset.")
 
+    @field_validator("names")
+    @classmethod
+    def _no_scripts(cls, names: list[str]) -> list[str]:
+        # A name the task does not compute goes to evaluate.load, which runs the metric's script.
+        # evaluate's own (a bare name) are maintained with the library; anyone's (owner/name) or a
+        # script on disk is code the manifest did not name as a plugin, and a manifest runs no other.
+        for name in names:
+            if "/" in name or "\\" in name or name.endswith(".py"):
+                raise ValueError(
+                    f"{name!r} is a metric script from outside evaluate, which a manifest may not run; "
+                    "compute it in a plugin (docs/plugins.md: changing one stage of one task)"
+                )
+        return names
+
 
 class PredictConfig(Section):
     """``[predict]``: inputs classified after training, as a smoke test of the saved model."""
@@ -91,7 +105,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "seed": 42,
 }
 
-TOP_LEVEL_KEYS = ("task", "model", "data", "training", "metrics", "predict", "plugins", "output_dir")
+TOP_LEVEL_KEYS = ("task", "model", "data", "training", "metrics", "predict", "plugins", "output_dir", "resume")
 
 
 @dataclasses.dataclass
@@ -115,6 +129,8 @@ class RunConfig:
     """The keys given with ``--set``: errors about them name ``--set``, not the manifest."""
     demo: bool = False
     """Whether this is the task's embedded default (``--demo``, or the offline fallback)."""
+    resume: bool | str = False
+    """Continue from the newest complete checkpoint of the output directory (``True``) or from this one."""
 
     def where(self, key: str) -> str:
         """Prefix for an error message about ``key``: ``imdb.toml: data.text_column``."""
@@ -247,6 +263,12 @@ def _accepts(annotation: Any, value: Any) -> bool:
     return True
 
 
+#: ``[training]`` keys where 0 is as absurd as a negative number: nothing would be trained or logged.
+POSITIVE = frozenset(
+    ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_steps")
+)
+
+
 def _validate_training(where: Origin, training: Any, args_class: type) -> dict[str, Any]:
     if not isinstance(training, dict):
         raise FtrunError(f"{where('training')}: expected a table, got {_type_name(training)}")
@@ -260,6 +282,8 @@ def _validate_training(where: Origin, training: Any, args_class: type) -> dict[s
         if not _accepts(hints.get(key, fields[key].type), value):
             expected = getattr(fields[key].type, "__name__", fields[key].type)  # float, not <class 'float'>
             raise FtrunError(f"{where('training.' + key)}: expected {expected}, got {_type_name(value)} {value!r}")
+        if key in POSITIVE and isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            raise FtrunError(f"{where('training.' + key)}: must be greater than 0, got {value}")
         default = fields[key].default
         may_be_negative = key in ("seed", "data_seed") or (isinstance(default, (int, float)) and default < 0)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 and not may_be_negative:
@@ -301,6 +325,11 @@ def build_config(
     output_dir = effective.get("output_dir")
     if output_dir is not None and not isinstance(output_dir, str):
         raise FtrunError(f"{where('output_dir')}: expected a string, got {_type_name(output_dir)}")
+    resume = effective.get("resume", False)
+    if not isinstance(resume, (bool, str)):
+        raise FtrunError(f"{where('resume')}: expected true, false or a checkpoint path, got {_type_name(resume)}")
+    if isinstance(resume, str):
+        resume = str(base_dir / Path(resume).expanduser())  # a checkpoint, relative to the manifest's folder
     return RunConfig(
         task=task.name,
         model=_validate_section(where, "model", ModelConfig, effective.get("model", {})),
@@ -314,6 +343,7 @@ def build_config(
         manifest=effective,
         overridden=where.overridden,
         demo=demo,
+        resume=resume,
     )
 
 

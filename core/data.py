@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -114,7 +115,8 @@ def _guarded(where: str, load: Callable[[], Any]) -> Any:
 
     try:
         return load()
-    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as exc:
+    # zlib.error and EOFError: a corrupt or truncated .gz file.
+    except (OSError, ValueError, EOFError, zlib.error, datasets.exceptions.DatasetGenerationError) as exc:
         raise FtrunError(f"{where}: cannot load data: {first_line(exc.__cause__ or exc)}") from exc
 
 

@@ -9,6 +9,8 @@ class FtrunError(Exception):
     """
 
     exit_code = 2
+    #: The word after ``ftrun:`` on the line that reports it.
+    label = "error"
 
 
 def first_line(exc: BaseException) -> str:

@@ -1,13 +1,19 @@
-"""The files of a finished run, next to the model the Trainer saved.
+"""The files of a finished run: the model and tokenizer, and what ftrun adds next to them.
 
 ``ftrun.toml`` (the effective manifest: rerun it with ``ftrun --manifest``, and
-``ftrun predict`` reads the task from it), the Trainer's ``*_results.json``,
-``predictions.jsonl`` and a model card ``README.md``.
+``ftrun predict`` reads the task from it), the Trainer's ``*_results.json`` and
+``trainer_state.json``, ``predictions.jsonl`` and a model card ``README.md``.
+
+Everything is written to a staging folder first and then moved into place file by file,
+``ftrun.toml`` last: a run that dies while saving never leaves a half-written model file,
+and a folder holding ``ftrun.toml`` holds a complete run.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +26,10 @@ if TYPE_CHECKING:
 MANIFEST_NAME = "ftrun.toml"
 
 
+#: Where the final files are written before they are moved into the output directory.
+STAGING_NAME = ".ftrun-staging"
+
+
 def write_outputs(
     output_dir: Path,
     trainer: Any,
@@ -30,15 +40,35 @@ def write_outputs(
     examples: list[str],
     predictions: list[Any],
 ) -> None:
-    trainer.save_metrics("train", train_metrics)
-    trainer.save_metrics("eval", eval_metrics)
-    trainer.save_state()
+    staging = output_dir / STAGING_NAME
+    if staging.exists():  # left by a run that died while saving
+        shutil.rmtree(staging)
+    trainer.save_model(str(staging))
+    # The Trainer's save_metrics and save_state write to its own output_dir: the same files, staged.
+    results = {"train": train_metrics, "eval": eval_metrics, "all": {**train_metrics, **eval_metrics}}
+    for split, metrics in results.items():
+        (staging / f"{split}_results.json").write_text(json.dumps(metrics, indent=4, sort_keys=True) + "\n", encoding="utf-8")
+    trainer.state.save_to_json(str(staging / "trainer_state.json"))
     manifest = tomli_w.dumps(config.manifest)
-    (output_dir / MANIFEST_NAME).write_text(manifest, encoding="utf-8")
-    with open(output_dir / "predictions.jsonl", "w", encoding="utf-8") as out:
+    with open(staging / "predictions.jsonl", "w", encoding="utf-8") as out:
         for text, prediction in zip(examples, predictions):
             out.write(json.dumps(as_record(text, prediction), ensure_ascii=False) + "\n")
-    (output_dir / "README.md").write_text(model_card(task, config, eval_metrics, manifest), encoding="utf-8")
+    (staging / "README.md").write_text(model_card(task, config, eval_metrics, manifest), encoding="utf-8")
+    (staging / MANIFEST_NAME).write_text(manifest, encoding="utf-8")
+    publish(staging, output_dir)
+
+
+def publish(staging: Path, output_dir: Path) -> None:
+    """Flush every staged file to disk, then move each into ``output_dir``, the manifest last."""
+    files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: p.name == MANIFEST_NAME)
+    for path in files:
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    for path in files:
+        target = output_dir / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)  # atomic: the old file or the new one, never a mix
+    shutil.rmtree(staging)
 
 
 def as_record(text: str, prediction: Any) -> dict[str, Any]:

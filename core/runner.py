@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import os
 import shutil
+import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
 
 from .config import RunConfig
 from .display import Display, RichProgressCallback
@@ -15,6 +19,7 @@ from .errors import FtrunError
 from .output import MANIFEST_NAME, write_outputs
 from .plugin_manager import PluginManager
 from .task import Metrics, Task, TaskData
+from .training import SEAL_NAME, SealCheckpoints, StopOnSignal, checkpoints, is_sealed, latest_checkpoint, remove_unsealed
 
 
 @dataclasses.dataclass
@@ -26,48 +31,115 @@ class RunResult:
     data: TaskData
 
 
-def check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Refuse a non-empty output directory unless told to overwrite it."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise FtrunError(f"--output-dir: {output_dir} is a file, not a directory")
-    if output_dir.is_dir() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise FtrunError(f"--output-dir: {output_dir} is not empty (pass --overwrite to replace it)")
-        # --overwrite deletes the folder: only ever one that an earlier run wrote.
-        if not ((output_dir / MANIFEST_NAME).exists() or any(output_dir.glob("checkpoint-*"))):
-            raise FtrunError(f"--output-dir: {output_dir} holds files that are not an ftrun run; refusing to replace it")
+def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse a non-empty output directory unless told to overwrite it or to resume the run in it."""
+    existing = next((p for p in (output_dir, *output_dir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise FtrunError(f"--output-dir: {existing} is a file, not a directory")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise FtrunError(f"--output-dir: cannot write to {existing} (permission denied)")
+    if overwrite and resume:
+        raise FtrunError("--overwrite and --resume: choose one (replace the run, or continue it)")
+    if not (output_dir.is_dir() and any(output_dir.iterdir())):
+        return
+    if not (overwrite or resume):
+        raise FtrunError(f"--output-dir: {output_dir} is not empty (pass --overwrite to replace it, or --resume to continue it)")
+    # Only ever replace or continue a folder that an earlier run wrote.
+    if not ((output_dir / MANIFEST_NAME).exists() or checkpoints(output_dir)):
+        what = "replace" if overwrite else "resume"
+        raise FtrunError(f"--output-dir: {output_dir} holds files that are not an ftrun run; refusing to {what} it")
 
 
-def run(config: RunConfig, manager: PluginManager, output_dir: Path, *, overwrite: bool = False, display: Display | None = None) -> RunResult:
-    """Train, evaluate, save and predict as ``config`` says; bad input raises FtrunError before anything is written."""
+def resume_checkpoint(output_dir: Path, resume: bool | str, where: str) -> Path | None:
+    """The checkpoint to resume from: the one named, or the newest complete one in ``output_dir``."""
+    if isinstance(resume, str):
+        path = Path(resume)
+        if not path.is_dir():
+            raise FtrunError(f"{where}: {path} is not a checkpoint directory")
+        if not is_sealed(path):
+            raise FtrunError(f"{where}: {path} is not a complete checkpoint (no valid {SEAL_NAME}: it was being written when the run stopped)")
+        return path
+    return latest_checkpoint(output_dir) if resume else None
+
+
+@contextlib.contextmanager
+def writing(output_dir: Path) -> Iterator[None]:
+    """A full disk or a refused write is one line naming the folder, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise FtrunError(f"cannot write to {output_dir}: {exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")) from exc
+
+
+def run(
+    config: RunConfig,
+    manager: PluginManager,
+    output_dir: Path,
+    *,
+    overwrite: bool = False,
+    resume: bool | str | None = None,
+    display: Display | None = None,
+) -> RunResult:
+    """Train, evaluate, save and predict as ``config`` says; bad input raises FtrunError before anything is written.
+
+    ``resume`` (default: the manifest's) continues from a checkpoint; Ctrl-C or SIGTERM stops after
+    the current step with a checkpoint, raising :class:`Interrupted`.
+    """
     display = display or Display()
     task = manager.task(config.task)
     stage = manager.call_stage  # each stage hook, with a check of the type of its answer
-    check_output_dir(output_dir, overwrite)
+    resume = config.resume if resume is None else resume
+    where = "--resume" if resume is not config.resume else config.where("resume")
+    check_output_dir(output_dir, overwrite, bool(resume))
+    checkpoint = resume_checkpoint(output_dir, resume, where)
     task.check_model(config)  # a missing model fails now, not after tokenizing
     with display.active():
         data = stage("ftrun_load_data", TaskData, task=task, config=config)
         for name, stats in data.stats.items():
             how = "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
             display.print(f"{name}: {stats.examples} examples, {how}")
+        # As transformers' example scripts: seeded before the head, whose new layers start random.
+        set_seed(config.training.get("seed", 42))
         model = stage("ftrun_build_head", PreTrainedModel, task=task, config=config, data=data)
         metrics = stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
-        callbacks = trainer_callbacks(manager, task, config)
+        stop = StopOnSignal(display.print)
+        callbacks = [SealCheckpoints(), stop, *trainer_callbacks(manager, task, config)]
+        # Only now, every check above having passed: clear what an earlier run left.
         if overwrite and output_dir.is_dir():
-            shutil.rmtree(output_dir)  # only now: every check above has passed
+            shutil.rmtree(output_dir)
+        for path in remove_unsealed(output_dir) if output_dir.is_dir() else ():
+            display.print(f"removed {path.name}: it was being written when the run stopped")
+        if resume:
+            display.print(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {output_dir}: starting from the beginning")
         trainer = stage(
             "ftrun_build_trainer",
             Trainer,
             task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=str(output_dir),
         )
         use_rich_progress(trainer, display)
-        train_metrics = trainer.train().metrics
+        with writing(output_dir), stop.installed():
+            train_metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
+        if stop.received:
+            raise Interrupted(stop.received, trainer.state.global_step, latest_checkpoint(output_dir))
         eval_metrics = trainer.evaluate()
-    trainer.save_model(str(output_dir))
     examples = config.predict.examples
     predictions = task.predict(trainer.model, data.tokenizer, examples) if examples else []
-    write_outputs(output_dir, trainer, task, config, train_metrics, eval_metrics, examples, predictions)
+    with writing(output_dir):
+        write_outputs(output_dir, trainer, task, config, train_metrics, eval_metrics, examples, predictions)
     return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)
+
+
+class Interrupted(FtrunError):
+    """Ctrl-C or SIGTERM stopped the run after a step, with a checkpoint to resume from."""
+
+    label = "stopped"
+
+    def __init__(self, received: signal.Signals, step: int, checkpoint: Path | None) -> None:
+        self.exit_code = 128 + received.value  # what a shell reports for a process the signal ended
+        saved = f"checkpoint saved in {checkpoint}; run the same command with --resume to continue" if checkpoint else "no checkpoint was saved"
+        super().__init__(f"{received.name} at step {step}: {saved}")
 
 
 def trainer_callbacks(manager: PluginManager, task: Task, config: RunConfig) -> list[Any]:

@@ -62,6 +62,10 @@ def task_schema(task: Task, refs: dict[tuple[type, str], dict[str, Any]]) -> dic
         "task": {"const": task.name, "description": "The task to run (see `ftrun tasks`)."},
         "output_dir": {"type": "string", "description": "Where the results go; --output-dir wins over it."},
         "plugins": {"type": "array", "items": {"type": "string"}, "description": "Plugin modules to import for this run."},
+        "resume": {
+            "type": ["boolean", "string"],
+            "description": "Continue from the newest complete checkpoint of the output directory (true), or from this checkpoint.",
+        },
         "model": ref(ModelConfig),
         "data": ref(task.data_config),
         "training": {"$ref": f"#/$defs/{task.training_arguments_class.__name__}"},

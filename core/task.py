@@ -12,11 +12,12 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
 from .config import DataConfig, MetricsConfig, RunConfig
 from .data import Splits, TokenizeStats, load_splits, tokenize, tokenizer_fingerprint
 from .errors import FtrunError, first_line
+from .training import Trainer
 
 if TYPE_CHECKING:
     from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -66,6 +67,7 @@ class Task:
     #: The ``[metrics]`` table, with this task's own keys (a decision threshold, ...).
     metrics_config: ClassVar[type[MetricsConfig]] = MetricsConfig
     training_arguments_class: ClassVar[type[TrainingArguments]] = TrainingArguments
+    #: ftrun's Trainer (exact resume, NaN check); a subclass of your own should mix in ``ftrun.TrainerMixin``.
     trainer_class: ClassVar[type[Trainer]] = Trainer
     #: The manifest this task runs with when nothing else is given.
     defaults: ClassVar[dict[str, Any]] = {}
@@ -227,24 +229,46 @@ class Task:
         return DataCollatorWithPadding(data.tokenizer)
 
     def check_model(self, config: RunConfig) -> None:
-        """What ``ftrun check`` verifies of ``[model]`` without loading weights."""
-        from transformers import AutoConfig
+        """What ``ftrun check`` verifies of ``[model]`` without loading weights: it exists, and fits the data and tokenizer."""
+        from transformers import AutoConfig, AutoTokenizer
 
         model = config.model
         if model.config is not None:
-            if "model_type" not in model_config_dict(config):
+            if model.name is not None:
+                raise FtrunError(f"{config.where('model')}: give either name (pretrained) or config (from scratch), not both")
+            settings = model_config_dict(config)
+            if "model_type" not in settings:
                 raise FtrunError(f"{config.where('model.config')}: needs a model_type (e.g. \"bert\")")
-            return
-        if model.name is None:
-            raise FtrunError(f"{config.where('model')}: name a model (model.name) or give a model.config")
-        check_local(config, "model.name", model.name)
-        path = Path(model.name)
-        if path.is_dir() and not any(any(path.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json")):
-            raise FtrunError(f"{config.where('model.name')}: {path} has no model weights (*.safetensors or *.bin)")
-        try:
-            AutoConfig.from_pretrained(model.name, revision=model.revision, trust_remote_code=model.trust_remote_code)
-        except (OSError, ValueError) as exc:
-            raise FtrunError(f"{config.where('model.name')}: cannot load {model.name!r}: {first_line(exc)}") from exc
+            try:
+                model_config = AutoConfig.for_model(**settings)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise FtrunError(f"{config.where('model.config')}: {first_line(exc)}") from exc
+        else:
+            if model.name is None:
+                raise FtrunError(f"{config.where('model')}: name a model (model.name) or give a model.config")
+            check_local(config, "model.name", model.name)
+            path = Path(model.name)
+            if path.is_dir() and not any(any(path.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json")):
+                raise FtrunError(f"{config.where('model.name')}: {path} has no model weights (*.safetensors or *.bin)")
+            try:
+                model_config = AutoConfig.from_pretrained(model.name, revision=model.revision, trust_remote_code=model.trust_remote_code)
+            except (OSError, ValueError) as exc:
+                raise FtrunError(f"{config.where('model.name')}: cannot load {model.name!r}: {first_line(exc)}") from exc
+        # Both would only fail in the middle of training, as an index error deep in the model.
+        positions = getattr(model_config, "max_position_embeddings", None)
+        if config.data.max_length is not None and positions is not None and config.data.max_length > positions:
+            raise FtrunError(f"{config.where('data.max_length')}: {config.data.max_length} tokens is more than the model takes ({positions})")
+        if model.tokenizer and model.name:
+            check_local(config, "model.tokenizer", model.tokenizer)
+            try:
+                tokens = len(AutoTokenizer.from_pretrained(model.tokenizer, revision=model.revision, trust_remote_code=model.trust_remote_code))
+            except (OSError, ValueError) as exc:
+                raise FtrunError(f"{config.where('model.tokenizer')}: cannot load tokenizer {model.tokenizer!r}: {first_line(exc)}") from exc
+            if tokens > model_config.vocab_size:
+                raise FtrunError(
+                    f"{config.where('model.tokenizer')}: has {tokens} tokens, more than the {model_config.vocab_size} "
+                    f"of {model.name}'s vocabulary: the tokenizer does not belong to the model"
+                )
 
     def load_trained(self, model_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """The model and tokenizer of a finished run's output directory."""

@@ -123,6 +123,17 @@ def test_manifest_that_is_a_directory(fails, tmp_path):
         # Negative numbers.
         pytest.param("data.max_train_samples", -5, ("data.max_train_samples", "greater than 0", "-5"), id="negative-max-samples"),
         pytest.param("training.learning_rate", -1, ("training.learning_rate", "must not be negative", "-1"), id="negative-learning-rate"),
+        # Absurd numbers: accepted by the libraries, failing (or doing nothing) long after the start.
+        pytest.param("training.per_device_train_batch_size", 0, ("must be greater than 0, got 0",), id="zero-batch-size"),
+        pytest.param("training.gradient_accumulation_steps", 0, ("must be greater than 0, got 0",), id="zero-accumulation"),
+        pytest.param("data.max_length", 100_000, ("100000 tokens is more than the model takes (128)",), id="max-length-beyond-the-model"),
+        # Hostile values: a manifest runs no code but the plugins it names, and writes nowhere it should not.
+        pytest.param("metrics.names", ["someone/metric"], ("'someone/metric'", "metric script from outside evaluate"), id="metric-script-from-the-hub"),
+        pytest.param("metrics.names", ["./evil.py"], ("'./evil.py'", "metric script from outside evaluate"), id="metric-script-on-disk"),
+        pytest.param("model.trust_remote_code", "yes", ("model.trust_remote_code", "boolean", "'yes'"), id="trust-remote-code-string"),
+        pytest.param("data.train_file", "/etc/passwd", ("passwd", "unsupported file type"), id="system-file-as-data"),
+        pytest.param("output_dir", 3, ("expected a string, got an integer",), id="output-dir-number"),
+        pytest.param("resume", 3, ("expected true, false or a checkpoint path, got an integer",), id="resume-number"),
         # The task.
         pytest.param("task", "nope", ("unknown task 'nope'", INSTALLED), id="unknown-task"),
         # Data files.
@@ -192,6 +203,8 @@ def write_csv(path: Path, records: list[dict]) -> Path:
         pytest.param(".csv", rows("neg", "pos", text=123), rows("neg", "pos", text=456), "data.text_column", ("'text'", "not text"), id="numeric-text-csv"),
         pytest.param(".jsonl", rows("neg", "pos", text=3), rows("neg", "pos", text=4), "data.text_column", ("'text'", "not text"), id="numeric-text-jsonl"),
         pytest.param(".jsonl", rows("neg", "neg"), rows("neg", "neg"), "data.label_column", ("only the label 'neg'",), id="single-label"),
+        pytest.param(".jsonl", rows("pos"), rows("pos"), "data.label_column", ("only the label 'pos'",), id="one-row-train"),
+        pytest.param(".jsonl", [{"text": "A film.", "label": ["pos"]}] * 2, rows("neg", "pos"), "data.label_column", ("labels must be strings or integers", "'label' holds lists", "multi-label"), id="list-labels"),
     ],
 )
 def test_bad_data(fails, tables, write_manifest, tmp_path, suffix, train, evaluation, key, words):
@@ -201,6 +214,44 @@ def test_bad_data(fails, tables, write_manifest, tmp_path, suffix, train, evalua
         eval_file=str(write(tmp_path / f"bad-eval{suffix}", evaluation)),
     )
     run_and_check(fails, write_manifest(tables), (f"run.toml: {key}:", *words))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        pytest.param("train.csv", "text,label\ncaf\xe9 cr\xe8me,pos\nbad,neg\n".encode("latin-1"), ("train.csv", "cannot load data", "utf-8"), id="data-not-utf8"),
+        pytest.param("train.jsonl.gz", b"\x1f\x8b\x08 this is not gzip", ("train.jsonl.gz", "cannot load data"), id="corrupt-gzip"),
+        pytest.param("train.parquet", b"PAR1 not really parquet PAR1", ("train.parquet", "cannot load data"), id="corrupt-parquet"),
+        pytest.param("train.jsonl", b'{"text": "A film.", "label": "pos"}\n{"text": "Unfinished', ("train.jsonl", "cannot load data"), id="truncated-jsonl"),
+    ],
+)
+def test_unreadable_data_file(fails, tables, write_manifest, tmp_path, name, content, words):
+    (tmp_path / name).write_bytes(content)
+    tables["data"]["train_file"] = name
+    run_and_check(fails, write_manifest(tables), ("run.toml: data.train_file:", *words))
+
+
+def test_tokenizer_that_does_not_match_the_model(fails, tables, write_manifest, tiny_bert, tmp_path):
+    from ftrun.tokenizer import train_tokenizer
+
+    texts = [f"word{i} another{i} text{i}" for i in range(3000)]
+    train_tokenizer(texts, model_type="bert", vocab_size=2000, model_max_length=128).save_pretrained(tmp_path / "big-tokenizer")
+    tables["model"] = {"name": str(tiny_bert), "tokenizer": "./big-tokenizer"}
+    run_and_check(fails, write_manifest(tables), ("run.toml: model.tokenizer:", "tokens, more than the", "does not belong to the model"))
+
+
+def test_plugin_named_by_the_manifest_that_is_missing_or_broken(fails, tables, write_manifest, plugin_module):
+    tables["plugins"] = ["no_such_ftrun_plugin"]
+    run_and_check(fails, write_manifest(tables), ("no_such_ftrun_plugin", "failed to import"))
+    tables["plugins"] = [plugin_module("ftrun_broken_plugin", "def oops(:\n")]
+    run_and_check(fails, write_manifest(tables), ("ftrun_broken_plugin", "failed to import", "SyntaxError"))
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_output_dir_that_is_a_file(fails, tiny_manifest, tmp_path, where):
+    (tmp_path / "results").write_text("not a folder", encoding="utf-8")
+    target = tmp_path / "results" if where == "file" else tmp_path / "results" / "run"
+    fails("--manifest", tiny_manifest, "--output-dir", target, words=("--output-dir:", "results is a file, not a directory"))
 
 
 # -- flags -----------------------------------------------------------------------------------

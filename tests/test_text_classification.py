@@ -162,7 +162,7 @@ def test_refuses_a_non_empty_output_directory(cli, tiny_manifest, tmp_path):
     (out / "keep.txt").write_text("precious")
     result = cli("--manifest", tiny_manifest, "--output-dir", out)
     assert result.code == 2
-    assert result.err.strip() == f"ftrun: error: --output-dir: {out} is not empty (pass --overwrite to replace it)"
+    assert result.err.strip() == f"ftrun: error: --output-dir: {out} is not empty (pass --overwrite to replace it, or --resume to continue it)"
     assert (out / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     refused = cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")

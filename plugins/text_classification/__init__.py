@@ -145,7 +145,15 @@ def uses_indices(split: Any, config: RunConfig) -> bool:
 def label_names(split: Any, config: RunConfig, name: str, used_only: bool = False) -> list[str]:
     """The label names of a split (see ``named_labels``); integers without names are named by their values."""
     column = config.data.label_column
-    values = Counter(split[column])
+    labels = split[column]
+    nested = next((value for value in labels if isinstance(value, (list, dict))), None)
+    if nested is not None:  # several labels per text, or a table: not this task's
+        what = "lists" if isinstance(nested, list) else "tables"
+        raise FtrunError(
+            f"{config.where('data.label_column')}: labels must be strings or integers; the {name} split's {column!r} holds {what}"
+            " (several labels per text need a multi-label task plugin)"
+        )
+    values = Counter(labels)
     names = named_labels(values, getattr(split.features[column], "names", None), config, "label_column", name, used_only)
     return [str(value) for value in sorted(values)] if names is None else names
 

@@ -1,0 +1,220 @@
+"""What ftrun adds to the Trainer: exact resume, sealed checkpoints, clean stops, loud NaNs.
+
+transformers' ``Trainer`` resumes from a checkpoint, but three things stand between that and a
+resumed run that equals an uninterrupted one, and this module fixes each:
+
+- its length-grouped sampler draws each epoch's order from the global RNG, which a resumed
+  run has in another state: :class:`LengthGroupedSampler` seeds each epoch instead;
+- a checkpoint being written when the process died looks like any other:
+  :class:`SealCheckpoints` marks the complete ones, and :func:`latest_checkpoint` skips the rest;
+- Ctrl-C kills the run between checkpoints: :class:`StopOnSignal` ends the current step,
+  saves a checkpoint and stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import transformers
+from transformers import TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler as _LengthGroupedSampler
+
+from .errors import FtrunError
+
+#: The file that marks a checkpoint as completely written: the size of each of its files.
+SEAL_NAME = "ftrun-checkpoint.json"
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+class NonFiniteLoss(FtrunError):
+    """The loss became NaN or infinite: the run stops instead of training on garbage."""
+
+    exit_code = 1
+
+
+class LengthGroupedSampler(_LengthGroupedSampler):
+    """transformers' length-grouped order, drawn from ``seed + epoch`` instead of the global RNG.
+
+    The Trainer calls ``set_epoch`` before each epoch (through accelerate's data loader), so
+    an epoch's batches depend on the seed and the epoch alone, and a run resumed in the middle
+    of an epoch sees exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+def lengths_of(dataset: Any, column: str) -> list[int] | None:
+    """Each example's length, read from the Arrow column without decoding the examples."""
+    import datasets
+    import pyarrow.compute as pc
+
+    if not isinstance(dataset, datasets.Dataset) or column not in dataset.column_names:
+        return None
+    return pc.list_value_length(dataset.with_format("arrow")[column]).to_pylist()
+
+
+class TrainerMixin:
+    """Mixed into ftrun's Trainer classes; a plugin's own Trainer subclass can mix it in too."""
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        args = self.args
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if args.train_sampling_strategy == "group_by_length":
+            column = self.processing_class.model_input_names[0] if self.processing_class is not None else "input_ids"
+            lengths = lengths_of(dataset, column)
+            if lengths is not None:
+                seed = args.data_seed if args.data_seed is not None else args.seed
+                return LengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths, seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # One check per step, before the optimizer applies the gradients: the Trainer would
+        # otherwise leave a NaN out of its logged average and go on training on garbage.
+        if not torch.isfinite(loss).all():
+            step, epoch = self.state.global_step + 1, self.state.epoch or 0.0
+            checkpoint = latest_checkpoint(Path(self.args.output_dir))
+            since = f"; the last complete checkpoint is {checkpoint}" if checkpoint else ""
+            raise NonFiniteLoss(
+                f"training: the loss became {loss.item()} at step {step} (epoch {epoch:.2f}){since}; "
+                "lower training.learning_rate, or look for broken examples in the data"
+            )
+        return loss
+
+
+class Trainer(TrainerMixin, transformers.Trainer):
+    """``transformers.Trainer`` with exact resume of length-grouped batches and a NaN check."""
+
+
+class Seq2SeqTrainer(TrainerMixin, transformers.Seq2SeqTrainer):
+    """``transformers.Seq2SeqTrainer`` with exact resume of length-grouped batches and a NaN check."""
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def seal(checkpoint: Path) -> None:
+    """Flush every file of ``checkpoint`` to disk, then record their sizes in its seal.
+
+    The seal is written last and atomically, so a checkpoint without a valid seal is one the
+    process (or the machine) died while writing.
+    """
+    files = {}
+    for path in sorted(checkpoint.rglob("*")):
+        if path.is_file() and path.name != SEAL_NAME:
+            _fsync(path)
+            files[path.relative_to(checkpoint).as_posix()] = path.stat().st_size
+    write_atomically(checkpoint / SEAL_NAME, json.dumps({"files": files}, indent=1))
+
+
+def is_sealed(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` was completely written: its seal is valid and every file has its size."""
+    try:
+        files = json.loads((checkpoint / SEAL_NAME).read_text(encoding="utf-8"))["files"]
+        return all((checkpoint / name).stat().st_size == size for name, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def checkpoints(output_dir: Path) -> list[Path]:
+    """The ``checkpoint-STEP`` folders of ``output_dir``, newest (highest step) first."""
+    found = [p for p in output_dir.glob(CHECKPOINT_PREFIX + "*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), reverse=True)
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest completely written checkpoint in ``output_dir``."""
+    return next((p for p in checkpoints(output_dir) if is_sealed(p)), None)
+
+
+def remove_unsealed(output_dir: Path) -> list[Path]:
+    """Delete the checkpoints of ``output_dir`` that were not completely written: never to be loaded."""
+    unsealed = [path for path in checkpoints(output_dir) if not is_sealed(path)]
+    for path in unsealed:
+        shutil.rmtree(path)
+    return unsealed
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: never a half-written ``path``."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+class SealCheckpoints(TrainerCallback):
+    """Seals each checkpoint once the Trainer has written all of it."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            checkpoint = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
+            if checkpoint.is_dir():
+                seal(checkpoint)
+
+
+# -- stopping on a signal ---------------------------------------------------------------------
+
+
+class StopOnSignal(TrainerCallback):
+    """Ctrl-C (SIGINT) or SIGTERM: finish the current step, save a checkpoint, stop.
+
+    The handlers are in place only while :meth:`installed` is; a second Ctrl-C stops at once,
+    as Python's default does.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, announce: Callable[[str], None] = print) -> None:
+        self.announce = announce
+        self.received: signal.Signals | None = None
+        self.stopped_at: int | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum)
+        self.announce(f"{self.received.name}: stopping after this step and saving a checkpoint (press Ctrl-C again to stop at once)")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopOnSignal]:
+        if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received is not None:
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+        return control

@@ -1,0 +1,350 @@
+"""A run loses nothing: exact resume after SIGKILL, clean stops on signals, NaN stops, safe outputs.
+
+The interrupted runs are real ``python -m ftrun`` processes, stopped from inside at an exact
+step by a plugin (so nothing depends on timing); the runs they are compared with, and the
+resumed runs, run in-process.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ftrun.testing import TINY_BERT
+from ftrun.training import SEAL_NAME, is_sealed
+
+#: 48 examples in batches of 4: 12 steps an epoch, 24 in all; a checkpoint every 5 steps.
+TRAINING = {
+    "num_train_epochs": 2,
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 8,
+    "learning_rate": 1e-3,
+    "warmup_steps": 3,
+    "logging_steps": 1,
+    "eval_strategy": "steps",
+    "eval_steps": 5,
+    "save_strategy": "steps",
+    "save_steps": 5,
+    "save_total_limit": 2,
+    "load_best_model_at_end": False,
+}
+
+#: Float tolerance between a resumed and an uninterrupted run. Both compute the same operations
+#: in the same order on the CPU, so they agree exactly in practice; the margin only allows for
+#: a different summation order in a threaded kernel.
+TOLERANCE = 1e-6
+
+#: A plugin that records each training batch, and stops its process at a given step.
+PLUGIN = '''
+import hashlib, os, signal
+from transformers import TrainerCallback
+from ftrun import hookimpl
+
+BATCHES = os.environ["FTRUN_TEST_BATCHES"]
+STOP_AT = int(os.environ.get("FTRUN_TEST_STOP_AT", "0"))
+STOP_IN_SAVE = int(os.environ.get("FTRUN_TEST_STOP_IN_SAVE", "0"))
+SIGNAL = getattr(signal, os.environ.get("FTRUN_TEST_SIGNAL", "SIGKILL"))
+
+
+class Stop(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == STOP_AT:
+            os.kill(os.getpid(), SIGNAL)
+
+
+@hookimpl
+def ftrun_trainer_callbacks():
+    return [Stop()]
+
+
+@hookimpl(wrapper=True)
+def ftrun_build_trainer():
+    trainer = yield
+    step, save_rng_state = trainer.training_step, trainer._save_rng_state
+
+    def recorded_step(model, inputs, num_items_in_batch=None):
+        digest = hashlib.sha1(inputs["input_ids"].numpy().tobytes()).hexdigest()
+        with open(BATCHES, "a") as out:
+            out.write(f"{trainer.state.global_step + 1} {digest}\\n")
+        return step(model, inputs, num_items_in_batch)
+
+    def dying_save(output_dir):  # the model and optimizer are written, the trainer state is not
+        if trainer.state.global_step == STOP_IN_SAVE:
+            os.kill(os.getpid(), signal.SIGKILL)
+        save_rng_state(output_dir)
+
+    trainer.training_step, trainer._save_rng_state = recorded_step, dying_save
+    return trainer
+'''
+
+
+@pytest.fixture
+def run_manifest(reviews, write_manifest):
+    def make(sampling: str = "group_by_length", **training) -> Path:
+        train, evaluation = reviews
+        return write_manifest(
+            {
+                "task": "text-classification",
+                "model": {"config": TINY_BERT, "tokenizer_vocab_size": 500},
+                "data": {"train_file": str(train), "eval_file": str(evaluation), "max_length": 64},
+                "training": {**TRAINING, "train_sampling_strategy": sampling, **training},
+            }
+        )
+
+    return make
+
+
+@pytest.fixture
+def recorder(plugin_module, tmp_path, monkeypatch):
+    """The recording plugin's module name; ``batches(name)`` reads what a run recorded under ``name``."""
+    module = plugin_module("ftrun_test_recorder", PLUGIN)
+    monkeypatch.setenv("FTRUN_TEST_BATCHES", str(tmp_path / "batches-unset"))
+
+    def use(name: str) -> Path:
+        path = tmp_path / f"batches-{name}"
+        monkeypatch.setenv("FTRUN_TEST_BATCHES", str(path))
+        sys.modules.pop(module, None)  # the module reads its settings when imported
+        return path
+
+    return module, use
+
+
+def run_process(manifest: Path, output_dir: Path, module: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python -m ftrun`` in its own process, with the plugin modules of this test importable."""
+    environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "ftrun", "--manifest", str(manifest), "--output-dir", str(output_dir), "--plugin", module]
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+
+
+def recorded(path: Path) -> dict[int, str]:
+    """Step → fingerprint of its batch; a step recorded twice (by the killed run and the resumed one) must agree."""
+    steps: dict[int, str] = {}
+    for line in path.read_text().splitlines():
+        step, digest = line.split()
+        assert steps.setdefault(int(step), digest) == digest, f"step {step} saw another batch"
+    return steps
+
+
+def weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(output_dir / "model.safetensors")
+
+
+def history(output_dir: Path, after: int) -> dict[int, tuple]:
+    """Each step's logged loss and learning rate (and eval loss), after step ``after``."""
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    out: dict[int, tuple] = {}
+    for entry in state["log_history"]:
+        if entry["step"] > after and ("loss" in entry or "eval_loss" in entry):
+            out.setdefault(entry["step"], ())
+            out[entry["step"]] += tuple(entry.get(k) for k in ("loss", "learning_rate", "eval_loss") if k in entry)
+    return out
+
+
+def assert_same_run(resumed: Path, uninterrupted: Path, after: int) -> None:
+    a, b = weights(resumed), weights(uninterrupted)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=TOLERANCE, rtol=0), name
+    got, want = history(resumed, after), history(uninterrupted, after)
+    assert got.keys() == want.keys() and len(got) > 0
+    for step in want:  # the learning-rate schedule goes on where it stopped, and so do the losses
+        assert got[step] == pytest.approx(want[step], abs=TOLERANCE), step
+    got_eval = json.loads((resumed / "eval_results.json").read_text())
+    want_eval = json.loads((uninterrupted / "eval_results.json").read_text())
+    for key in ("eval_loss", "eval_accuracy", "eval_f1"):
+        assert got_eval[key] == pytest.approx(want_eval[key], abs=TOLERANCE), key
+
+
+@pytest.mark.parametrize(
+    ("sampling", "stop"),
+    [
+        pytest.param("group_by_length", {"FTRUN_TEST_STOP_AT": "17"}, id="length-grouped-killed-mid-epoch"),
+        pytest.param("random", {"FTRUN_TEST_STOP_AT": "17"}, id="random-killed-mid-epoch"),
+        pytest.param("group_by_length", {"FTRUN_TEST_STOP_IN_SAVE": "20"}, id="killed-while-writing-a-checkpoint"),
+    ],
+)
+def test_a_run_killed_and_resumed_equals_an_uninterrupted_one(cli, run_manifest, recorder, tmp_path, sampling, stop):
+    module, batches = recorder
+    manifest = run_manifest(sampling)
+
+    whole_log = batches("whole")
+    whole = cli("--manifest", manifest, "--output-dir", tmp_path / "whole", "--plugin", module)
+    assert whole.code == 0, whole
+    whole_batches = recorded(whole_log)
+    assert len(whole_batches) == 24
+
+    out = tmp_path / "killed"
+    killed = run_process(manifest, out, module, {**stop, "FTRUN_TEST_BATCHES": str(tmp_path / "batches-killed")})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (out / "ftrun.toml").exists() and not (out / "model.safetensors").exists()
+    assert is_sealed(out / "checkpoint-15")
+    if "FTRUN_TEST_STOP_IN_SAVE" in stop:  # died inside the save: the model is there, the seal is not
+        assert (out / "checkpoint-20" / "model.safetensors").exists() and not is_sealed(out / "checkpoint-20")
+
+    resumed_log = batches("resumed")
+    resumed = cli("--manifest", manifest, "--output-dir", out, "--plugin", module, "--resume")
+    assert resumed.code == 0, resumed
+    assert f"resuming from {out / 'checkpoint-15'}" in resumed.out
+    if "FTRUN_TEST_STOP_IN_SAVE" in stop:
+        assert "removed checkpoint-20: it was being written when the run stopped" in resumed.out
+    resumed_batches = recorded(resumed_log)
+    assert sorted(resumed_batches) == list(range(16, 25))  # only the steps after the checkpoint
+    assert resumed_batches == {step: whole_batches[step] for step in range(16, 25)}  # the same batches, in order
+    assert_same_run(out, tmp_path / "whole", after=15)
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_after_the_step_with_a_checkpoint(cli, run_manifest, recorder, tmp_path, name):
+    module, batches = recorder
+    manifest = run_manifest()
+    batches("in-process")
+    out = tmp_path / "out"
+    env = {"FTRUN_TEST_STOP_AT": "7", "FTRUN_TEST_SIGNAL": name, "FTRUN_TEST_BATCHES": str(tmp_path / "batches-stopped")}
+    stopped = run_process(manifest, out, module, env)
+    number = getattr(signal, name)
+    assert stopped.returncode == 128 + number, stopped.stderr[-2000:]
+    # The signal came at the end of step 7: step 8 ran to its end, then the run saved and stopped.
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last == f"ftrun: stopped: {name} at step 8: checkpoint saved in {out / 'checkpoint-8'}; run the same command with --resume to continue"
+    assert "Traceback" not in stopped.stderr
+    assert is_sealed(out / "checkpoint-8") and not (out / "ftrun.toml").exists()
+    if name == "SIGTERM":
+        return  # what follows is the same for both signals
+
+    resumed = cli("--manifest", manifest, "--output-dir", out, "--plugin", module, "--resume")
+    assert resumed.code == 0, resumed
+    whole = cli("--manifest", manifest, "--output-dir", tmp_path / "whole", "--plugin", module)
+    assert whole.code == 0, whole
+    assert_same_run(out, tmp_path / "whole", after=8)
+
+
+def test_the_same_manifest_gives_the_same_run_twice(cli, run_manifest, tmp_path):
+    manifest = run_manifest(num_train_epochs=1)
+    first = cli("--manifest", manifest, "--output-dir", tmp_path / "first")
+    second = cli("--manifest", manifest, "--output-dir", tmp_path / "second")
+    assert first.code == second.code == 0
+    assert first.run.eval_metrics["eval_loss"] == second.run.eval_metrics["eval_loss"]
+    assert first.run.eval_metrics["eval_accuracy"] == second.run.eval_metrics["eval_accuracy"]
+    a, b = weights(tmp_path / "first"), weights(tmp_path / "second")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_a_nan_loss_stops_the_run_naming_the_step(cli, run_manifest, plugin_module, tmp_path):
+    module = plugin_module(
+        "ftrun_test_nan",
+        """
+        import torch
+        from transformers import TrainerCallback
+        from ftrun import hookimpl
+
+        class Poison(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kwargs):
+                if state.global_step == 6:
+                    with torch.no_grad():
+                        model.classifier.weight.fill_(float("nan"))
+
+        @hookimpl
+        def ftrun_trainer_callbacks():
+            return [Poison()]
+        """,
+    )
+    out = tmp_path / "out"
+    result = cli("--manifest", run_manifest(), "--output-dir", out, "--plugin", module)
+    assert result.code == 1, result
+    assert result.err.splitlines() == [
+        f"ftrun: error: training: the loss became nan at step 7 (epoch 0.50); the last complete checkpoint is {out / 'checkpoint-5'}; "
+        "lower training.learning_rate, or look for broken examples in the data"
+    ]
+    assert not (out / "model.safetensors").exists() and not (out / "ftrun.toml").exists()
+
+
+def test_outputs_are_staged_then_moved_into_place(cli, tiny_manifest, tmp_path):
+    result = cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
+    assert result.code == 0, result
+    out = tmp_path / "out"
+    assert not (out / ".ftrun-staging").exists()
+    for name in ("model.safetensors", "config.json", "ftrun.toml", "README.md", "eval_results.json", "all_results.json", "trainer_state.json"):
+        assert (out / name).is_file(), name
+    # Weights are safetensors only, in the model and in every checkpoint: no pickled weights to load.
+    assert not list(out.rglob("pytorch_model*"))
+    for checkpoint in out.glob("checkpoint-*"):
+        assert (checkpoint / "model.safetensors").is_file() and is_sealed(checkpoint)
+
+
+def test_a_full_disk_is_one_line(cli, tiny_manifest, tmp_path, monkeypatch):
+    import transformers.modeling_utils
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full)
+    out = tmp_path / "out"
+    result = cli("--manifest", tiny_manifest, "--output-dir", out)
+    assert result.code == 2, result
+    assert result.err.splitlines() == [f"ftrun: error: cannot write to {out}: No space left on device"]
+
+
+# -- what --resume refuses ---------------------------------------------------------------------
+
+
+def test_resume_in_an_empty_directory_starts_from_the_beginning(cli, run_manifest, tmp_path):
+    result = cli("--manifest", run_manifest(num_train_epochs=1), "--output-dir", tmp_path / "out", "--resume")
+    assert result.code == 0, result
+    assert f"no complete checkpoint in {tmp_path / 'out'}: starting from the beginning" in result.out
+
+
+def test_resume_from_a_named_checkpoint_and_from_the_manifest(cli, run_manifest, write_manifest, tmp_path):
+    first = cli("--manifest", run_manifest(num_train_epochs=1), "--output-dir", tmp_path / "first")
+    assert first.code == 0, first
+    checkpoint = tmp_path / "first" / "checkpoint-5"
+    named = cli("--manifest", run_manifest(), "--output-dir", tmp_path / "named", "--resume", checkpoint)
+    assert named.code == 0, named
+    assert f"resuming from {checkpoint}" in named.out and named.run.train_metrics["epoch"] == 2.0
+    # resume = true in a manifest: the second run picks up the first one's newest checkpoint.
+    again = cli("--manifest", run_manifest(), "--output-dir", tmp_path / "first", "--set", "resume=true")
+    assert again.code == 0, again
+    assert f"resuming from {tmp_path / 'first' / 'checkpoint-12'}" in again.out
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "words"),
+    [
+        pytest.param("none", ("--resume", "{tmp}/nope"), ("--resume:", "nope", "is not a checkpoint directory"), id="no-such-checkpoint"),
+        pytest.param("unsealed", ("--resume", "{tmp}/half/checkpoint-5"), ("--resume:", "checkpoint-5", "not a complete checkpoint", SEAL_NAME), id="half-written-checkpoint"),
+        pytest.param("other", ("--resume",), ("--output-dir:", "not an ftrun run", "refusing to resume"), id="not-an-ftrun-folder"),
+        pytest.param("other", ("--resume", "--overwrite"), ("--overwrite and --resume: choose one",), id="resume-and-overwrite"),
+        pytest.param("other", (), ("--output-dir:", "is not empty", "--overwrite", "--resume"), id="not-empty"),
+    ],
+)
+def test_what_resume_refuses(cli, run_manifest, tmp_path, setup, args, words):
+    (tmp_path / "out").mkdir()
+    if setup == "other":
+        (tmp_path / "out" / "notes.txt").write_text("mine", encoding="utf-8")
+    if setup == "unsealed":
+        (tmp_path / "half" / "checkpoint-5").mkdir(parents=True)
+        (tmp_path / "half" / "checkpoint-5" / "model.safetensors").write_bytes(b"half")
+    result = cli("--manifest", run_manifest(), "--output-dir", tmp_path / "out", *(a.format(tmp=tmp_path) for a in args))
+    assert result.code == 2, result
+    [line] = result.err.splitlines()
+    assert all(word in line for word in words), line
+    assert not list((tmp_path / "out").glob("checkpoint-*"))
+
+
+def test_check_warns_when_a_manifest_lets_repository_code_run(cli, run_manifest, tiny_bert):
+    manifest = run_manifest()
+    checked = cli("check", "--manifest", manifest, "--set", f"model={{name='{tiny_bert}'}}", "--set", "model.trust_remote_code=true")
+    assert checked.code == 0, checked
+    assert checked.err.splitlines() == [
+        f"ftrun: warning: --set model.trust_remote_code is true: code from {tiny_bert}'s repository may run on this machine"
+    ]
+    quiet = cli("check", "--manifest", manifest)
+    assert quiet.code == 0 and "warning" not in quiet.err
