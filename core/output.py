@@ -117,8 +117,7 @@ Fine-tuned with [ftrun](https://pypi.org/project/ftrun/) (task `{task.name}`) fr
 ## Use
 
 ```python
-from transformers import pipeline
-pipe = pipeline("{task.pipeline_tag}", model="path/to/this/directory")
+{task.usage("path/to/this/directory", config)}
 ```
 
 or `ftrun predict --model path/to/this/directory "some input"`.

@@ -108,6 +108,10 @@ class Task:
         """One prediction as a short line for the terminal."""
         return str(prediction)
 
+    def usage(self, model_dir: str, config: RunConfig) -> str:
+        """Python that uses the saved model, for its model card: the task's pipeline by default."""
+        return f'from transformers import pipeline\npipe = pipeline("{self.pipeline_tag}", model="{model_dir}")'
+
     # -- the stages, shared by every task --------------------------------------------
 
     def read_file(self, path: Path) -> Any | None:

@@ -96,6 +96,12 @@ def test_truncation_to_max_length_and_no_padding(task, tmp_path):
     assert max(lengths) == 32 and min(lengths) < 32  # truncated, and padded only per batch by the collator
 
 
+def test_an_extremely_long_text_is_truncated_to_what_the_model_takes(task, tmp_path):
+    rows = [{"text": "word " * 200_000, "label": "a"}, {"text": "short", "label": "b"}]
+    data = task.load_data(config_for(task, tmp_path, write_rows(tmp_path, rows, rows)))  # no max_length
+    assert [len(ids) for ids in data.train["input_ids"]] == [TINY_BERT["max_position_embeddings"], 3]
+
+
 def test_subsets_are_shuffled_with_the_seed(task, tmp_path):
     rows = [{"text": f"text {i}", "label": ["a", "b"][i % 2]} for i in range(50)]
     files = write_rows(tmp_path, rows, rows)

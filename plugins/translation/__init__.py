@@ -263,6 +263,17 @@ class TranslationTask(Task):
     def format_prediction(self, prediction: dict[str, str]) -> str:
         return prediction["translation"]
 
+    def usage(self, model_dir: str, config: RunConfig) -> str:
+        """transformers 5 has no translation pipeline: generate with the saved prefix and settings."""
+        return (
+            "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n"
+            f'model = AutoModelForSeq2SeqLM.from_pretrained("{model_dir}")\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{model_dir}")\n'
+            f'prefix = model.config.task_specific_params["{pair_name(config.data)}"]["prefix"]\n'
+            'inputs = tokenizer([prefix + "A short sentence to translate."], return_tensors="pt")\n'
+            "print(tokenizer.batch_decode(model.generate(**inputs), skip_special_tokens=True))"
+        )
+
 
 #: Inputs translated at once by ``predict``.
 PREDICT_BATCH = 32
