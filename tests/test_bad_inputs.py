@@ -254,6 +254,13 @@ def test_output_dir_that_is_a_file(fails, tiny_manifest, tmp_path, where):
     fails("--manifest", tiny_manifest, "--output-dir", target, words=("--output-dir:", "results is a file, not a directory"))
 
 
+def test_output_dir_that_cannot_be_written(fails, tiny_manifest, tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as a read-only folder would answer
+    fails("--manifest", tiny_manifest, "--output-dir", tmp_path / "run", words=("--output-dir:", f"cannot write to {tmp_path}", "permission denied"))
+
+
 # -- flags -----------------------------------------------------------------------------------
 
 
