@@ -89,9 +89,14 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     # Batches of similar lengths pad less: several times faster than random batches.
     "train_sampling_strategy": "group_by_length",
     "seed": 42,
+    # The Trainer multiplies the loss by the number of processes for any model whose forward
+    # takes **kwargs, expecting it to divide by the tokens of the whole distributed batch. The
+    # heads of BERT and T5 take a plain mean instead: their loss and gradients would be N times
+    # too large in N processes. Off, each process's mean is averaged by DDP, as in one process.
+    "average_tokens_across_devices": False,
 }
 
-TOP_LEVEL_KEYS = ("task", "model", "data", "training", "metrics", "predict", "plugins", "output_dir")
+TOP_LEVEL_KEYS = ("task", "model", "data", "training", "metrics", "predict", "plugins", "output_dir", "nproc")
 
 
 @dataclasses.dataclass
@@ -115,6 +120,8 @@ class RunConfig:
     """The keys given with ``--set``: errors about them name ``--set``, not the manifest."""
     demo: bool = False
     """Whether this is the task's embedded default (``--demo``, or the offline fallback)."""
+    nproc: int | None = None
+    """Processes to train in on this machine, started with torchrun (``--nproc`` wins over it)."""
 
     def where(self, key: str) -> str:
         """Prefix for an error message about ``key``: ``imdb.toml: data.text_column``."""
@@ -301,6 +308,9 @@ def build_config(
     output_dir = effective.get("output_dir")
     if output_dir is not None and not isinstance(output_dir, str):
         raise FtrunError(f"{where('output_dir')}: expected a string, got {_type_name(output_dir)}")
+    nproc = effective.get("nproc")
+    if nproc is not None and (not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1):
+        raise FtrunError(f"{where('nproc')}: expected a positive number of processes, got {nproc!r}")
     return RunConfig(
         task=task.name,
         model=_validate_section(where, "model", ModelConfig, effective.get("model", {})),
@@ -314,6 +324,7 @@ def build_config(
         manifest=effective,
         overridden=where.overridden,
         demo=demo,
+        nproc=nproc,
     )
 
 

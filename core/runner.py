@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
 
 from .config import RunConfig
 from .display import Display, RichProgressCallback
+from .distributed import check_engines, process_state
 from .errors import FtrunError
 from .output import MANIFEST_NAME, write_outputs
 from .plugin_manager import PluginManager
@@ -43,18 +44,24 @@ def run(config: RunConfig, manager: PluginManager, output_dir: Path, *, overwrit
     display = display or Display()
     task = manager.task(config.task)
     stage = manager.call_stage  # each stage hook, with a check of the type of its answer
+    state = process_state(config)  # which process of a distributed run this is; one alone is the main one
     check_output_dir(output_dir, overwrite)
     task.check_model(config)  # a missing model fails now, not after tokenizing
+    check_engines(config)
     with display.active():
-        data = stage("ftrun_load_data", TaskData, task=task, config=config)
+        # The others wait, then load what the first process on their machine tokenized and cached.
+        with state.local_main_process_first():
+            data = stage("ftrun_load_data", TaskData, task=task, config=config)
         for name, stats in data.stats.items():
             how = "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
             display.print(f"{name}: {stats.examples} examples, {how}")
+        set_seed(config.training["seed"])  # as run_classification.py: the same new weights on every run and process
         model = stage("ftrun_build_head", PreTrainedModel, task=task, config=config, data=data)
         metrics = stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
         callbacks = trainer_callbacks(manager, task, config)
-        if overwrite and output_dir.is_dir():
+        if overwrite and state.is_main_process and output_dir.is_dir():
             shutil.rmtree(output_dir)  # only now: every check above has passed
+        state.wait_for_everyone()  # no process writes there before the earlier run is gone
         trainer = stage(
             "ftrun_build_trainer",
             Trainer,
@@ -63,10 +70,12 @@ def run(config: RunConfig, manager: PluginManager, output_dir: Path, *, overwrit
         use_rich_progress(trainer, display)
         train_metrics = trainer.train().metrics
         eval_metrics = trainer.evaluate()
-    trainer.save_model(str(output_dir))
+    trainer.save_model(str(output_dir))  # by every process: FSDP and DeepSpeed gather the shards
     examples = config.predict.examples
-    predictions = task.predict(trainer.model, data.tokenizer, examples) if examples else []
-    write_outputs(output_dir, trainer, task, config, train_metrics, eval_metrics, examples, predictions)
+    predictions: list[Any] = []
+    if trainer.is_world_process_zero():
+        predictions = task.predict(trainer.model, data.tokenizer, examples) if examples else []
+        write_outputs(output_dir, trainer, task, config, train_metrics, eval_metrics, examples, predictions)
     return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)
 
 

@@ -62,6 +62,11 @@ def task_schema(task: Task, refs: dict[tuple[type, str], dict[str, Any]]) -> dic
         "task": {"const": task.name, "description": "The task to run (see `ftrun tasks`)."},
         "output_dir": {"type": "string", "description": "Where the results go; --output-dir wins over it."},
         "plugins": {"type": "array", "items": {"type": "string"}, "description": "Plugin modules to import for this run."},
+        "nproc": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Train in this many processes on this machine, started with torchrun; --nproc wins over it.",
+        },
         "model": ref(ModelConfig),
         "data": ref(task.data_config),
         "training": {"$ref": f"#/$defs/{task.training_arguments_class.__name__}"},
