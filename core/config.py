@@ -254,18 +254,29 @@ def _accepts(annotation: Any, value: Any) -> bool:
     return True
 
 
+#: Where a TrainingArguments annotation says less than the field takes: ``fsdp`` is typed
+#: ``str`` (its older strategy names), but ``fsdp = true`` is how FSDP is turned on now.
+ANNOTATION_FIXES: dict[str, Any] = {"fsdp": bool | str | None}
+
+
+def training_annotations(args_class: type) -> dict[str, Any]:
+    """The type of each field of a TrainingArguments class, as manifest values are checked against it."""
+    return {**typing.get_type_hints(args_class), **ANNOTATION_FIXES}
+
+
 def _validate_training(where: Origin, training: Any, args_class: type) -> dict[str, Any]:
     if not isinstance(training, dict):
         raise FtrunError(f"{where('training')}: expected a table, got {_type_name(training)}")
     fields = {f.name: f for f in dataclasses.fields(args_class) if f.init}
-    hints = typing.get_type_hints(args_class)
+    hints = training_annotations(args_class)
     for key, value in training.items():
         if key == "output_dir":
             raise FtrunError(f"{where('training.output_dir')}: set the output directory with --output-dir or a top-level output_dir")
         if key not in fields:
             raise FtrunError(f"{where('training.' + key)}: unknown key{did_you_mean(key, fields)}")
-        if not _accepts(hints.get(key, fields[key].type), value):
-            expected = getattr(fields[key].type, "__name__", fields[key].type)  # float, not <class 'float'>
+        annotation = hints.get(key, fields[key].type)
+        if not _accepts(annotation, value):
+            expected = getattr(annotation, "__name__", annotation)  # float, not <class 'float'>
             raise FtrunError(f"{where('training.' + key)}: expected {expected}, got {_type_name(value)} {value!r}")
         default = fields[key].default
         may_be_negative = key in ("seed", "data_seed") or (isinstance(default, (int, float)) and default < 0)

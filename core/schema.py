@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic.json_schema import models_json_schema
 
 from . import __version__
-from .config import TRAINING_DEFAULTS, ModelConfig, PredictConfig
+from .config import TRAINING_DEFAULTS, ModelConfig, PredictConfig, training_annotations
 
 if TYPE_CHECKING:
     from .plugin_manager import PluginManager
@@ -89,7 +89,7 @@ def training_schema(args_class: type) -> dict[str, Any]:
     Defaults are ftrun's (:data:`ftrun.config.TRAINING_DEFAULTS`) where it has one, else the
     dataclass's; a task's own defaults (``Task.defaults``) may differ again.
     """
-    hints = typing.get_type_hints(args_class)
+    hints = training_annotations(args_class)
     properties = {}
     for field in dataclasses.fields(args_class):
         if not field.init or field.name == "output_dir":  # the output directory is --output-dir
