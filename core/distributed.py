@@ -34,6 +34,11 @@ def launched() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
+def several_processes() -> bool:
+    """Whether this process is one of several training together (torchrun's ``WORLD_SIZE``)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def is_main_process() -> bool:
     """Whether this process prints and writes: the only one of a plain run, rank 0 of a launched one.
 

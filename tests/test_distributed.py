@@ -153,3 +153,16 @@ def test_a_failure_in_any_process_is_one_line(distributed_manifest, plugin_modul
     # Not the first process, which torchrun stopped when the second failed: the second's own error.
     assert launched.stderr.splitlines() == ["ftrun: error: run.toml: data: wrong in process 1 only"]
     assert not (tmp_path / "out").exists()
+
+
+def test_processes_cannot_each_train_their_own_tokenizer(monkeypatch):
+    from datasets import Dataset
+
+    from ftrun import FtrunError
+    from ftrun.tokenizer import cached_tokenizer
+
+    split = Dataset.from_list([{"text": "a film"}])  # in memory: no cache folder to share a tokenizer through
+    assert cached_tokenizer(split, "key", lambda: "trained", where="run.toml: model.tokenizer") == "trained"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(FtrunError, match="run.toml: model.tokenizer: none given, .* name a tokenizer"):
+        cached_tokenizer(split, "key", lambda: "trained", where="run.toml: model.tokenizer")
