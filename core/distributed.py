@@ -103,12 +103,12 @@ def launch(nproc: int, argv: list[str], verbose: bool = False) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    if not verbose:  # torchrun logs each failed or stopped process; the error line says what matters
-        logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)
     os.environ[LAUNCHER_ENV] = "1"
     parser = get_args_parser()
     parser.allow_abbrev = False  # else ftrun's own --nproc, after the module name, reads as torchrun's --nproc-per-node
     args = parser.parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "ftrun", *argv])
+    if not verbose:  # torchrun logs each process it stops and each that fails; the error line says what matters
+        logging.disable(logging.ERROR)
     try:
         run(args)
     except ChildFailedError as exc:
@@ -121,6 +121,8 @@ def launch(nproc: int, argv: list[str], verbose: bool = False) -> int:
         return failure.exitcode if failure.exitcode > 0 else 1
     except SignalException as exc:  # Ctrl-C reached the processes too: they said so themselves
         return 128 + int(exc.sigval)
+    finally:
+        logging.disable(logging.NOTSET)
     return 0
 
 
