@@ -30,7 +30,7 @@ LAUNCHER_ENV = "FTRUN_LAUNCHER"
 
 
 def launched() -> bool:
-    """Whether torchrun (or a launcher built on it) started this process, as one of several."""
+    """Whether torchrun (or a launcher built on it) started this process."""
     return "LOCAL_RANK" in os.environ
 
 
@@ -112,12 +112,17 @@ def launch(nproc: int, argv: list[str], verbose: bool = False) -> int:
     try:
         run(args)
     except ChildFailedError as exc:
-        # Processes that exited on their own come first; of those, the earliest.
-        rank, failure = min(exc.failures.items(), key=lambda item: (item[1].exitcode <= 0, item[1].timestamp))
-        if failure.exitcode > 0 and isinstance(failure.message, str) and failure.message.startswith("ftrun: "):
-            print(failure.message, file=sys.stderr)
-        else:
-            print(f"ftrun: error: process {rank} failed: {failure.message or f'exit code {failure.exitcode}'}", file=sys.stderr)
+        # The first to fail: of the processes that exited on their own, the earliest, to the fraction
+        # of a second its error file holds (a process whose peer failed fails moments later).
+        rank, failure = min(
+            exc.failures.items(),
+            key=lambda item: (item[1].exitcode <= 0, float(item[1].error_file_data.get("timestamp", item[1].timestamp))),
+        )
+        if isinstance(failure.message, str) and failure.message.startswith("ftrun: "):
+            print(failure.message, file=sys.stderr)  # the process's own error line
+        else:  # it ended without one: killed, or after a traceback of its own (--traceback)
+            how = failure.signal_name() if failure.exitcode < 0 else f"exit code {failure.exitcode}"
+            print(f"ftrun: error: process {rank} stopped ({how})", file=sys.stderr)
         return failure.exitcode if failure.exitcode > 0 else 1
     except SignalException as exc:  # Ctrl-C reached the processes too: they said so themselves
         return 128 + int(exc.sigval)
@@ -134,7 +139,8 @@ def report_error(line: str) -> None:
     """
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file:
-        # A message and its time: the form torchrun reads back to find the first failure.
-        Path(error_file).write_text(json.dumps({"message": line, "timestamp": int(time.time())}), encoding="utf-8")
+        # A message and its time: the form torchrun reads back. The time to a fraction of a second
+        # tells the first failure from those it caused; torchrun itself reads whole seconds.
+        Path(error_file).write_text(json.dumps({"message": line, "timestamp": time.time()}), encoding="utf-8")
     if os.environ.get(LAUNCHER_ENV) != "1":
         print(line, file=sys.stderr)
