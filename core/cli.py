@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import __version__
+from .distributed import report_error
 from .errors import FtrunError, first_line
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             "--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
             help="continue the run in the output directory from its newest complete checkpoint, or from CHECKPOINT",
         )
+        parser.add_argument("--nproc", metavar="N", help="train in N processes on this machine, started with torchrun (one per GPU)")
     else:
         parser = argparse.ArgumentParser(prog=f"ftrun {command}", description=COMMANDS[command])
         if command == "check":
@@ -74,15 +76,17 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
-    args = build_parser(command).parse_args(argv)
+    named = bool(argv) and argv[0] in COMMANDS
+    command = argv[0] if named else "run"
+    args = build_parser(command).parse_args(argv[1:] if named else argv)
+    args.argv = argv  # the whole command line: `ftrun --nproc` hands it on to the processes it starts
     quiet_libraries(args.verbose)
     try:
         return globals()[f"cmd_{command}"](args)
     except FtrunError as exc:
         if args.traceback:
             raise
-        print(f"ftrun: {exc.label}: {exc}", file=sys.stderr)
+        report_error(f"ftrun: {exc.label}: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
         print("ftrun: interrupted", file=sys.stderr)
@@ -90,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.traceback:
             raise
-        print(f"ftrun: internal error: {type(exc).__name__}: {first_line(exc)} (run with --traceback for details)", file=sys.stderr)
+        report_error(f"ftrun: internal error: {type(exc).__name__}: {first_line(exc)} (run with --traceback for details)")
         return 1
 
 
@@ -170,11 +174,18 @@ def _names_sources(overrides: list[str]) -> bool:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from . import distributed
     from .display import Display
     from .runner import run
 
-    display = Display()
+    display = Display(quiet=not distributed.is_main_process())
     manager, config = load_config(args, announce=display.print)
+    nproc = distributed.parse_nproc(args.nproc) if args.nproc is not None else config.nproc
+    if nproc is not None:
+        where = f"--nproc {args.nproc}" if args.nproc is not None else config.where("nproc")
+        if not distributed.launched():
+            return distributed.launch(nproc, args.argv, verbose=args.verbose)
+        distributed.check_nproc(nproc, where)
     default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if config.demo else config.task)
     output_dir = Path(args.output_dir or config.output_dir or default_dir)
     display.print(f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, output {output_dir}")

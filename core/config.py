@@ -103,9 +103,14 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     # Batches of similar lengths pad less: several times faster than random batches.
     "train_sampling_strategy": "group_by_length",
     "seed": 42,
+    # The Trainer multiplies the loss by the number of processes for any model whose forward
+    # takes **kwargs, expecting it to divide by the tokens of the whole distributed batch. The
+    # heads of BERT and T5 take a plain mean instead: their loss and gradients would be N times
+    # too large in N processes. Off, each process's mean is averaged by DDP, as in one process.
+    "average_tokens_across_devices": False,
 }
 
-TOP_LEVEL_KEYS = ("task", "model", "data", "training", "metrics", "predict", "plugins", "output_dir", "resume")
+TOP_LEVEL_KEYS = ("task", "model", "data", "training", "metrics", "predict", "plugins", "output_dir", "resume", "nproc")
 
 
 @dataclasses.dataclass
@@ -131,6 +136,8 @@ class RunConfig:
     """Whether this is the task's embedded default (``--demo``, or the offline fallback)."""
     resume: bool | str = False
     """Continue from the newest complete checkpoint of the output directory (``True``) or from this one."""
+    nproc: int | None = None
+    """Processes to train in on this machine, started with torchrun (``--nproc`` wins over it)."""
 
     def where(self, key: str) -> str:
         """Prefix for an error message about ``key``: ``imdb.toml: data.text_column``."""
@@ -269,18 +276,29 @@ POSITIVE = frozenset(
 )
 
 
+#: Where a TrainingArguments annotation says less than the field takes: ``fsdp`` is typed
+#: ``str`` (its older strategy names), but ``fsdp = true`` is how FSDP is turned on now.
+ANNOTATION_FIXES: dict[str, Any] = {"fsdp": bool | str | None}
+
+
+def training_annotations(args_class: type) -> dict[str, Any]:
+    """The type of each field of a TrainingArguments class, as manifest values are checked against it."""
+    return {**typing.get_type_hints(args_class), **ANNOTATION_FIXES}
+
+
 def _validate_training(where: Origin, training: Any, args_class: type) -> dict[str, Any]:
     if not isinstance(training, dict):
         raise FtrunError(f"{where('training')}: expected a table, got {_type_name(training)}")
     fields = {f.name: f for f in dataclasses.fields(args_class) if f.init}
-    hints = typing.get_type_hints(args_class)
+    hints = training_annotations(args_class)
     for key, value in training.items():
         if key == "output_dir":
             raise FtrunError(f"{where('training.output_dir')}: set the output directory with --output-dir or a top-level output_dir")
         if key not in fields:
             raise FtrunError(f"{where('training.' + key)}: unknown key{did_you_mean(key, fields)}")
-        if not _accepts(hints.get(key, fields[key].type), value):
-            expected = getattr(fields[key].type, "__name__", fields[key].type)  # float, not <class 'float'>
+        annotation = hints.get(key, fields[key].type)
+        if not _accepts(annotation, value):
+            expected = getattr(annotation, "__name__", annotation)  # float, not <class 'float'>
             raise FtrunError(f"{where('training.' + key)}: expected {expected}, got {_type_name(value)} {value!r}")
         if key in POSITIVE and isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
             raise FtrunError(f"{where('training.' + key)}: must be greater than 0, got {value}")
@@ -330,6 +348,9 @@ def build_config(
         raise FtrunError(f"{where('resume')}: expected true, false or a checkpoint path, got {_type_name(resume)}")
     if isinstance(resume, str):
         resume = str(base_dir / Path(resume).expanduser())  # a checkpoint, relative to the manifest's folder
+    nproc = effective.get("nproc")
+    if nproc is not None and (not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1):
+        raise FtrunError(f"{where('nproc')}: expected a positive number of processes, got {nproc!r}")
     return RunConfig(
         task=task.name,
         model=_validate_section(where, "model", ModelConfig, effective.get("model", {})),
@@ -344,6 +365,7 @@ def build_config(
         overridden=where.overridden,
         demo=demo,
         resume=resume,
+        nproc=nproc,
     )
 
 

@@ -18,9 +18,10 @@ _current: contextvars.ContextVar[Display | None] = contextvars.ContextVar("ftrun
 
 
 class Display:
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
         # soft_wrap: a message is one line however narrow the terminal, so it can be grepped and piped.
-        self.console = console or Console(soft_wrap=True)
+        # quiet: the other processes of a distributed run show nothing; the main one shows the run.
+        self.console = console or Console(soft_wrap=True, quiet=quiet)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -41,9 +41,12 @@ def write_outputs(
     predictions: list[Any],
 ) -> None:
     staging = output_dir / STAGING_NAME
-    if staging.exists():  # left by a run that died while saving
+    main = trainer.is_world_process_zero()
+    if main and staging.exists():  # left by a run that died while saving
         shutil.rmtree(staging)
-    trainer.save_model(str(staging))
+    trainer.save_model(str(staging))  # by every process: FSDP and DeepSpeed gather the shards; the main one writes
+    if not main:
+        return
     # The Trainer's save_metrics and save_state write to its own output_dir: the same files, staged.
     results = {"train": train_metrics, "eval": eval_metrics, "all": {**train_metrics, **eval_metrics}}
     for split, metrics in results.items():

@@ -15,6 +15,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
 
 from .config import RunConfig
 from .display import Display, RichProgressCallback
+from .distributed import check_engines, process_state
 from .errors import FtrunError
 from .output import MANIFEST_NAME, write_outputs
 from .plugin_manager import PluginManager
@@ -90,27 +91,32 @@ def run(
     display = display or Display()
     task = manager.task(config.task)
     stage = manager.call_stage  # each stage hook, with a check of the type of its answer
+    state = process_state(config)  # which process of a distributed run this is; one alone is the main one
     resume = config.resume if resume is None else resume
     where = "--resume" if resume is not config.resume else config.where("resume")
     check_output_dir(output_dir, overwrite, bool(resume))
     checkpoint = resume_checkpoint(output_dir, resume, where)
     task.check_model(config)  # a missing model fails now, not after tokenizing
+    check_engines(config)
     with display.active():
-        data = stage("ftrun_load_data", TaskData, task=task, config=config)
+        # The others wait, then load what the first process on their machine tokenized and cached.
+        with state.local_main_process_first():
+            data = stage("ftrun_load_data", TaskData, task=task, config=config)
         for name, stats in data.stats.items():
             how = "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
             display.print(f"{name}: {stats.examples} examples, {how}")
-        # As transformers' example scripts: seeded before the head, whose new layers start random.
-        set_seed(config.training.get("seed", 42))
+        set_seed(config.training["seed"])  # as run_classification.py: the same new weights on every run and process
         model = stage("ftrun_build_head", PreTrainedModel, task=task, config=config, data=data)
         metrics = stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
         stop = StopOnSignal(display.print)
         callbacks = [SealCheckpoints(), stop, *trainer_callbacks(manager, task, config)]
         # Only now, every check above having passed: clear what an earlier run left.
-        if overwrite and output_dir.is_dir():
-            shutil.rmtree(output_dir)
-        for path in remove_unsealed(output_dir) if output_dir.is_dir() else ():
-            display.print(f"removed {path.name}: it was being written when the run stopped")
+        if state.is_main_process:
+            if overwrite and output_dir.is_dir():
+                shutil.rmtree(output_dir)
+            for path in remove_unsealed(output_dir) if output_dir.is_dir() else ():
+                display.print(f"removed {path.name}: it was being written when the run stopped")
+        state.wait_for_everyone()  # no process writes there before the earlier run is gone
         if resume:
             display.print(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {output_dir}: starting from the beginning")
         trainer = stage(
@@ -119,13 +125,17 @@ def run(
             task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=str(output_dir),
         )
         use_rich_progress(trainer, display)
-        with writing(output_dir), stop.installed():
+        # Across processes a signal reaches each at another step, and one stopping alone would leave
+        # the others waiting: there torchrun ends them all, and --resume starts from the last checkpoint.
+        with writing(output_dir), stop.installed(state.num_processes == 1):
             train_metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
         if stop.received:
             raise Interrupted(stop.received, trainer.state.global_step, latest_checkpoint(output_dir))
         eval_metrics = trainer.evaluate()
     examples = config.predict.examples
-    predictions = task.predict(trainer.model, data.tokenizer, examples) if examples else []
+    predictions: list[Any] = []
+    if trainer.is_world_process_zero():
+        predictions = task.predict(trainer.model, data.tokenizer, examples) if examples else []
     with writing(output_dir):
         write_outputs(output_dir, trainer, task, config, train_metrics, eval_metrics, examples, predictions)
     return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic.json_schema import models_json_schema
 
 from . import __version__
-from .config import TRAINING_DEFAULTS, ModelConfig, PredictConfig
+from .config import TRAINING_DEFAULTS, ModelConfig, PredictConfig, training_annotations
 
 if TYPE_CHECKING:
     from .plugin_manager import PluginManager
@@ -66,6 +66,11 @@ def task_schema(task: Task, refs: dict[tuple[type, str], dict[str, Any]]) -> dic
             "type": ["boolean", "string"],
             "description": "Continue from the newest complete checkpoint of the output directory (true), or from this checkpoint.",
         },
+        "nproc": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Train in this many processes on this machine, started with torchrun; --nproc wins over it.",
+        },
         "model": ref(ModelConfig),
         "data": ref(task.data_config),
         "training": {"$ref": f"#/$defs/{task.training_arguments_class.__name__}"},
@@ -88,7 +93,7 @@ def training_schema(args_class: type) -> dict[str, Any]:
     Defaults are ftrun's (:data:`ftrun.config.TRAINING_DEFAULTS`) where it has one, else the
     dataclass's; a task's own defaults (``Task.defaults``) may differ again.
     """
-    hints = typing.get_type_hints(args_class)
+    hints = training_annotations(args_class)
     properties = {}
     for field in dataclasses.fields(args_class):
         if not field.init or field.name == "output_dir":  # the output directory is --output-dir

@@ -157,6 +157,7 @@ class Task:
                     model_max_length=settings.get("max_position_embeddings", 512),
                     lowercase=model.tokenizer_lowercase,
                 ),
+                where=config.where("model.tokenizer"),
             )
         key = "model.tokenizer" if model.tokenizer else "model.name"
         check_local(config, key, source)

@@ -6,6 +6,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from .errors import FtrunError
+
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
 
 #: Model families whose vocabulary is laid out as T5's (a SentencePiece Unigram model).
@@ -95,19 +97,27 @@ def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
         yield batch
 
 
-def cached_tokenizer(split: Any, key: Any, train: Callable[[], PreTrainedTokenizerBase]) -> PreTrainedTokenizerBase:
+def cached_tokenizer(split: Any, key: Any, train: Callable[[], PreTrainedTokenizerBase], where: str) -> PreTrainedTokenizerBase:
     """A tokenizer trained on ``split`` once, then loaded from disk next to the split's cache.
 
     Training is not deterministic from run to run (ties in the merge order), so without
-    this an identical second run would get another tokenizer, and tokenize again.
+    this an identical second run would get another tokenizer, and tokenize again; and the
+    processes of a distributed run, which load the one the first process saved, would each
+    train a different one. ``where`` names the manifest key for an error.
     """
     from datasets.fingerprint import Hasher
     from transformers import AutoTokenizer
 
     from .data import cache_dir_of
+    from .distributed import several_processes
 
     folder = cache_dir_of(split)
     if folder is None:
+        if several_processes():
+            raise FtrunError(
+                f"{where}: none given, and the training data has no writable cache folder through which "
+                "the processes could share the one trained on it: name a tokenizer, or train in one process"
+            )
         return train()
     directory = folder / f"ftrun-tokenizer-{Hasher.hash((split._fingerprint, key))}"
     if not (directory / "tokenizer_config.json").exists():

@@ -201,8 +201,8 @@ class StopOnSignal(TrainerCallback):
         self.announce(f"{self.received.name}: stopping after this step and saving a checkpoint (press Ctrl-C again to stop at once)")
 
     @contextlib.contextmanager
-    def installed(self) -> Iterator[StopOnSignal]:
-        if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+    def installed(self, enabled: bool = True) -> Iterator[StopOnSignal]:
+        if not enabled or threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
             yield self
             return
         previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}

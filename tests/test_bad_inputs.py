@@ -6,6 +6,7 @@ agree: ``check`` exists to find exactly these problems without a run.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -134,6 +135,9 @@ def test_manifest_that_is_a_directory(fails, tmp_path):
         pytest.param("data.train_file", "/etc/passwd", ("passwd", "unsupported file type"), id="system-file-as-data"),
         pytest.param("output_dir", 3, ("expected a string, got an integer",), id="output-dir-number"),
         pytest.param("resume", 3, ("expected true, false or a checkpoint path, got an integer",), id="resume-number"),
+        # Processes to start.
+        pytest.param("nproc", 0, ("expected a positive number of processes", "got 0"), id="nproc-zero"),
+        pytest.param("nproc", "2", ("expected a positive number of processes", "got '2'"), id="nproc-string"),
         # The task.
         pytest.param("task", "nope", ("unknown task 'nope'", INSTALLED), id="unknown-task"),
         # Data files.
@@ -283,6 +287,27 @@ def test_unknown_task_flag(fails, command):
 def test_bad_set(fails, tiny_manifest, tmp_path, override, words):
     fails("--manifest", tiny_manifest, "--output-dir", tmp_path / "out", "--set", override, words=words)
     fails("check", "--manifest", tiny_manifest, "--set", override, words=words)
+
+
+@pytest.mark.parametrize("value", ["0", "two"])
+def test_bad_nproc_flag(fails, tiny_manifest, tmp_path, value):
+    fails("--manifest", tiny_manifest, "--output-dir", tmp_path / "out", "--nproc", value, words=(f"--nproc {value}:", "positive number of processes"))
+
+
+def test_nproc_other_than_the_launcher_started(fails, tiny_manifest, tmp_path, monkeypatch):
+    # What torchrun sets in the first of the 2 processes it starts on a machine.
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    fails("--manifest", tiny_manifest, "--output-dir", tmp_path / "out", "--nproc", "3", words=("--nproc 3:", "3 processes asked for", "started 2"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="DeepSpeed is installed")
+def test_deepspeed_that_is_not_installed(fails, cli, tables, write_manifest, tmp_path):
+    tables["training"]["deepspeed"] = {"zero_optimization": {"stage": 2}}
+    manifest = write_manifest(tables)
+    fails("--manifest", manifest, "--output-dir", tmp_path / "out", words=("run.toml: training.deepspeed:", "DeepSpeed is not installed"))
+    # `ftrun check` checks the manifest and the data, not the engines of the machine it runs on.
+    assert cli("check", "--manifest", manifest).code == 0
 
 
 def test_predict_model_directory_that_does_not_exist(fails, tmp_path):

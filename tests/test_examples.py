@@ -71,3 +71,18 @@ def test_offline_manifest_runs_end_to_end(cli, tmp_path):
     assert config["label2id"] == {"negative": 0, "positive": 1}
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 2 and {p["label"] for p in predictions} <= {"negative", "positive"}
+
+
+def test_the_fsdp_example_is_what_the_trainer_takes(tmp_path):
+    from transformers import TrainingArguments
+
+    training = validate(EXAMPLES / "imdb-fsdp.toml").training
+    # bf16 is for the GPUs the example runs on; this machine may have none.
+    args = TrainingArguments(output_dir=str(tmp_path), **{**training, "bf16": False})
+    assert args.fsdp is True and args.fsdp_plugin_args["fsdp_version"] == 2
+
+
+def test_the_deepspeed_example_is_a_zero_config():
+    deepspeed = validate(EXAMPLES / "imdb-deepspeed.toml").training["deepspeed"]
+    assert deepspeed["zero_optimization"]["stage"] == 2
+    assert deepspeed["train_micro_batch_size_per_gpu"] == "auto"  # filled in from [training] by transformers
