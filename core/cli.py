@@ -162,13 +162,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .display import Display
+    from .precision import choose_precision
     from .runner import run
 
     display = Display()
     manager, config = load_config(args, announce=display.print)
     default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if config.demo else config.task)
     output_dir = Path(args.output_dir or config.output_dir or default_dir)
-    display.print(f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, output {output_dir}")
+    display.print(
+        f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, "
+        f"precision {choose_precision(config.training)}, output {output_dir}"
+    )
     result = run(config, manager, output_dir, overwrite=args.overwrite, display=display)
 
     table = Table(title="Final evaluation", show_header=True)

@@ -17,6 +17,7 @@ from transformers import Trainer, TrainingArguments
 from .config import DataConfig, MetricsConfig, RunConfig
 from .data import Splits, TokenizeStats, load_splits, tokenize, tokenizer_fingerprint
 from .errors import FtrunError, first_line
+from .precision import choose_precision
 
 if TYPE_CHECKING:
     from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -202,8 +203,9 @@ class Task:
         callbacks: list[TrainerCallback],
         output_dir: str,
     ) -> Trainer:
-        """Trainer stage: arguments from ``[training]``, dynamic padding, the task's Trainer class."""
+        """Trainer stage: arguments from ``[training]``, dynamic padding, mixed precision, the task's Trainer class."""
         settings = {"metric_for_best_model": metrics.best, "greater_is_better": metrics.greater_is_better}
+        settings.update(choose_precision(config.training).settings)
         settings.update(config.training)
         try:
             args = self.training_arguments_class(output_dir=output_dir, **settings)
