@@ -30,6 +30,9 @@ _PUBLIC = {
     "Task": "task",
     "TaskData": "task",
     "model_config_dict": "task",
+    "Trainer": "evaluation",
+    "Seq2SeqTrainer": "evaluation",
+    "SortedEvaluation": "evaluation",
 }
 
 __all__ = ["__version__", "hookimpl", *_PUBLIC]

@@ -12,11 +12,12 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
 from .config import DataConfig, MetricsConfig, RunConfig
 from .data import Splits, TokenizeStats, load_splits, tokenize, tokenizer_fingerprint
 from .errors import FtrunError, first_line
+from .evaluation import Trainer
 from .precision import choose_precision
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Task:
     #: The ``[metrics]`` table, with this task's own keys (a decision threshold, ...).
     metrics_config: ClassVar[type[MetricsConfig]] = MetricsConfig
     training_arguments_class: ClassVar[type[TrainingArguments]] = TrainingArguments
+    #: ftrun's Trainer (length-sorted evaluation); a subclass of your own should mix in ``ftrun.SortedEvaluation``.
     trainer_class: ClassVar[type[Trainer]] = Trainer
     #: The manifest this task runs with when nothing else is given.
     defaults: ClassVar[dict[str, Any]] = {}

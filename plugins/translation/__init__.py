@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from pydantic import Field
-from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainer, Seq2SeqTrainingArguments
+from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
 
-from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, hookimpl, merge, model_config_dict, require_columns
+from ftrun import (
+    DataConfig, FtrunError, Metrics, RunConfig, Seq2SeqTrainer, Splits, Task, TaskData, hookimpl, merge, model_config_dict, require_columns,
+)
 
 from ..metrics import generation_metrics
 
