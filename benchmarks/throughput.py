@@ -581,8 +581,9 @@ def machine() -> dict[str, Any]:
 def show(results: list[dict[str, Any]], console: Console) -> None:
     for result in results:
         table = Table(title=f"{result['task']}: {result['train_examples']} train / {result['eval_examples']} eval examples, {result['model']}")
-        for column in ("", "train samples/s", "real tokens/s", "padding", "eval samples/s", "peak MB", result["metric"]):
-            table.add_column(column, justify="right" if column else "left")
+        table.add_column("", no_wrap=True)
+        for column in ("train samples/s", "real tokens/s", "padding", "eval samples/s", "peak MB", result["metric"]):
+            table.add_column(column, justify="right")
         for name, figures in result["configurations"].items():
             table.add_row(
                 name,
