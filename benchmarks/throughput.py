@@ -282,10 +282,14 @@ class Bench:
         set_seed(self.config.training.get("seed", 42))
         return self.task.auto_model.from_pretrained(self.config.model.name, **self.task.head_kwargs(self.data))
 
-    def trainer(self, name: str, model: Any, training: dict[str, Any], collator: Callable, eval_dataset: Any, trainer_class: type | None = None) -> Any:
+    @property
+    def seq2seq(self) -> bool:
+        return issubclass(self.task.trainer_class, transformers.Seq2SeqTrainer)
+
+    def trainer(self, name: str, model: Any, training: dict[str, Any], collator: Callable, eval_dataset: Any, trainer_class: type) -> Any:
         args = self.task.training_arguments_class(output_dir=str(self.workdir / name), **training)
         metrics = self.task.build_metrics(self.config, self.data)
-        trainer = (trainer_class or self.task.trainer_class)(
+        trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=self.data.train,
@@ -315,14 +319,23 @@ def seed_recipe(bench: Bench) -> dict[str, float]:
     """Padding to max_length (as ``tokenizer(..., padding="max_length")`` does), random batches, fp32."""
     collator = dataclasses.replace(bench.task.data_collator(bench.data), padding="max_length", max_length=bench.pad_to)
     training = {**bench.common_training(), "train_sampling_strategy": "random", "bf16": False, "fp16": False}
-    return run_trainer(bench.trainer("seed", bench.load_model(), training, collator, bench.data.eval))
+    trainer_class = transformers.Seq2SeqTrainer if bench.seq2seq else transformers.Trainer
+    return run_trainer(bench.trainer("seed", bench.load_model(), training, collator, bench.data.eval, trainer_class))
 
 
-class SortedEvalTrainer:
-    """Mixed into the Trainer class: evaluate in the eval set's own (length-sorted) order."""
+class SortedEval:
+    """Evaluate in the eval set's own order: the hand-tuned Trainer gets it sorted by length."""
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         return SequentialSampler(eval_dataset)
+
+
+class HandTunedTrainer(SortedEval, transformers.Trainer):
+    pass
+
+
+class HandTunedSeq2SeqTrainer(SortedEval, transformers.Seq2SeqTrainer):
+    pass
 
 
 def hand_tuned(bench: Bench) -> dict[str, float]:
@@ -333,10 +346,10 @@ def hand_tuned(bench: Bench) -> dict[str, float]:
         "train_sampling_strategy": "group_by_length",
         **bench.hand_settings,
     }
-    trainer_class = type("HandTunedTrainer", (SortedEvalTrainer, bench.task.trainer_class), {})
+    trainer_class = HandTunedSeq2SeqTrainer if bench.seq2seq else HandTunedTrainer
     model = bench.load_model()
     collator = bench.task.data_collator(bench.data)
-    if getattr(collator, "model", "absent") is None:  # seq2seq collators make decoder inputs with the model
+    if bench.seq2seq:  # as run_translation.py: the collator makes the decoder inputs with the model
         collator.model = model
     return run_trainer(bench.trainer("hand-tuned", model, training, collator, bench.eval_sorted(), trainer_class))
 
