@@ -176,6 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from . import distributed
     from .display import Display
+    from .precision import choose_precision
     from .runner import run
 
     display = Display(quiet=not distributed.is_main_process())
@@ -188,7 +189,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         distributed.check_nproc(nproc, where)
     default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if config.demo else config.task)
     output_dir = Path(args.output_dir or config.output_dir or default_dir)
-    display.print(f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, output {output_dir}")
+    display.print(
+        f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, "
+        f"precision {choose_precision(config.training)}, output {output_dir}"
+    )
     if config.model.trust_remote_code:
         display.print(f"[bold yellow]warning:[/] {remote_code_warning(config)}", highlight=False)
     result = run(config, manager, output_dir, overwrite=args.overwrite, resume=args.resume, display=display)

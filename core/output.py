@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from .precision import choose_precision
+
 if TYPE_CHECKING:
     from .config import RunConfig
     from .task import Task
@@ -109,7 +111,8 @@ def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], ma
 
 # {task.name} model
 
-Fine-tuned with [ftrun](https://pypi.org/project/ftrun/) (task `{task.name}`) from {source} on {data}.
+Fine-tuned with [ftrun](https://pypi.org/project/ftrun/) (task `{task.name}`) from {source} on {data},
+in {choose_precision(config.training)}.
 
 ## Evaluation
 

@@ -17,6 +17,7 @@ from transformers import TrainingArguments
 from .config import DataConfig, MetricsConfig, RunConfig
 from .data import Splits, TokenizeStats, load_splits, tokenize, tokenizer_fingerprint
 from .errors import FtrunError, first_line
+from .precision import choose_precision
 from .training import Trainer
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class Task:
     #: The ``[metrics]`` table, with this task's own keys (a decision threshold, ...).
     metrics_config: ClassVar[type[MetricsConfig]] = MetricsConfig
     training_arguments_class: ClassVar[type[TrainingArguments]] = TrainingArguments
-    #: ftrun's Trainer (exact resume, NaN check); a subclass of your own should mix in ``ftrun.TrainerMixin``.
+    #: ftrun's Trainer (exact resume, NaN check, sorted evaluation); a subclass of your own should mix in ``ftrun.TrainerMixin``.
     trainer_class: ClassVar[type[Trainer]] = Trainer
     #: The manifest this task runs with when nothing else is given.
     defaults: ClassVar[dict[str, Any]] = {}
@@ -209,8 +210,9 @@ class Task:
         callbacks: list[TrainerCallback],
         output_dir: str,
     ) -> Trainer:
-        """Trainer stage: arguments from ``[training]``, dynamic padding, the task's Trainer class."""
+        """Trainer stage: arguments from ``[training]``, dynamic padding, mixed precision, the task's Trainer class."""
         settings = {"metric_for_best_model": metrics.best, "greater_is_better": metrics.greater_is_better}
+        settings.update(choose_precision(config.training).settings)
         settings.update(config.training)
         try:
             args = self.training_arguments_class(output_dir=output_dir, **settings)

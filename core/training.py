@@ -1,4 +1,5 @@
-"""What ftrun adds to the Trainer: exact resume, sealed checkpoints, clean stops, loud NaNs.
+"""What ftrun adds to the Trainer: exact resume, sealed checkpoints, clean stops, loud NaNs,
+and evaluation in batches sorted by length.
 
 transformers' ``Trainer`` resumes from a checkpoint, but three things stand between that and a
 resumed run that equals an uninterrupted one, and this module fixes each:
@@ -25,6 +26,7 @@ from typing import Any, Callable, Iterator
 import torch
 import transformers
 from transformers import TrainerCallback
+from torch.utils.data import Sampler
 from transformers.trainer_pt_utils import LengthGroupedSampler as _LengthGroupedSampler
 
 from .errors import FtrunError
@@ -67,15 +69,39 @@ def lengths_of(dataset: Any, column: str) -> list[int] | None:
     return pc.list_value_length(dataset.with_format("arrow")[column]).to_pylist()
 
 
+class LengthSortedSampler(Sampler[int]):
+    """The indices of ``lengths``, longest first (so that a batch too large fails at once)."""
+
+    def __init__(self, lengths: list[int]) -> None:
+        self.order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
 class TrainerMixin:
     """Mixed into ftrun's Trainer classes; a plugin's own Trainer subclass can mix it in too."""
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        # Each eval batch is padded to its longest example. The Trainer's length grouping sorts only
+        # within random groups of up to 50 batches (one batch for a small set): benchmarks/throughput.py
+        # measured its evaluation of MiniLM on IMDB at the seed recipe's speed (3.9 against 3.8
+        # samples/s), and 2.8x it with sorted batches. The order changes no metric. Several
+        # processes (torchrun) keep the Trainer's sampler, which accelerate shards.
+        lengths = lengths_of(eval_dataset, self._model_input_name()) if self.args.world_size == 1 else None
+        return LengthSortedSampler(lengths) if lengths is not None else super()._get_eval_sampler(eval_dataset)
+
+    def _model_input_name(self) -> str:
+        return self.processing_class.model_input_names[0] if self.processing_class is not None else "input_ids"
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         args = self.args
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if args.train_sampling_strategy == "group_by_length":
-            column = self.processing_class.model_input_names[0] if self.processing_class is not None else "input_ids"
-            lengths = lengths_of(dataset, column)
+            lengths = lengths_of(dataset, self._model_input_name())
             if lengths is not None:
                 seed = args.data_seed if args.data_seed is not None else args.seed
                 return LengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths, seed)
@@ -97,11 +123,11 @@ class TrainerMixin:
 
 
 class Trainer(TrainerMixin, transformers.Trainer):
-    """``transformers.Trainer`` with exact resume of length-grouped batches and a NaN check."""
+    """``transformers.Trainer`` with exact resume of length-grouped batches, a NaN check and sorted evaluation."""
 
 
 class Seq2SeqTrainer(TrainerMixin, transformers.Seq2SeqTrainer):
-    """``transformers.Seq2SeqTrainer`` with exact resume of length-grouped batches and a NaN check."""
+    """``transformers.Seq2SeqTrainer`` with exact resume, a NaN check and sorted evaluation (and generation)."""
 
 
 # -- checkpoints ------------------------------------------------------------------------------

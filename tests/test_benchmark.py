@@ -1,0 +1,83 @@
+"""benchmarks/throughput.py end to end, on tiny models and small local files (no ../shared).
+
+Only that every configuration reports every figure: the figures themselves mean nothing
+on a model this small, and performance claims live in the benchmark's own runs.
+"""
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftrun.testing import sample_reviews, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = {
+    "train_samples_per_second",
+    "train_tokens_per_second",
+    "padding_waste",
+    "eval_samples_per_second",
+    "peak_rss_mb",
+    "metric",
+}
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    spec = importlib.util.spec_from_file_location("throughput", ROOT / "benchmarks" / "throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def data_files(task: str, folder: Path) -> tuple[Path, Path]:
+    """Small real samples, as fresh files (a first run must tokenize)."""
+    if task == "text-classification":  # reviews of many lengths, so that padding them to one length shows
+        return tuple(
+            write_jsonl(folder / f"{name}.jsonl", [{**row, "text": row["text"][: 30 * (1 + i % 8)]} for i, row in enumerate(sample_reviews(name, size))])
+            for name, size in (("imdb-train", 48), ("imdb-eval", 16))
+        )
+    sources = {
+        "ner": (ROOT / "examples" / "data" / "ner-train.jsonl", ROOT / "examples" / "data" / "ner-eval.jsonl"),
+        "translation": tuple(ROOT / "plugins" / "translation" / "data" / f"multi30k-{n}.jsonl.gz" for n in ("train", "eval")),
+    }[task]
+    return tuple(Path(shutil.copy(source, folder / source.name)) for source in sources)
+
+
+@pytest.mark.parametrize("task", ["text-classification", "ner", "translation"])
+def test_every_configuration_reports_every_figure(throughput, task, tiny_bert, tiny_t5, tmp_path):
+    train, evaluation = data_files(task, tmp_path)
+    output = tmp_path / "results.json"
+    model = tiny_t5 if task == "translation" else tiny_bert
+    args = ["--task", task, "--model", model, "--train-file", train, "--eval-file", evaluation, "--output", output]
+    args += ["--train-samples", "32", "--eval-samples", "16", "--pad-to", "120", "--warmup-steps", "1"]
+    if task == "ner":  # the example's own column names
+        args += ["--set", "data.tokens_column=words", "--set", "data.tags_column=labels"]
+    assert throughput.main([str(arg) for arg in args]) == 0
+
+    results = json.loads(output.read_text())
+    assert {"cpu", "cores", "torch_threads", "gpu"} <= set(results["machine"])
+    (result,) = results["tasks"]
+    assert result["task"] == task
+    assert list(result["configurations"]) == ["seed", "hand-tuned", "ftrun", "bare-loop"]
+    for name, figures in result["configurations"].items():
+        assert FIGURES <= set(figures), name
+        assert figures["train_samples_per_second"] > 0 and figures["eval_samples_per_second"] > 0, name
+        assert figures["timed_steps"] == 3, name  # 4 steps of 8, the first one not timed
+    seed, hand = result["configurations"]["seed"], result["configurations"]["hand-tuned"]
+    assert seed["padding_waste"] > hand["padding_waste"]  # padded to 120 tokens against each batch's longest
+    for target in ("train_vs_seed", "train_vs_hand_tuned", "eval_vs_seed", "metric_vs_seed"):
+        assert isinstance(result[target]["met"], bool)
+    # The first run tokenized; ftrun's run, the second identical one, loaded it from the cache.
+    assert result["first_run_cached"] is False
+    assert result["configurations"]["ftrun"]["second_run_cached"] is True
+
+
+def test_missing_data_is_one_clear_line(throughput, tmp_path, capsys):
+    assert throughput.main(["--task", "ner", "--data", str(tmp_path / "absent"), "--output", str(tmp_path / "r.json")]) == 2
+    assert capsys.readouterr().err.strip() == f"benchmark: error: --data: {tmp_path / 'absent'} not found (name a data folder with --data, or files with --train-file/--eval-file)"
