@@ -173,12 +173,8 @@ class Task:
 
         model = config.model
         kwargs = self.head_kwargs(data)
-        if model.config is not None:
-            if model.name is not None:
-                raise FtrunError(f"{config.where('model')}: give either name (pretrained) or config (from scratch), not both")
-            settings = model_config_dict(config)
-            if "model_type" not in settings:
-                raise FtrunError(f"{config.where('model.config')}: needs a model_type (e.g. \"bert\")")
+        settings = source_settings(config)
+        if settings is not None:
             tokenizer = data.tokenizer
             settings.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **kwargs)
             if tokenizer.eos_token_id is not None:  # where generation stops: the tokenizer's id, not the class default
@@ -191,9 +187,6 @@ class Task:
                 return self.auto_model.from_config(model_config)
             except (ValueError, TypeError, KeyError) as exc:
                 raise FtrunError(f"{config.where('model.config')}: {first_line(exc)}") from exc
-        if model.name is None:
-            raise FtrunError(f"{config.where('model')}: name a model (model.name) or give a model.config")
-        check_local(config, "model.name", model.name)
         try:
             return self.auto_model.from_pretrained(
                 model.name, revision=model.revision, trust_remote_code=model.trust_remote_code, **kwargs
@@ -240,20 +233,13 @@ class Task:
         from transformers import AutoConfig, AutoTokenizer
 
         model = config.model
-        if model.config is not None:
-            if model.name is not None:
-                raise FtrunError(f"{config.where('model')}: give either name (pretrained) or config (from scratch), not both")
-            settings = model_config_dict(config)
-            if "model_type" not in settings:
-                raise FtrunError(f"{config.where('model.config')}: needs a model_type (e.g. \"bert\")")
+        settings = source_settings(config)
+        if settings is not None:
             try:
                 model_config = AutoConfig.for_model(**settings)
             except (ValueError, TypeError, KeyError) as exc:
                 raise FtrunError(f"{config.where('model.config')}: {first_line(exc)}") from exc
         else:
-            if model.name is None:
-                raise FtrunError(f"{config.where('model')}: name a model (model.name) or give a model.config")
-            check_local(config, "model.name", model.name)
             path = Path(model.name)
             if path.is_dir() and not any(any(path.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json")):
                 raise FtrunError(f"{config.where('model.name')}: {path} has no model weights (*.safetensors or *.bin)")
@@ -309,6 +295,22 @@ def model_config_dict(config: RunConfig) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise FtrunError(f"{config.where('model.config')}: cannot read {path}: {first_line(exc)}") from exc
+
+
+def source_settings(config: RunConfig) -> dict[str, Any] | None:
+    """Check ``[model]`` names exactly one source: the config to build from, or ``None`` for a named model (checked to exist)."""
+    model = config.model
+    if model.config is None:
+        if model.name is None:
+            raise FtrunError(f"{config.where('model')}: name a model (model.name) or give a model.config")
+        check_local(config, "model.name", model.name)
+        return None
+    if model.name is not None:
+        raise FtrunError(f"{config.where('model')}: give either name (pretrained) or config (from scratch), not both")
+    settings = model_config_dict(config)
+    if "model_type" not in settings:
+        raise FtrunError(f"{config.where('model.config')}: needs a model_type (e.g. \"bert\")")
+    return settings
 
 
 def check_local(config: RunConfig, key: str, value: str) -> None:
