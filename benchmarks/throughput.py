@@ -550,6 +550,10 @@ def bench_task(name: str, args: argparse.Namespace, console: Console) -> dict[st
                 figures = RUNNERS[configuration](bench)
             metrics = figures.pop("eval_metrics")
             figures["metric"] = metrics[f"eval_{SETUPS[name].metric}"]
+            if "eval_gen_len" in metrics:
+                # How long generation takes depends on how much each model generates: tokens/s
+                # compares configurations whose models stop at different lengths.
+                figures["eval_generated_tokens_per_second"] = metrics["eval_gen_len"] * figures["eval_samples_per_second"]
             # All of them too: for translation, gen_len says how much each model generated.
             result["configurations"][configuration] = {**figures, **memory.figures(), "eval_metrics": metrics}
         result.update(ratios(result["configurations"]))
@@ -595,7 +599,9 @@ def show(results: list[dict[str, Any]], console: Console) -> None:
     for result in results:
         table = Table(title=f"{result['task']}: {result['train_examples']} train / {result['eval_examples']} eval examples, {result['model']}")
         table.add_column("", no_wrap=True)
-        for column in ("train samples/s", "real tokens/s", "padding", "eval samples/s", "peak MB", result["metric"]):
+        generating = any("eval_generated_tokens_per_second" in f for f in result["configurations"].values())
+        columns = ["train samples/s", "real tokens/s", "padding", "eval samples/s", *(["eval generated tokens/s"] if generating else []), "peak MB", result["metric"]]
+        for column in columns:
             table.add_column(column, justify="right")
         for name, figures in result["configurations"].items():
             table.add_row(
@@ -604,10 +610,18 @@ def show(results: list[dict[str, Any]], console: Console) -> None:
                 f"{figures['train_tokens_per_second']:.0f}",
                 f"{figures['padding_waste']:.0%}",
                 f"{figures['eval_samples_per_second']:.2f}",
+                *([f"{figures['eval_generated_tokens_per_second']:.0f}"] if generating else []),
                 f"{figures.get('peak_cuda_mb', figures['peak_rss_mb']):.0f}",
                 f"{figures['metric']:.4f}",
             )
         console.print(table)
+        ftrun_gen, seed_gen = (result["configurations"].get(name, {}) for name in ("ftrun", "seed"))
+        if ftrun_gen.get("eval_generated_tokens_per_second") and seed_gen.get("eval_generated_tokens_per_second"):
+            console.print(
+                f"  ftrun eval generated tokens/s / seed: {ftrun_gen['eval_generated_tokens_per_second'] / seed_gen['eval_generated_tokens_per_second']:.2f}x "
+                f"(mean generated length: ftrun {ftrun_gen['eval_metrics']['eval_gen_len']:.1f}, seed {seed_gen['eval_metrics']['eval_gen_len']:.1f} tokens)",
+                highlight=False,
+            )
         for target in ("train_vs_seed", "train_vs_hand_tuned", "eval_vs_seed"):
             if target in result:
                 item = result[target]

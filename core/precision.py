@@ -1,10 +1,11 @@
 """Mixed precision, chosen for the hardware unless ``[training]`` says otherwise.
 
 bf16 where the GPU computes in it natively, fp16 (with the Trainer's loss scaler) on a GPU
-that has no bf16, fp32 otherwise. CPUs get fp32: on a CPU without bf16 instructions (AVX2
-only), bf16 autocast fine-tuned MiniLM on IMDB 7x slower than fp32 (0.10 against 0.69
-samples/s on one thread, ``benchmarks/throughput.py --configurations hand-tuned
---hand-precision bf16``), so there bf16 stays an explicit ``training.bf16 = true``.
+that has no bf16, bf16 autocast on a CPU with bf16 instructions (AVX512-BF16 or AMX), fp32
+otherwise. Without those instructions (AVX2 only) bf16 autocast is emulated: it fine-tuned
+MiniLM on IMDB 7x slower than fp32 (0.10 against 0.69 samples/s on one thread,
+``benchmarks/throughput.py --configurations hand-tuned --hand-precision bf16``), so there bf16
+stays an explicit ``training.bf16 = true``.
 """
 
 from __future__ import annotations
@@ -37,12 +38,29 @@ def choose_precision(training: dict[str, Any]) -> Precision:
     if given:
         name = "bf16" if training.get("bf16") else "fp16" if training.get("fp16") else "fp32"
         return Precision(name, ", ".join(given), precision_settings(name))
-    # Native bf16 only (Ampere and later): emulated bf16 on older GPUs is slower than fp16.
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
-        return Precision("bf16", "auto: the GPU computes in bf16", precision_settings("bf16"))
-    if torch.cuda.is_available():
+    use_cpu = training.get("use_cpu")
+    if torch.cuda.is_available() and not use_cpu:
+        # Native bf16 only (Ampere and later): emulated bf16 on older GPUs is slower than fp16.
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return Precision("bf16", "auto: the GPU computes in bf16", precision_settings("bf16"))
         return Precision("fp16", "auto: the GPU has no bf16", precision_settings("fp16"))
-    return Precision("fp32", "auto: no GPU", precision_settings("fp32"))
+    if not cpu_computes_in_bf16():
+        return Precision("fp32", "auto: a CPU without bf16 instructions", precision_settings("fp32"))
+    if use_cpu is False:
+        # The Trainer allows CPU autocast only with use_cpu: an explicit false would make bf16 an error.
+        return Precision("fp32", "auto: training.use_cpu = false rules out CPU autocast", precision_settings("fp32"))
+    return Precision("bf16", "auto: the CPU computes in bf16", precision_settings("bf16"))
+
+def cpu_computes_in_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (x86's AVX512-BF16 or AMX), which autocast uses.
+
+    torch has no public query for this; its ``torch.cpu`` helpers are private (torch 2.3+),
+    hence the fallback to no. Arm CPUs with bf16 are left in fp32 until measured.
+    """
+    import torch
+
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
 
 
 def precision_settings(name: str) -> dict[str, Any]:

@@ -69,6 +69,11 @@ def test_every_configuration_reports_every_figure(throughput, task, tiny_bert, t
         assert FIGURES <= set(figures), name
         assert figures["train_samples_per_second"] > 0 and figures["eval_samples_per_second"] > 0, name
         assert figures["timed_steps"] == 3, name  # 4 steps of 8, the first one not timed
+        if task == "translation":  # generation's speed, whatever length each model generates
+            gen_len = figures["eval_metrics"]["eval_gen_len"]
+            assert figures["eval_generated_tokens_per_second"] == pytest.approx(gen_len * figures["eval_samples_per_second"]), name
+        else:
+            assert "eval_generated_tokens_per_second" not in figures, name
     seed, hand = result["configurations"]["seed"], result["configurations"]["hand-tuned"]
     assert seed["padding_waste"] > hand["padding_waste"]  # padded to 120 tokens against each batch's longest
     for target in ("train_vs_seed", "train_vs_hand_tuned", "eval_vs_seed", "metric_vs_seed"):

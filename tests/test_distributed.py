@@ -86,6 +86,9 @@ def distributed_manifest(tmp_path, write_manifest, plugin_module):
                     "logging_steps": 2,
                     # In order: each step of 2 processes x 4 takes the same 8 examples as one process's step of 8.
                     "train_sampling_strategy": "sequential",
+                    # fp32, as compared to float rounding: bf16 (chosen on a CPU with bf16
+                    # instructions) rounds the logits of a batch of 4 otherwise than of 8.
+                    "bf16": False,
                 },
             }
         )
