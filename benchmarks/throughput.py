@@ -66,7 +66,7 @@ from ftrun import FtrunError, RunConfig, Task, TaskData, hookimpl
 from ftrun.config import build_config, parse_override
 from ftrun.display import Display
 from ftrun.plugin_manager import PluginManager, get_plugin_manager
-from ftrun.precision import choose_precision
+from ftrun.precision import choose_precision, cpu_computes_in_bf16
 from ftrun.runner import run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -581,11 +581,21 @@ def ratios(configurations: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # -- report -------------------------------------------------------------------------------
 
 
+def cpu_name() -> str:
+    """The CPU's model name (platform.processor() is empty on Linux, where /proc/cpuinfo has it)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, Any]:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": cpu_computes_in_bf16(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": gpu,

@@ -2,10 +2,13 @@
 
 bf16 where the GPU computes in it natively, fp16 (with the Trainer's loss scaler) on a GPU
 that has no bf16, bf16 autocast on a CPU with bf16 instructions (AVX512-BF16 or AMX), fp32
-otherwise. Without those instructions (AVX2 only) bf16 autocast is emulated: it fine-tuned
-MiniLM on IMDB 7x slower than fp32 (0.10 against 0.69 samples/s on one thread,
-``benchmarks/throughput.py --configurations hand-tuned --hand-precision bf16``), so there bf16
-stays an explicit ``training.bf16 = true``.
+otherwise. With those instructions (an AMD EPYC with AVX512-BF16, 2 cores), bf16 fine-tuned
+MiniLM on 1000 IMDB reviews at 15.7 samples/s against 11.4 in fp32, to the same accuracy
+(0.808), and on CoNLL-2003 at 83.9 against 56.8, entity F1 0.800 against 0.801
+(tests/test_integration.py, run once in each precision). Without them (AVX2 only) bf16
+autocast is emulated: it fine-tuned MiniLM on IMDB 7x slower than fp32 (0.10 against 0.69
+samples/s on one thread, ``benchmarks/throughput.py --configurations hand-tuned
+--hand-precision bf16``), so there bf16 stays an explicit ``training.bf16 = true``.
 """
 
 from __future__ import annotations
@@ -51,11 +54,12 @@ def choose_precision(training: dict[str, Any]) -> Precision:
         return Precision("fp32", "auto: training.use_cpu = false rules out CPU autocast", precision_settings("fp32"))
     return Precision("bf16", "auto: the CPU computes in bf16", precision_settings("bf16"))
 
+
 def cpu_computes_in_bf16() -> bool:
     """Whether this CPU has bf16 instructions (x86's AVX512-BF16 or AMX), which autocast uses.
 
-    torch has no public query for this; its ``torch.cpu`` helpers are private (torch 2.3+),
-    hence the fallback to no. Arm CPUs with bf16 are left in fp32 until measured.
+    torch has no public query for this, only private ``torch.cpu`` helpers: a torch without
+    them means no. Arm CPUs with bf16 are left in fp32 until measured.
     """
     import torch
 

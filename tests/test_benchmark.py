@@ -61,7 +61,7 @@ def test_every_configuration_reports_every_figure(throughput, task, tiny_bert, t
     assert throughput.main([str(arg) for arg in args]) == 0
 
     results = json.loads(output.read_text())
-    assert {"cpu", "cores", "torch_threads", "gpu"} <= set(results["machine"])
+    assert {"cpu", "cpu_bf16", "cores", "torch_threads", "gpu"} <= set(results["machine"])
     (result,) = results["tasks"]
     assert result["task"] == task
     assert list(result["configurations"]) == ["seed", "hand-tuned", "ftrun", "bare-loop"]
