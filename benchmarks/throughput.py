@@ -75,6 +75,11 @@ CONFIGURATIONS = ("seed", "hand-tuned", "ftrun", "bare-loop")
 #: What ftrun must reach, from the issue: train throughput against seed and hand-tuned, eval against seed.
 TARGETS = {"train_vs_seed": 3.5, "train_vs_hand_tuned": 0.97, "eval_vs_seed": 3.0}
 
+#: bf16 peaks (TFLOP/s) that model FLOPs utilization is measured against, by GPU name; other
+#: devices need --peak-tflops. The H200's is the ~790 its 40% target was set against; NVIDIA's
+#: sheet gives 989 dense for the SXM part (--peak-tflops 989).
+PEAK_TFLOPS = {"H200": 790.0}
+
 #: A small T5 built from a config when no translation model is named (none is pretrained offline).
 T5_CONFIG = {
     "model_type": "t5",
@@ -141,25 +146,30 @@ class Meter(TrainerCallback):
 
     def __init__(self, warmup_steps: int) -> None:
         self.warmup_steps = warmup_steps
-        self.steps: list[tuple[float, int, int, int]] = []  # seconds, examples, tokens, real tokens
-        self.counts = [0, 0, 0]
+        self.steps: list[tuple[float, int, int, int, float]] = []  # seconds, examples, tokens, real tokens, model FLOPs
+        self.counts = [0, 0, 0, 0.0]
         self.skip = False
         self.last = 0.0
         self.handle: Any = None
+        self.flops: Callable[[torch.Tensor], float] | None = None
 
     def attach(self, model: torch.nn.Module) -> None:
         self.handle = model.register_forward_pre_hook(self.count, with_kwargs=True)
+        self.flops = None if model.config.is_encoder_decoder else encoder_flops(model)
         self.last = time.perf_counter()
 
     def count(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         if not module.training:
             return
         ids, mask = kwargs["input_ids"], kwargs.get("attention_mask")
+        lengths = mask.sum(dim=1) if mask is not None else torch.full((ids.shape[0],), ids.shape[1])
         self.counts[0] += ids.shape[0]
         self.counts[1] += ids.numel()
-        self.counts[2] += int(mask.sum()) if mask is not None else ids.numel()
+        self.counts[2] += int(lengths.sum())
+        if self.flops is not None:
+            self.counts[3] += self.flops(lengths)
         labels = kwargs.get("labels")
-        if getattr(module.config, "is_encoder_decoder", False) and labels is not None:
+        if module.config.is_encoder_decoder and labels is not None:
             self.counts[1] += labels.numel()  # decoder tokens, padded with -100
             self.counts[2] += int((labels != -100).sum())
 
@@ -169,7 +179,7 @@ class Meter(TrainerCallback):
         now = time.perf_counter()
         if not self.skip:
             self.steps.append((now - self.last, *self.counts))
-        self.skip, self.counts, self.last = False, [0, 0, 0], now
+        self.skip, self.counts, self.last = False, [0, 0, 0, 0.0], now
 
     def pause(self) -> None:
         """An evaluation or a checkpoint happened since the last step: the next interval is not training."""
@@ -187,6 +197,8 @@ class Meter(TrainerCallback):
             "train_tokens_per_second": sum(step[3] for step in timed) / seconds,
             "padding_waste": 1 - sum(step[3] for step in self.steps) / tokens,
             "timed_steps": len(timed),
+            # Model FLOPs on the real tokens only: the padding a configuration computes is its loss.
+            "train_tflops": sum(step[4] for step in timed) / seconds / 1e12 if self.flops is not None else None,
         }
 
     # The Trainer's events
@@ -204,6 +216,24 @@ class Meter(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.detach()
+
+
+def encoder_flops(model: Any) -> Callable[[torch.Tensor], float]:
+    """The model FLOPs of one training step (forward and backward) of an encoder, from its sequences' real lengths.
+
+    PaLM's count (Chowdhery et al. 2022, appendix B): 6 FLOPs per parameter per token (the
+    Trainer's ``floating_point_ops`` counts the same, embeddings left out), and 12 x layers x
+    hidden size x length per token for attention, with no causal mask to halve it.
+    """
+    parameters = model.num_parameters(exclude_embeddings=True)
+    config = model.config
+    attention = 12 * config.num_hidden_layers * config.hidden_size
+
+    def flops(lengths: torch.Tensor) -> float:
+        lengths = lengths.double()
+        return float(6 * parameters * lengths.sum() + attention * (lengths**2).sum())
+
+    return flops
 
 
 class PeakMemory:
@@ -464,8 +494,8 @@ def data_files(folder: Path) -> tuple[Path, Path]:
     return train[0], evaluation[0]
 
 
-def build_t5(task: Task, config: RunConfig, directory: Path) -> str:
-    """The model of ``config`` (built from a config, with a tokenizer trained on the training texts), saved as pretrained."""
+def build_from_config(task: Task, config: RunConfig, directory: Path) -> str:
+    """The model of ``config`` (built from a config, with its tokenizer or one trained on the training texts), saved as pretrained."""
     from ftrun.data import load_splits
 
     tokenizer = task.load_tokenizer(config, load_splits(config, task.read_file))
@@ -474,6 +504,24 @@ def build_t5(task: Task, config: RunConfig, directory: Path) -> str:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
+
+
+def model_config(value: str) -> dict[str, Any] | str:
+    """``--model-config``: a config as JSON, or the path of a config.json (which ftrun reads)."""
+    if not value.lstrip().startswith("{"):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise FtrunError(f"--model-config: not valid JSON: {exc}") from exc
+
+
+def model_description(args: argparse.Namespace, setup: TaskSetup) -> str:
+    if args.model_config:
+        return f"built from a config: {args.model_config}"
+    if args.model or setup.model:
+        return Path(args.model or setup.model).name
+    return f"T5 built from a config: {T5_CONFIG}"
 
 
 def prepare(name: str, args: argparse.Namespace, workdir: Path) -> Bench:
@@ -488,14 +536,20 @@ def prepare(name: str, args: argparse.Namespace, workdir: Path) -> Bench:
         if not folder.is_dir():
             raise FtrunError(f"--data: {folder} not found (name a data folder with --data, or files with --train-file/--eval-file)")
         train, evaluation = data_files(folder)
-    model = args.model or (str(SHARED / setup.model) if setup.model else None)
+    if args.model and args.model_config:
+        raise FtrunError("--model and --model-config: give one (pretrained weights, or a model built from a config)")
+    model = None if args.model_config else args.model or (str(SHARED / setup.model) if setup.model else None)
     if model is not None and not Path(model).exists():
         raise FtrunError(f"--model: {model} not found (name a model directory with --model)")
+    if model is None:
+        built = {"config": model_config(args.model_config)} if args.model_config else {"config": T5_CONFIG, "tokenizer_lowercase": False}
+        if args.tokenizer:
+            built["tokenizer"] = args.tokenizer
     pad_to = args.pad_to or setup.pad_to
     length_keys = {"max_source_length": pad_to, "max_target_length": pad_to} if name == "translation" else {"max_length": pad_to}
     manifest = {
         "task": name,
-        "model": {"name": model} if model else {"config": T5_CONFIG, "tokenizer_lowercase": False},
+        "model": {"name": model} if model else built,
         "data": {
             "train_file": str(train),
             "eval_file": str(evaluation),
@@ -519,7 +573,7 @@ def prepare(name: str, args: argparse.Namespace, workdir: Path) -> Bench:
     task = manager.task(name)
     config = build_config(task, manifest, source=f"benchmark {name}", base_dir=Path.cwd(), overrides=args.overrides)
     if model is None:  # every configuration starts from the same weights: save them as a pretrained model
-        manifest["model"] = {"name": build_t5(task, config, workdir / "t5")}
+        manifest["model"] = {"name": build_from_config(task, config, workdir / "model")}
         config = build_config(task, manifest, source=f"benchmark {name}", base_dir=Path.cwd(), overrides=args.overrides)
     task.check_model(config)
     data = manager.call_stage("ftrun_load_data", TaskData, task=task, config=config)
@@ -533,13 +587,14 @@ def bench_task(name: str, args: argparse.Namespace, console: Console) -> dict[st
         stats = bench.data.stats
         result: dict[str, Any] = {
             "task": name,
-            "model": args.model or (SETUPS[name].model and Path(SETUPS[name].model).name) or f"T5 built from a config: {T5_CONFIG}",
+            "model": model_description(args, SETUPS[name]),
             "train_examples": len(bench.data.train),
             "eval_examples": len(bench.data.eval),
             "pad_to": bench.pad_to,
             "metric": SETUPS[name].metric,
             "ftrun_precision": str(choose_precision(bench.config.training)),
             "hand_precision": bench.hand_precision,
+            "peak_tflops": args.peak_tflops or known_peak(),
             "first_run_tokenize_seconds": sum(s.seconds for s in stats.values()),
             "first_run_cached": any(s.cached for s in stats.values()),
             "configurations": {},
@@ -555,9 +610,19 @@ def bench_task(name: str, args: argparse.Namespace, console: Console) -> dict[st
                 # compares configurations whose models stop at different lengths.
                 figures["eval_generated_tokens_per_second"] = metrics["eval_gen_len"] * figures["eval_samples_per_second"]
             # All of them too: for translation, gen_len says how much each model generated.
+            if figures["train_tflops"] is not None and result["peak_tflops"]:
+                figures["mfu"] = figures["train_tflops"] / result["peak_tflops"]
             result["configurations"][configuration] = {**figures, **memory.figures(), "eval_metrics": metrics}
         result.update(ratios(result["configurations"]))
     return result
+
+
+def known_peak() -> float | None:
+    """This GPU's bf16 peak in TFLOP/s, where PEAK_TFLOPS knows it."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((peak for gpu, peak in PEAK_TFLOPS.items() if gpu in name), None)
 
 
 def ratios(configurations: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -610,7 +675,19 @@ def show(results: list[dict[str, Any]], console: Console) -> None:
         table = Table(title=f"{result['task']}: {result['train_examples']} train / {result['eval_examples']} eval examples, {result['model']}")
         table.add_column("", no_wrap=True)
         generating = any("eval_generated_tokens_per_second" in f for f in result["configurations"].values())
-        columns = ["train samples/s", "real tokens/s", "padding", "eval samples/s", *(["eval generated tokens/s"] if generating else []), "peak MB", result["metric"]]
+        counted = any(f["train_tflops"] is not None for f in result["configurations"].values())
+        utilization = any("mfu" in f for f in result["configurations"].values())
+        columns = [
+            "train samples/s",
+            "real tokens/s",
+            *(["model TFLOP/s"] if counted else []),
+            *(["MFU"] if utilization else []),
+            "padding",
+            "eval samples/s",
+            *(["eval generated tokens/s"] if generating else []),
+            "peak MB",
+            result["metric"],
+        ]
         for column in columns:
             table.add_column(column, justify="right")
         for name, figures in result["configurations"].items():
@@ -618,6 +695,8 @@ def show(results: list[dict[str, Any]], console: Console) -> None:
                 name,
                 f"{figures['train_samples_per_second']:.2f}",
                 f"{figures['train_tokens_per_second']:.0f}",
+                *([f"{figures['train_tflops']:.3g}"] if counted else []),
+                *([f"{figures['mfu']:.1%}"] if utilization else []),
                 f"{figures['padding_waste']:.0%}",
                 f"{figures['eval_samples_per_second']:.2f}",
                 *([f"{figures['eval_generated_tokens_per_second']:.0f}"] if generating else []),
@@ -653,6 +732,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=list(SETUPS), action="append", help="task to benchmark (repeatable; default: all three)")
     parser.add_argument("--model", help="pretrained model directory (default: ../shared's MiniLM; a T5 built from a config for translation)")
+    parser.add_argument("--model-config", help="instead of --model: a model with random weights built from this config, as JSON (e.g. '{\"model_type\": \"bert\"}', bert-base's size) or a config.json path; the same weights for every configuration")
+    parser.add_argument("--tokenizer", help="with --model-config: the tokenizer's directory (default: one trained on the training texts)")
     parser.add_argument("--data", help="folder with a train.* and a validation/dev/test.* file (default: the task's folder in ../shared/data)")
     parser.add_argument("--train-file", help="train data file, instead of --data")
     parser.add_argument("--eval-file", help="eval data file, instead of --data")
@@ -668,6 +749,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hand-precision", choices=("fp32", "bf16", "fp16"), default=choose_precision({}).name, help="the hand-tuned Trainer's and bare loop's precision (default: the hardware's best, %(default)s here)")
     parser.add_argument("--hand", action="append", default=[], metavar="KEY=VALUE", help="extra TrainingArguments for the hand-tuned Trainer, e.g. torch_compile=true (value parsed as TOML; repeatable)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="manifest override for every configuration, as ftrun's --set, e.g. training.learning_rate=1e-4")
+    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak in TFLOP/s, for model FLOPs utilization (default: known for " + ", ".join(PEAK_TFLOPS) + "; none on a CPU)")
     parser.add_argument("--output", default="benchmark-results.json", help="JSON results file (default: %(default)s)")
     return parser.parse_args(argv)
 

@@ -72,8 +72,11 @@ def test_every_configuration_reports_every_figure(throughput, task, tiny_bert, t
         if task == "translation":  # generation's speed, whatever length each model generates
             gen_len = figures["eval_metrics"]["eval_gen_len"]
             assert figures["eval_generated_tokens_per_second"] == pytest.approx(gen_len * figures["eval_samples_per_second"]), name
+            assert figures["train_tflops"] is None, name  # model FLOPs are counted for encoders only
         else:
             assert "eval_generated_tokens_per_second" not in figures, name
+            assert figures["train_tflops"] > 0, name
+        assert "mfu" not in figures, name  # no peak known for a CPU
     seed, hand = result["configurations"]["seed"], result["configurations"]["hand-tuned"]
     assert seed["padding_waste"] > hand["padding_waste"]  # padded to 120 tokens against each batch's longest
     for target in ("train_vs_seed", "train_vs_hand_tuned", "eval_vs_seed", "metric_vs_seed"):
@@ -86,3 +89,43 @@ def test_every_configuration_reports_every_figure(throughput, task, tiny_bert, t
 def test_missing_data_is_one_clear_line(throughput, tmp_path, capsys):
     assert throughput.main(["--task", "ner", "--data", str(tmp_path / "absent"), "--output", str(tmp_path / "r.json")]) == 2
     assert capsys.readouterr().err.strip() == f"benchmark: error: --data: {tmp_path / 'absent'} not found (name a data folder with --data, or files with --train-file/--eval-file)"
+
+
+def test_model_built_from_a_config_with_flops_utilization(throughput, tiny_bert, tmp_path):
+    """As on a GPU: a model built from a config (with a given tokenizer), and MFU against a peak."""
+    train, evaluation = data_files("text-classification", tmp_path)
+    output = tmp_path / "results.json"
+    config = '{"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}'
+    args = ["--task", "text-classification", "--model-config", config, "--tokenizer", tiny_bert, "--peak-tflops", "0.5"]
+    args += ["--train-file", train, "--eval-file", evaluation, "--output", output, "--train-samples", "32", "--eval-samples", "16"]
+    args += ["--pad-to", "120", "--warmup-steps", "1", "--configurations", "hand-tuned", "ftrun"]
+    assert throughput.main([str(arg) for arg in args]) == 0
+
+    (result,) = json.loads(output.read_text())["tasks"]
+    assert result["model"] == f"built from a config: {config}"
+    assert result["peak_tflops"] == 0.5
+    for name, figures in result["configurations"].items():
+        assert figures["mfu"] == pytest.approx(figures["train_tflops"] / 0.5), name
+
+
+def test_encoder_flops_count_the_parameters_as_transformers_does(throughput, tiny_bert):
+    """6 FLOPs per parameter and token (the Trainer's floating_point_ops), plus attention's 12 x layers x hidden x length."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, Trainer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    flops = throughput.encoder_flops(model)
+    ids = torch.ones(3, 10, dtype=torch.long)
+    trainer_count = Trainer.floating_point_ops(SimpleNamespace(model=model), {"input_ids": ids})  # what it adds to total_flos
+    attention = 12 * model.config.num_hidden_layers * model.config.hidden_size * 10 * 30
+    assert flops(torch.tensor([10, 10, 10])) == pytest.approx(trainer_count + attention)
+    # Real lengths, not the padded batch: a sequence of 4 tokens costs what 4 tokens cost.
+    assert flops(torch.tensor([4])) == pytest.approx(6 * model.num_parameters(exclude_embeddings=True) * 4 + 12 * 1 * 32 * 16)
+
+
+def test_model_and_model_config_together_is_one_clear_line(throughput, tmp_path, capsys):
+    args = ["--task", "ner", "--model", str(tmp_path), "--model-config", '{"model_type": "bert"}', "--output", str(tmp_path / "r.json")]
+    assert throughput.main(args) == 2
+    assert capsys.readouterr().err.strip() == "benchmark: error: --model and --model-config: give one (pretrained weights, or a model built from a config)"
