@@ -609,9 +609,9 @@ def bench_task(name: str, args: argparse.Namespace, console: Console) -> dict[st
                 # How long generation takes depends on how much each model generates: tokens/s
                 # compares configurations whose models stop at different lengths.
                 figures["eval_generated_tokens_per_second"] = metrics["eval_gen_len"] * figures["eval_samples_per_second"]
-            # All of them too: for translation, gen_len says how much each model generated.
             if figures["train_tflops"] is not None and result["peak_tflops"]:
                 figures["mfu"] = figures["train_tflops"] / result["peak_tflops"]
+            # All the metrics too: for translation, gen_len says how much each model generated.
             result["configurations"][configuration] = {**figures, **memory.figures(), "eval_metrics": metrics}
         result.update(ratios(result["configurations"]))
     return result
