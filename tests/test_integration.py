@@ -126,10 +126,10 @@ def test_t5_from_a_config_translates_multi30k(cli, tmp_path, record_property):
                     f"chrF {metrics['eval_chrf']:.2f} on 500 validation pairs (4 beams); mean length {metrics['eval_gen_len']:.1f} tokens "
                     f"against {sum(lengths) / len(lengths):.1f} in the references; train {train['train_samples_per_second']:.1f} samples/s")
     # The trained Unigram tokenizer differs from run to run (the tokenizers library's trainer is
-    # not deterministic, even on one thread), and the model with it: 10 runs on 2-core CPUs, in
-    # bf16 and fp32, gave BLEU 3.97 to 6.06, and chrF 22.7 to 24.2 in the 9 that printed it. A
-    # model that learnt little scores about 1 BLEU (benchmarks/throughput.py's one short epoch);
-    # chrF varies less, so it is held tighter.
-    assert metrics["eval_bleu"] >= 3.0 and metrics["eval_chrf"] >= 20.0
+    # not deterministic, even on one thread), and the model with it: 11 runs on 2-core CPUs, in
+    # bf16 and fp32, gave BLEU 3.75 to 6.06 (mean 4.8), and chrF 22.2 to 24.2 in the 10 that
+    # printed it. A model that learnt little scores about 1 BLEU (benchmarks/throughput.py's one
+    # short epoch); chrF varies less, so it is held tighter.
+    assert metrics["eval_bleu"] >= 2.5 and metrics["eval_chrf"] >= 20.0
     predictions = [json.loads(line)["translation"] for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 2 and all(predictions)
