@@ -2,14 +2,10 @@
 
 bf16 where the GPU computes in it natively, fp16 (with the Trainer's loss scaler) on a GPU
 that has no bf16, bf16 autocast on a CPU with bf16 instructions (AVX512-BF16 or AMX), fp32
-otherwise. With those instructions (an AMD EPYC with AVX512-BF16, 2 cores), bf16 fine-tuned
-MiniLM on 1000 IMDB reviews at 15.7 samples/s against 11.4 in fp32, to the same accuracy
-(0.808), and on CoNLL-2003 at 83.9 against 56.8, entity F1 0.800 against 0.801
-(tests/test_integration.py, run once in each precision); a T5 from scratch on Multi30k
-(examples/multi30k.toml) at 368 against 316, BLEU 4.99 against 4.94. Without them (AVX2 only) bf16
-autocast is emulated: it fine-tuned MiniLM on IMDB 7x slower than fp32 (0.10 against 0.69
-samples/s on one thread, ``benchmarks/throughput.py --configurations hand-tuned
---hand-precision bf16``), so there bf16 stays an explicit ``training.bf16 = true``.
+otherwise. Without those instructions bf16 autocast is emulated and trained several times
+slower than fp32, so there bf16 stays an explicit ``training.bf16 = true``. The measured
+speeds and accuracies in each precision are in the README's Performance section, with the
+``benchmarks/throughput.py`` commands that reproduce them.
 """
 
 from __future__ import annotations
