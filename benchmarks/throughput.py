@@ -162,7 +162,8 @@ class Meter(TrainerCallback):
         if not module.training:
             return
         ids, mask = kwargs["input_ids"], kwargs.get("attention_mask")
-        lengths = mask.sum(dim=1) if mask is not None else torch.full((ids.shape[0],), ids.shape[1])
+        # On the CPU once: the counts below then cost the GPU no further synchronization.
+        lengths = mask.sum(dim=1).cpu() if mask is not None else torch.full((ids.shape[0],), ids.shape[1])
         self.counts[0] += ids.shape[0]
         self.counts[1] += ids.numel()
         self.counts[2] += int(lengths.sum())
