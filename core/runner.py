@@ -17,6 +17,7 @@ from .config import RunConfig
 from .display import Display, RichProgressCallback
 from .distributed import check_engines, process_state
 from .errors import FtrunError
+from .memory import keep_freed_memory
 from .output import MANIFEST_NAME, write_outputs
 from .plugin_manager import PluginManager
 from .task import Metrics, Task, TaskData
@@ -127,7 +128,7 @@ def run(
         use_rich_progress(trainer, display)
         # Across processes a signal reaches each at another step, and one stopping alone would leave
         # the others waiting: there torchrun ends them all, and --resume starts from the last checkpoint.
-        with writing(output_dir), stop.installed(state.num_processes == 1):
+        with keep_freed_memory(trainer.args.device), writing(output_dir), stop.installed(state.num_processes == 1):
             train_metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
         if stop.received:
             raise Interrupted(stop.received, trainer.state.global_step, latest_checkpoint(output_dir))
