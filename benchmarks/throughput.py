@@ -146,17 +146,18 @@ class Meter(TrainerCallback):
 
     def __init__(self, warmup_steps: int) -> None:
         self.warmup_steps = warmup_steps
-        self.steps: list[tuple[float, int, int, int, float]] = []  # seconds, examples, tokens, real tokens, model FLOPs
+        self.steps: list[tuple[float, int, int, int, float, int]] = []  # seconds, examples, tokens, real tokens, model FLOPs, page faults
         self.counts = [0, 0, 0, 0.0]
         self.skip = False
         self.last = 0.0
+        self.last_faults = 0
         self.handle: Any = None
         self.flops: Callable[[torch.Tensor], float] | None = None
 
     def attach(self, model: torch.nn.Module) -> None:
         self.handle = model.register_forward_pre_hook(self.count, with_kwargs=True)
         self.flops = None if model.config.is_encoder_decoder else encoder_flops(model)
-        self.last = time.perf_counter()
+        self.last, self.last_faults = time.perf_counter(), minor_page_faults()
 
     def count(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         if not module.training:
@@ -177,10 +178,10 @@ class Meter(TrainerCallback):
     def step_end(self) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        now = time.perf_counter()
+        now, faults = time.perf_counter(), minor_page_faults()
         if not self.skip:
-            self.steps.append((now - self.last, *self.counts))
-        self.skip, self.counts, self.last = False, [0, 0, 0, 0.0], now
+            self.steps.append((now - self.last, *self.counts, faults - self.last_faults))
+        self.skip, self.counts, self.last, self.last_faults = False, [0, 0, 0, 0.0], now, faults
 
     def pause(self) -> None:
         """An evaluation or a checkpoint happened since the last step: the next interval is not training."""
@@ -200,6 +201,8 @@ class Meter(TrainerCallback):
             "timed_steps": len(timed),
             # Model FLOPs on the real tokens only: the padding a configuration computes is its loss.
             "train_tflops": sum(step[4] for step in timed) / seconds / 1e12 if self.flops is not None else None,
+            # Pages the kernel had to map (and zero) for the process: fresh memory for each step's activations.
+            "train_page_faults_per_step": sum(step[5] for step in timed) / len(timed),
         }
 
     # The Trainer's events
@@ -217,6 +220,15 @@ class Meter(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.detach()
+
+
+def minor_page_faults() -> int:
+    """The process's minor page faults so far (0 where the platform does not count them)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def encoder_flops(model: Any) -> Callable[[torch.Tensor], float]:
@@ -684,6 +696,7 @@ def show(results: list[dict[str, Any]], console: Console) -> None:
             *(["model TFLOP/s"] if counted else []),
             *(["MFU"] if utilization else []),
             "padding",
+            "page faults/step",
             "eval samples/s",
             *(["eval generated tokens/s"] if generating else []),
             "peak MB",
@@ -699,6 +712,7 @@ def show(results: list[dict[str, Any]], console: Console) -> None:
                 *([f"{figures['train_tflops']:.3g}"] if counted else []),
                 *([f"{figures['mfu']:.1%}"] if utilization else []),
                 f"{figures['padding_waste']:.0%}",
+                f"{figures['train_page_faults_per_step']:,.0f}",
                 f"{figures['eval_samples_per_second']:.2f}",
                 *([f"{figures['eval_generated_tokens_per_second']:.0f}"] if generating else []),
                 f"{figures.get('peak_cuda_mb', figures['peak_rss_mb']):.0f}",

@@ -19,6 +19,7 @@ FIGURES = {
     "train_samples_per_second",
     "train_tokens_per_second",
     "padding_waste",
+    "train_page_faults_per_step",
     "eval_samples_per_second",
     "peak_rss_mb",
     "metric",
