@@ -1,4 +1,4 @@
-"""Freed memory kept in the process while a run trains on the CPU.
+"""Freed memory kept in the process while a run trains and evaluates on the CPU.
 
 glibc's malloc gives each block above its mmap threshold (128 KiB at first, raised as such
 blocks are freed, to 32 MiB at most) straight back to the kernel when it is freed, and trims
@@ -7,8 +7,9 @@ of many megabytes in every layer, so each comes back as fresh pages that the ker
 and zeroes: measured, about 430,000 page faults a step of MiniLM on 8 × 320 tokens in bf16.
 Served from a heap that keeps what is freed, the same step faults about 70,000 times, and
 training runs about a quarter faster (the README's Performance section has the figures and
-their commands). The price is memory: the heap holds the run's peak until training ends.
-The final evaluation, which measured no faster this way, runs with glibc's defaults.
+their commands). The price is memory: the heap holds the run's peak until the final
+evaluation ends. After it, glibc's default values come back, though not its adjusting of
+them as blocks are freed, which glibc ends for good once they are set.
 
 tcmalloc through ``LD_PRELOAD`` does as well or better, but it needs a library installed and
 set before the process starts; glibc's own ``mallopt`` needs nothing. A user who tunes malloc

@@ -128,11 +128,12 @@ def run(
         use_rich_progress(trainer, display)
         # Across processes a signal reaches each at another step, and one stopping alone would leave
         # the others waiting: there torchrun ends them all, and --resume starts from the last checkpoint.
-        with keep_freed_memory(trainer.args.device), writing(output_dir), stop.installed(state.num_processes == 1):
-            train_metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
-        if stop.received:
-            raise Interrupted(stop.received, trainer.state.global_step, latest_checkpoint(output_dir))
-        eval_metrics = trainer.evaluate()
+        with keep_freed_memory(trainer.args.device):
+            with writing(output_dir), stop.installed(state.num_processes == 1):
+                train_metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
+            if stop.received:
+                raise Interrupted(stop.received, trainer.state.global_step, latest_checkpoint(output_dir))
+            eval_metrics = trainer.evaluate()
     examples = config.predict.examples
     predictions: list[Any] = []
     if trainer.is_world_process_zero():
