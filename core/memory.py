@@ -4,12 +4,12 @@ glibc's malloc gives each block above its mmap threshold (128 KiB at first, rais
 blocks are freed, to 32 MiB at most) straight back to the kernel when it is freed, and trims
 the top of its heap above 128 KiB. A training step on the CPU allocates and frees activations
 of many megabytes in every layer, so each comes back as fresh pages that the kernel faults in
-and zeroes: measured, about 430,000 page faults a step of MiniLM on 8 × 320 tokens in bf16.
-Served from a heap that keeps what is freed, the same step faults about 70,000 times, and
-training runs about a quarter faster (the README's Performance section has the figures and
-their commands). The price is memory: the heap holds the run's peak until the final
-evaluation ends. After it, glibc's default values come back, though not its adjusting of
-them as blocks are freed, which glibc ends for good once they are set.
+and zeroes: measured, about 250,000 page faults a bf16 training step of MiniLM on 8 sequences
+of 270 tokens on average. Served from a heap that keeps what is freed, the same steps fault
+about 20,000 times and run about a quarter faster (the README's Performance section has the
+figures and the command that measures them). The price is memory: the heap holds the run's
+peak until the final evaluation ends. After it, glibc's default values come back, though not
+its adjusting of them as blocks are freed, which glibc ends for good once they are set.
 
 tcmalloc through ``LD_PRELOAD`` does as well or better, but it needs a library installed and
 set before the process starts; glibc's own ``mallopt`` needs nothing. A user who tunes malloc
@@ -30,7 +30,7 @@ import torch
 # mallopt's parameters and glibc's defaults for them (malloc/malloc.h, malloc/malloc.c).
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
-#: The largest value mallopt takes (an int): the heap is never trimmed while training.
+#: The largest value mallopt takes (an int): within the block, the heap is never trimmed.
 NEVER = 2**31 - 1
 
 
@@ -45,7 +45,8 @@ def keep_freed_memory(device: torch.device) -> Iterator[None]:
     """Within the block, large blocks come from glibc's heap, which keeps what is freed; on the
     way out glibc's defaults return, and what the heap holds free goes back to the system.
 
-    Only on the CPU (a GPU's host memory sees no such churn), with glibc, and untuned malloc.
+    Only on the CPU (on a GPU, torch's CUDA allocator keeps freed blocks already), with glibc,
+    and with malloc untuned.
     """
     if device.type != "cpu" or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc" or tuned_by_user():
         yield
