@@ -49,7 +49,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             prog="ftrun",
             description="Fine-tune a Hugging Face model for a task, from a command line or a TOML manifest.",
             epilog="commands:\n" + "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
-            + "\n\nexamples:\n  ftrun --task text-classification --demo\n  ftrun --manifest examples/imdb.toml --set training.num_train_epochs=1",
+            + "\n\nexamples:\n  ftrun tasks\n  ftrun --task NAME --demo\n  ftrun --manifest run.toml --set training.num_train_epochs=1",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         parser.add_argument("--version", action="version", version=f"ftrun {__version__}")

@@ -140,7 +140,7 @@ class RunConfig:
     """Processes to train in on this machine, started with torchrun (``--nproc`` wins over it)."""
 
     def where(self, key: str) -> str:
-        """Prefix for an error message about ``key``: ``imdb.toml: data.text_column``."""
+        """Prefix for an error message about ``key``: ``run.toml: training.learning_rate``."""
         return Origin(self.source, self.overridden)(key)
 
 

@@ -5,7 +5,7 @@ class FtrunError(Exception):
     """Bad input (manifest, data, model path, plugin): shown as one line, exit code 2.
 
     The message names what is wrong and where, e.g.
-    ``imdb.toml: training.num_epochs: unknown key (did you mean num_train_epochs?)``.
+    ``run.toml: training.num_epochs: unknown key (did you mean num_train_epochs?)``.
     """
 
     exit_code = 2
