@@ -44,6 +44,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+try:
+    import resource
+except ImportError:  # Windows: no page-fault counts
+    resource = None  # type: ignore[assignment]
+
 if __name__ == "__main__" and "HF_DATASETS_CACHE" not in os.environ:
     # Before `datasets` is imported: a fresh cache, so that ftrun's first run really tokenizes
     # (an earlier benchmark's cache would make it a second run).
@@ -224,11 +229,7 @@ class Meter(TrainerCallback):
 
 def minor_page_faults() -> int:
     """The process's minor page faults so far (0 where the platform does not count them)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource is not None else 0
 
 
 def encoder_flops(model: Any) -> Callable[[torch.Tensor], float]:
