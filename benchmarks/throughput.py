@@ -330,9 +330,10 @@ class Bench:
     def seq2seq(self) -> bool:
         return issubclass(self.task.trainer_class, transformers.Seq2SeqTrainer)
 
-    def trainer(self, name: str, model: Any, training: dict[str, Any], collator: Callable, eval_dataset: Any, trainer_class: type) -> Any:
+    def trainer(self, name: str, model: Any, training: dict[str, Any], collator: Callable, evaluation: tuple[Any, Any], trainer_class: type) -> Any:
+        """A Trainer of this configuration; ``evaluation`` is the eval features and the raw examples, in one order."""
         args = self.task.training_arguments_class(output_dir=str(self.workdir / name), **training)
-        metrics = self.task.build_metrics(self.config, self.data)
+        eval_dataset, examples = evaluation
         trainer = trainer_class(
             model=model,
             args=args,
@@ -340,16 +341,26 @@ class Bench:
             eval_dataset=eval_dataset,
             processing_class=self.data.tokenizer,
             data_collator=collator,
-            compute_metrics=metrics.compute,
+            compute_metrics=self.scorer(eval_dataset, examples),
             callbacks=[Meter(self.meter.warmup_steps)],
         )
         trainer.remove_callback(PrinterCallback)  # its log lines would bury the table
         return trainer
 
-    def eval_sorted(self) -> Any:
-        """The eval split, longest first: each batch pads the least (the order does not change the metric)."""
+    def scorer(self, features: Any, examples: Any) -> Callable[[EvalPrediction], dict[str, float]]:
+        """The task's metrics of outputs on ``features``, post-processed against ``examples`` as a run does."""
+        metrics = self.task.build_metrics(self.config, self.data)
+        return lambda outputs: metrics.compute(self.task.postprocess(outputs, features, examples, self.data, self.config))
+
+    def eval_in_order(self) -> tuple[Any, Any]:
+        """The eval features and raw examples, in the split's order."""
+        return self.data.eval, self.data.raw.eval
+
+    def eval_sorted(self) -> tuple[Any, Any]:
+        """The eval features and raw examples, longest first: each batch pads the least (the order does not change the metric)."""
         lengths = [len(ids) for ids in self.data.eval["input_ids"]]
-        return self.data.eval.select(np.argsort(lengths, kind="stable")[::-1])
+        order = np.argsort(lengths, kind="stable")[::-1]
+        return self.data.eval.select(order), self.data.raw.eval.select(order)
 
 
 def run_trainer(trainer: Any) -> dict[str, float]:
@@ -364,7 +375,7 @@ def seed_recipe(bench: Bench) -> dict[str, float]:
     collator = dataclasses.replace(bench.task.data_collator(bench.data), padding="max_length", max_length=bench.pad_to)
     training = {**bench.common_training(), "train_sampling_strategy": "random", "bf16": False, "fp16": False}
     trainer_class = transformers.Seq2SeqTrainer if bench.seq2seq else transformers.Trainer
-    return run_trainer(bench.trainer("seed", bench.load_model(), training, collator, bench.data.eval, trainer_class))
+    return run_trainer(bench.trainer("seed", bench.load_model(), training, collator, bench.eval_in_order(), trainer_class))
 
 
 class SortedEval:
@@ -460,7 +471,7 @@ def bare_evaluate(bench: Bench, model: Any, device: torch.device, dtype: torch.d
     """Predictions over the length-sorted eval batches, scored by the task's own metric."""
     training = bench.config.training
     generate = training.get("predict_with_generate", False)
-    evaluation = bench.eval_sorted()
+    evaluation, examples = bench.eval_sorted()
     collator = bench.task.data_collator(bench.data)
     loader = DataLoader(evaluation, batch_size=training.get("per_device_eval_batch_size", 8), collate_fn=collator)
     model.eval()
@@ -482,7 +493,7 @@ def bare_evaluate(bench: Bench, model: Any, device: torch.device, dtype: torch.d
             predictions = output if predictions is None else nested_concat(predictions, output, padding_index=-100)
             label_ids = batch["labels"].cpu().numpy()
             labels = label_ids if labels is None else nested_concat(labels, label_ids, padding_index=-100)
-    scores = bench.task.build_metrics(bench.config, bench.data).compute(EvalPrediction(predictions=predictions, label_ids=labels))
+    scores = bench.scorer(evaluation, examples)(EvalPrediction(predictions=predictions, label_ids=labels))
     seconds = time.perf_counter() - start
     return {"eval_samples_per_second": len(evaluation) / seconds, "eval_metrics": {f"eval_{k}": v for k, v in scores.items()}}
 

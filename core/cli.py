@@ -69,6 +69,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
             parser.add_argument("--task", metavar="NAME", help="the task, when DIR has no ftrun.toml")
             parser.add_argument("--json", action="store_true", help="print JSON lines")
+            parser.add_argument(
+                "--json-input", action="store_true",
+                help="each input is a JSON object (for tasks whose inputs have several fields, e.g. a question and a context)",
+            )
             parser.add_argument("text", nargs="*", help="inputs; read from stdin, one per line, when none are given")
     _common(parser)
     return parser
@@ -176,6 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from . import distributed
     from .display import Display
+    from .output import predict_command
     from .precision import choose_precision
     from .runner import run
 
@@ -204,10 +209,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         table.add_row(key.removeprefix("eval_"), f"{value:.4f}" if isinstance(value, float) else str(value))
     display.print(table)
     task = manager.task(config.task)
-    for text, prediction in zip(config.predict.examples, result.predictions):
-        display.print(f"[bold]{task.format_prediction(prediction)}[/]  {text}", highlight=False)
+    for example, prediction in zip(config.predict.examples, result.predictions):
+        shown = example if isinstance(example, str) else json.dumps(example, ensure_ascii=False)
+        display.print(f"[bold]{task.format_prediction(prediction)}[/]  {shown}", highlight=False)
     display.print(f"Model, tokenizer, metrics, predictions and model card written to [bold]{output_dir}[/]")
-    display.print(f"Try it: ftrun predict --model {output_dir} \"some text\"", highlight=False)
+    command = predict_command(task, config, str(output_dir))
+    if command:
+        display.print(f"Try it: {command}", highlight=False, markup=False)
     return 0
 
 
@@ -241,6 +249,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     splits = load_splits(config, task.read_file)  # as a run reads them: with the task's own file formats
     labels = task.check_data(splits, config)
     task.check_model(config)
+    task.check_encoding(config, splits, labels)  # what would fail at tokenization fails now
     summary = f"{config.source}: ok: task {config.task}, train {len(splits.train)} / eval {len(splits.eval)} examples"
     if labels is not None:
         summary += f", {len(labels)} labels ({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})"
@@ -249,7 +258,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .config import Origin, manifest_plugins, read_manifest
+    from .config import Origin, build_config, manifest_plugins, read_manifest
     from .output import MANIFEST_NAME, as_record
     from .plugin_manager import get_plugin_manager
 
@@ -268,16 +277,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not isinstance(name, str):
             raise FtrunError(f"{manifest_path}: task: missing; say which task it is with --task")
     task = manager.task(name, where=f"--task {args.task}" if args.task else f"{model_dir / MANIFEST_NAME}: task")
-    inputs = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not inputs:
+    lines = [("argument", i, text) for i, text in enumerate(args.text, 1)] or [
+        ("stdin line", i, line.rstrip("\n")) for i, line in enumerate(sys.stdin, 1) if line.strip()
+    ]
+    if not lines:
         raise FtrunError("predict: no input (give texts as arguments or lines on stdin)")
+    given = [read_json_input(text, f"predict: {where} {i}") if args.json_input else text for where, i, text in lines]
+    inputs = [task.read_input(value, f"predict: {where} {i}") for value, (where, i, _) in zip(given, lines)]
+    # The run's own settings (column names, lengths) where the model directory has them.
+    config = build_config(task, manifest if manifest.get("task") == task.name else {}, source=str(manifest_path), base_dir=model_dir)
     model, tokenizer = task.load_trained(model_dir)
-    for text, prediction in zip(inputs, task.predict(model, tokenizer, inputs)):
+    for value, prediction in zip(given, task.predict(model, tokenizer, inputs, config)):
         if args.json:
-            print(json.dumps(as_record(text, prediction), ensure_ascii=False))
+            print(json.dumps(as_record(value, prediction), ensure_ascii=False))
         else:
-            print(f"{task.format_prediction(prediction)}\t{text}")
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            print(f"{task.format_prediction(prediction)}\t{shown}")
     return 0
+
+
+def read_json_input(text: str, where: str) -> dict[str, Any]:
+    """One ``--json-input`` input: a JSON object."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise FtrunError(f"{where}: not JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise FtrunError(f"{where}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

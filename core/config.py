@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import FtrunError
@@ -87,9 +88,11 @@ class MetricsConfig(Section):
 
 
 class PredictConfig(Section):
-    """``[predict]``: inputs classified after training, as a smoke test of the saved model."""
+    """``[predict]``: inputs predicted on after training, as a smoke test of the saved model."""
 
-    examples: list[str] = Field(default_factory=list)
+    examples: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="Inputs: texts, or tables for tasks whose inputs have several fields (question and context, ...)."
+    )
 
 
 #: Training defaults that hold for every task; tasks add theirs on top (Task.defaults).
@@ -109,6 +112,9 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     # too large in N processes. Off, each process's mean is averaged by DDP, as in one process.
     "average_tokens_across_devices": False,
 }
+
+#: What every task's evaluation needs: its post-processing sees every output of the split at once.
+REQUIRED_TRAINING: dict[str, Any] = {"eval_do_concat_batches": True, "batch_eval_metrics": False}
 
 TOP_LEVEL_KEYS = ("task", "model", "data", "training", "metrics", "predict", "plugins", "output_dir", "resume", "nproc")
 
@@ -351,13 +357,22 @@ def build_config(
     nproc = effective.get("nproc")
     if nproc is not None and (not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1):
         raise FtrunError(f"{where('nproc')}: expected a positive number of processes, got {nproc!r}")
+    training = _validate_training(where, effective.get("training", {}), task.training_arguments_class)
+    for who, required in ((f"task {task.name}", task.required_training), ("ftrun", REQUIRED_TRAINING)):
+        for key, value in required.items():
+            if key in training and training[key] != value:
+                raise FtrunError(f"{where('training.' + key)}: {who} needs {key} = {tomli_w.dumps({'v': value})[4:].strip()}")
+    effective["training"] = training = {**training, **REQUIRED_TRAINING, **task.required_training}
+    predict = _validate_section(where, "predict", PredictConfig, effective.get("predict", {}))
+    for number, example in enumerate(predict.examples, 1):
+        task.read_input(example, f"{where('predict.examples')}[{number}]")
     return RunConfig(
         task=task.name,
         model=_validate_section(where, "model", ModelConfig, effective.get("model", {})),
         data=_validate_section(where, "data", task.data_config, effective.get("data", {})),
-        training=_validate_training(where, effective.get("training", {}), task.training_arguments_class),
+        training=training,
         metrics=_validate_section(where, "metrics", task.metrics_config, effective.get("metrics", {})),
-        predict=_validate_section(where, "predict", PredictConfig, effective.get("predict", {})),
+        predict=predict,
         plugins=plugins,
         output_dir=output_dir,
         source=source,

@@ -181,6 +181,8 @@ class TokenizeStats:
     """How a split was tokenized: for the run summary and for benchmarks."""
 
     examples: int
+    features: int
+    """Rows after encoding: more than ``examples`` where one example becomes several features."""
     seconds: float
     cached: bool
 
@@ -194,7 +196,7 @@ def tokenize(
 ) -> tuple[Dataset, TokenizeStats]:
     """Map ``encode`` over ``split`` in batches, cached on disk next to the split's own cache.
 
-    ``key`` must change whenever the output would (tokenizer, lengths, columns): together
+    ``key`` must change whenever the output would (task code, tokenizer, lengths, columns): together
     with the split's fingerprint it names the cache file, so an identical second run
     loads the tokenized split instead of tokenizing again.
     """
@@ -222,4 +224,4 @@ def tokenize(
         new_fingerprint=fingerprint,
         desc=desc,
     )
-    return result, TokenizeStats(len(result), time.perf_counter() - start, cached)
+    return result, TokenizeStats(len(split), len(result), time.perf_counter() - start, cached)

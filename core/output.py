@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ def write_outputs(
     config: RunConfig,
     train_metrics: dict[str, float],
     eval_metrics: dict[str, float],
-    examples: list[str],
+    examples: list[str | dict[str, Any]],
     predictions: list[Any],
 ) -> None:
     staging = output_dir / STAGING_NAME
@@ -76,7 +77,7 @@ def publish(staging: Path, output_dir: Path) -> None:
     shutil.rmtree(staging)
 
 
-def as_record(text: str, prediction: Any) -> dict[str, Any]:
+def as_record(text: str | dict[str, Any], prediction: Any) -> dict[str, Any]:
     """One prediction as a JSON-ready object: the pipeline's fields when it gives a dict."""
     record = {"input": text, **prediction} if isinstance(prediction, dict) else {"input": text, "prediction": prediction}
     return json_ready(record)
@@ -94,7 +95,7 @@ def json_ready(value: Any) -> Any:
 def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], manifest: str) -> str:
     base = config.model.name
     dataset = config.data.dataset if config.data.dataset and not config.data.train_file else None
-    header = ["---", "library_name: transformers", f"pipeline_tag: {task.pipeline_tag}", "tags:", "- ftrun", f"- {task.name}"]
+    header = ["---", "library_name: transformers", *([f"pipeline_tag: {task.pipeline_tag}"] if task.pipeline_tag else []), "tags:", "- ftrun", f"- {task.name}"]
     if base and not Path(base).exists():
         header.append(f"base_model: {base}")
     if dataset and not Path(dataset).exists():
@@ -107,6 +108,8 @@ def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], ma
         for key, value in eval_metrics.items()
         if isinstance(value, float) and not key.endswith(("runtime", "per_second"))
     )
+    command = predict_command(task, config, "path/to/this/directory")
+    try_it = f"\n\nor `{command}`." if command else ""
     return "\n".join(header) + f"""
 
 # {task.name} model
@@ -124,9 +127,7 @@ in {choose_precision(config.training)}.
 
 ```python
 {task.usage("path/to/this/directory", config)}
-```
-
-or `ftrun predict --model path/to/this/directory "some input"`.
+```{try_it}
 
 ## Manifest
 
@@ -135,3 +136,12 @@ Run again with `ftrun --manifest {MANIFEST_NAME}`:
 ```toml
 {manifest}```
 """
+
+
+def predict_command(task: Task, config: RunConfig, model_dir: str) -> str | None:
+    """The ``ftrun predict`` command that tries the saved model on the task's example input."""
+    example = task.example_input(config)
+    if example is None:
+        return None
+    given = shlex.quote(example) if isinstance(example, str) else "--json-input " + shlex.quote(json.dumps(example, ensure_ascii=False))
+    return f"ftrun predict --model {shlex.quote(model_dir)} {given}"

@@ -162,7 +162,10 @@ def get_plugin_manager(plugins: Iterable[str | object] = (), blocked: Iterable[s
         if manager.is_blocked(name) or manager.has_plugin(name):
             continue
         info = PluginInfo(name=name, module=name)
-        manager.add(_import(lambda: importlib.import_module(plugin), info) if isinstance(plugin, str) else plugin, info)
+        module = _import(lambda: importlib.import_module(plugin), info) if isinstance(plugin, str) else plugin
+        if manager.is_registered(module):  # installed already, under its entry point's name
+            continue
+        manager.add(module, info)
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as exc:

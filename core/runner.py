@@ -105,7 +105,8 @@ def run(
             data = stage("ftrun_load_data", TaskData, task=task, config=config)
         for name, stats in data.stats.items():
             how = "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
-            display.print(f"{name}: {stats.examples} examples, {how}")
+            features = f" → {stats.features} features" if stats.features != stats.examples else ""
+            display.print(f"{name}: {stats.examples} examples{features}, {how}")
         set_seed(config.training["seed"])  # as run_classification.py: the same new weights on every run and process
         model = stage("ftrun_build_head", PreTrainedModel, task=task, config=config, data=data)
         metrics = stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
@@ -137,7 +138,8 @@ def run(
     examples = config.predict.examples
     predictions: list[Any] = []
     if trainer.is_world_process_zero():
-        predictions = task.predict(trainer.model, data.tokenizer, examples) if examples else []
+        inputs = [task.read_input(example, config.where("predict.examples")) for example in examples]
+        predictions = task.predict(trainer.model, data.tokenizer, inputs, config) if examples else []
     with writing(output_dir):
         write_outputs(output_dir, trainer, task, config, train_metrics, eval_metrics, examples, predictions)
     return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)

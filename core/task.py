@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
-from transformers import TrainingArguments
+from transformers import EvalPrediction, TrainingArguments
 
 from .config import DataConfig, MetricsConfig, RunConfig
 from .data import Splits, TokenizeStats, load_splits, tokenize, tokenizer_fingerprint
@@ -21,7 +21,7 @@ from .precision import choose_precision
 from .training import Trainer
 
 if TYPE_CHECKING:
-    from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 
 @dataclasses.dataclass
@@ -53,14 +53,15 @@ class Metrics:
 class Task:
     """Base class of every task. Subclass it, set the class attributes, fill in the hooks marked below.
 
-    Subclasses must define ``name``, ``pipeline_tag``, ``auto_model``, ``check_data``,
-    ``text_of``, ``encode`` and ``build_metrics``; docs/plugins.md describes the rest.
+    Subclasses must define ``name``, ``auto_model``, ``check_data``, ``text_of``, ``encode``
+    and ``build_metrics``; docs/plugins.md describes the rest.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    #: The ``transformers.pipeline`` task name the saved model works with.
-    pipeline_tag: ClassVar[str]
+    #: The Hub's pipeline tag of the saved model (its card's metadata). Where transformers has a
+    #: pipeline of that name, the default ``predict`` and ``usage`` use it.
+    pipeline_tag: ClassVar[str | None] = None
     #: The ``AutoModelFor...`` class that adds this task's output layer.
     auto_model: ClassVar[type]
     #: The ``[data]`` table, with this task's own keys (columns, ...).
@@ -72,6 +73,9 @@ class Task:
     trainer_class: ClassVar[type[Trainer]] = Trainer
     #: The manifest this task runs with when nothing else is given.
     defaults: ClassVar[dict[str, Any]] = {}
+    #: ``[training]`` settings the task cannot run without: applied over the user's, and a user
+    #: setting that differs is an error when the manifest is validated.
+    required_training: ClassVar[dict[str, Any]] = {}
 
     # -- what a task says about itself -------------------------------------------------
 
@@ -87,9 +91,23 @@ class Task:
         """The raw texts of a split, to train a tokenizer on when none is given."""
         raise NotImplementedError
 
-    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig) -> dict[str, list]:
-        """Tokenize one batch of raw examples into model inputs and labels."""
+    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
+        """Tokenize one batch of raw examples of ``split`` (``train``, ``eval`` or ``predict``) into features.
+
+        It may return more rows than it receives (one example, several features); eval and
+        predict features need no labels when ``postprocess`` finds the references elsewhere.
+        """
         raise NotImplementedError
+
+    def postprocess(self, outputs: EvalPrediction, features: Any, examples: Any, data: TaskData, config: RunConfig) -> EvalPrediction:
+        """The model's raw outputs on ``features`` → one prediction (and one reference) per example.
+
+        ``outputs`` holds the predictions (and ``label_ids``, or ``None``) of every feature, in
+        the features' order; ``examples`` are the raw examples they were encoded from. What this
+        returns is what ``Metrics.compute`` receives at evaluation, and its ``predictions`` are
+        what ``predict`` returns without a pipeline. Default: one feature per example, as it is.
+        """
+        return outputs
 
     def head_kwargs(self, data: TaskData) -> dict[str, Any]:
         """Config arguments that wire the task's labels into the head."""
@@ -109,9 +127,37 @@ class Task:
         """One prediction as a short line for the terminal."""
         return str(prediction)
 
+    def read_input(self, value: str | dict[str, Any], where: str) -> Any:
+        """One input to predict on (a ``[predict]`` example, an ``ftrun predict`` line or JSON object) → what ``predict`` takes.
+
+        Default: a text. A task whose examples have several fields takes a table (dict) and says
+        which keys it needs; a bad input is a FtrunError starting with ``where``.
+        """
+        if not isinstance(value, str):
+            raise FtrunError(f"{where}: task {self.name} predicts on texts, got {type(value).__name__} {value!r}")
+        return value
+
+    def example_input(self, config: RunConfig) -> str | dict[str, Any] | None:
+        """An input to show in the "try it" line and the model card: the first ``[predict]`` example."""
+        examples = config.predict.examples or self.defaults.get("predict", {}).get("examples", [])
+        return examples[0] if examples else None
+
+    def has_pipeline(self) -> bool:
+        """Whether transformers has a pipeline for ``pipeline_tag`` (transformers 5 has none for translation or QA)."""
+        from transformers.pipelines import SUPPORTED_TASKS
+
+        return self.pipeline_tag in SUPPORTED_TASKS
+
     def usage(self, model_dir: str, config: RunConfig) -> str:
-        """Python that uses the saved model, for its model card: the task's pipeline by default."""
-        return f'from transformers import pipeline\npipe = pipeline("{self.pipeline_tag}", model="{model_dir}")'
+        """Python that uses the saved model, for its model card: the task's pipeline, or its head class."""
+        if self.has_pipeline():
+            return f'from transformers import pipeline\npipe = pipeline("{self.pipeline_tag}", model="{model_dir}")'
+        head = self.auto_model.__name__
+        return (
+            f"from transformers import {head}, AutoTokenizer\n"
+            f'model = {head}.from_pretrained("{model_dir}")\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{model_dir}")'
+        )
 
     # -- the stages, shared by every task --------------------------------------------
 
@@ -123,19 +169,37 @@ class Task:
         """Data stage: load, check, get a tokenizer, tokenize (cached)."""
         splits = load_splits(config, self.read_file)
         labels = self.check_data(splits, config)
-        tokenizer = self.load_tokenizer(config, splits)
-        data = TaskData(train=None, eval=None, tokenizer=tokenizer, labels=labels, raw=splits)
-        key = repr((self.name, type(self).__qualname__, tokenizer_fingerprint(tokenizer), config.data.model_dump(), labels))
+        data = TaskData(train=None, eval=None, tokenizer=self.load_tokenizer(config, splits), labels=labels, raw=splits)
+        # The task's code is part of the key: a changed encode never reuses stale features.
+        key = repr((code_identity(self), tokenizer_fingerprint(data.tokenizer), config.data.model_dump(), labels))
         for name in ("train", "eval"):
             encoded, stats = tokenize(
                 getattr(splits, name),
-                lambda batch: self.encode(batch, data, config),
+                lambda batch, name=name: self.encode_batch(batch, data, config, name),
                 key=key,
                 desc=f"Tokenizing {name}",
             )
             setattr(data, name, encoded)
             data.stats[name] = stats
         return data
+
+    def encode_batch(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
+        """``encode``, with a failure reported as one line naming the task and the split."""
+        try:
+            return self.encode(batch, data, config, split)
+        except (FtrunError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # BaseException: a Rust tokenizer's panic (pyo3's PanicException) is not an Exception
+            raise FtrunError(
+                f"{config.where('data')}: task {self.name} cannot encode the {split} split: {type(exc).__name__}: {first_line(exc)}"
+            ) from exc
+
+    def check_encoding(self, config: RunConfig, splits: Splits, labels: list[str] | None, rows: int = 32) -> None:
+        """What ``ftrun check`` runs after ``check_data``: the tokenizer, and ``encode`` on the first ``rows`` examples of each split."""
+        data = TaskData(train=None, eval=None, tokenizer=self.load_tokenizer(config, splits), labels=labels, raw=splits)
+        for name in ("train", "eval"):
+            split = getattr(splits, name)
+            self.encode_batch(split.select(range(min(rows, len(split))))[:], data, config, name)
 
     def load_tokenizer(self, config: RunConfig, splits: Splits) -> PreTrainedTokenizerBase:
         """The named tokenizer, the model's own, or one trained on the training texts."""
@@ -218,7 +282,7 @@ class Task:
             eval_dataset=data.eval,
             processing_class=data.tokenizer,
             data_collator=self.data_collator(data),
-            compute_metrics=metrics.compute,
+            compute_metrics=lambda outputs: metrics.compute(self.postprocess(outputs, data.eval, data.raw.eval, data, config)),
             callbacks=callbacks,
         )
 
@@ -272,11 +336,68 @@ class Task:
         except (OSError, ValueError) as exc:
             raise FtrunError(f"--model: cannot load {model_dir}: {first_line(exc)}") from exc
 
-    def predict(self, model: Any, tokenizer: Any, inputs: list[str]) -> list[Any]:
-        """Predictions for raw inputs, through the ``transformers.pipeline`` of this task."""
-        from transformers import pipeline
+    def predict(self, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
+        """Predictions for inputs (as ``read_input`` gave them): the task's pipeline where transformers has one.
 
-        return pipeline(self.pipeline_tag, model=model, tokenizer=tokenizer)(inputs)
+        Without one, the inputs (tables of the raw columns ``encode`` reads) are encoded as the
+        ``predict`` split, the model runs over the features, and ``postprocess`` makes them
+        one prediction per input, exactly as at evaluation.
+        """
+        if self.has_pipeline():
+            from transformers import pipeline
+
+            return pipeline(self.pipeline_tag, model=model, tokenizer=tokenizer)(inputs)
+        import tempfile
+
+        from datasets import Dataset
+
+        if not all(isinstance(value, dict) for value in inputs):
+            raise FtrunError(
+                f"task {self.name} has no transformers pipeline ({self.pipeline_tag}): its read_input must give tables of the columns its encode reads"
+            )
+        labels = getattr(model.config, "id2label", None)
+        data = TaskData(train=None, eval=None, tokenizer=tokenizer, labels=[labels[i] for i in sorted(labels)] if labels else None)
+        examples = Dataset.from_list(list(inputs))
+        features = examples.map(
+            lambda batch: self.encode_batch(batch, data, config, "predict"), batched=True, remove_columns=examples.column_names
+        )
+        with tempfile.TemporaryDirectory() as scratch:  # the Trainer wants an output directory; predict writes nothing there
+            args = TrainingArguments(output_dir=scratch, report_to="none", per_device_eval_batch_size=PREDICT_BATCH)
+            trainer = Trainer(model=model, args=args, processing_class=tokenizer, data_collator=self.data_collator(data))
+            outputs = trainer.predict(features)
+        raw = EvalPrediction(predictions=outputs.predictions, label_ids=outputs.label_ids)
+        return list(self.postprocess(raw, features, examples, data, config).predictions)
+
+
+#: Inputs run through the model at once by the default ``predict``.
+PREDICT_BATCH = 32
+
+
+def code_identity(task: Task) -> tuple[str, ...]:
+    """The task's name, its distribution's version and a hash of its code, for the tokenized-split cache key.
+
+    The code is the source of each module defining the task's class and its bases up to
+    :class:`Task`; a module that is a package brings every ``.py`` file in its folder, where
+    helpers of the task's ``encode`` usually live.
+    """
+    import hashlib
+    import importlib.metadata
+    import inspect
+    import sys
+
+    digest = hashlib.sha256()
+    for name in sorted({cls.__module__ for cls in type(task).__mro__ if issubclass(cls, Task) and cls is not Task}):
+        path = Path(getattr(sys.modules.get(name), "__file__", None) or "")
+        files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path] if path.is_file() else []
+        for file in files:
+            digest.update(file.read_bytes())
+        if not files:  # defined without a file of its own (exec, a notebook): its source where inspect finds it
+            try:
+                digest.update(inspect.getsource(type(task)).encode())
+            except (OSError, TypeError):
+                digest.update(type(task).__qualname__.encode())
+    dists = sorted(set(importlib.metadata.packages_distributions().get(type(task).__module__.partition(".")[0], [])))
+    return (task.name, *(f"{dist} {importlib.metadata.version(dist)}" for dist in dists), digest.hexdigest()[:16])
 
 
 def model_config_dict(config: RunConfig) -> dict[str, Any]:

@@ -1,14 +1,21 @@
 """ftrun's pytest plugin: fixtures to test ftrun plugins, and ftrun itself, offline.
 
 Registered through the ``pytest11`` entry point, so the tests of any project in an
-environment with ftrun installed can ask for these fixtures by name (docs/plugins.md):
+environment with ftrun installed can ask for these fixtures by name (docs/plugins.md). Each
+name starts with ``ftrun_``, so that none clashes with a project's own ``cli`` or ``config``:
 
-- ``cli``: ``ftrun ARGS`` run in-process → :class:`Result` (exit code, output, output directory);
-- ``make_plugin_manager``: a fresh plugin manager with extra plugin modules or objects;
-- ``plugin_module``: write a plugin module from source and make it importable;
-- ``write_manifest``: a TOML manifest from a dict of tables;
-- ``tiny_bert``, ``tiny_t5``: small "pretrained" model directories with trained tokenizers;
-- ``reviews``, ``tiny_manifest``: real review data, and a text-classification run of seconds.
+- ``ftrun_cli``: ``ftrun ARGS`` run in-process → :class:`Result` (exit code, output, output directory);
+- ``ftrun_config``: a validated :class:`~ftrun.config.RunConfig` from a dict of tables, as a run builds it;
+- ``ftrun_plugin_manager``: a fresh plugin manager with extra plugin modules or objects;
+- ``ftrun_plugin_module``: write a plugin module from source and make it importable;
+- ``ftrun_manifest``: a TOML manifest from a dict of tables;
+- ``ftrun_tiny_bert``, ``ftrun_tiny_t5``: small "pretrained" model directories with tokenizers
+  trained on :data:`TINY_CORPUS`, English text of no task in particular.
+
+Outside a fixture, :func:`make_config` builds a config as ``ftrun_config`` does. Nothing
+here holds the data or labels of one task: a plugin's tests bring their own rows
+(:func:`write_jsonl`) and settings small enough to train in seconds (:data:`TINY_BERT`,
+:data:`TINY_T5`, :data:`TINY_TRAINING`).
 
 pytest imports this module before any ``conftest.py``, in every test session of an
 environment where ftrun is installed, even for projects that have nothing to do with
@@ -21,7 +28,6 @@ That leaves a project's ``conftest.py`` free to set ``HF_HUB_OFFLINE`` and
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import io
 import json
 import sys
@@ -32,7 +38,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import pytest
 import tomli_w
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
 if TYPE_CHECKING:
+    from .config import RunConfig
     from .plugin_manager import PluginManager
     from .runner import RunResult
 
@@ -64,21 +76,57 @@ TINY_T5: dict[str, Any] = {
     "num_decoder_layers": 1,
     "num_heads": 2,
 }
-
-
-def sample_reviews(name: str = "imdb-train", limit: int = 48) -> list[dict]:
-    """Real IMDB reviews (labels ``neg`` / ``pos``) from text-classification's embedded sample, shortened."""
-    import ftrun.plugins  # only the package's folder: the task module would import transformers
-
-    folder = Path(ftrun.plugins.__file__).parent / "text_classification" / "data"
-    rows = []
-    with gzip.open(folder / f"{name}.jsonl.gz", "rt", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            rows.append({"text": row["text"][:300], "label": ["neg", "pos"][row["label"]]})
-            if len(rows) == limit:
-                break
-    return rows
+#: Plain English sentences of no task in particular, which the tiny models' tokenizers are
+#: trained on: every letter in both cases, every digit and the common punctuation occur, so
+#: that a vocabulary of a few hundred pieces spells any English text without unknown tokens.
+TINY_CORPUS: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog.",
+    "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG!",
+    "Pack my box with five dozen liquor jugs; then zip it, quickly.",
+    "Jackdaws love my big sphinx of quartz?",
+    "How vexingly quick daft zebras jump: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9.",
+    "We met at 10:30 on 2024-06-15 (a Saturday) and walked 7.5 km.",
+    "She said, \"It's not far - only 3 stops.\"",
+    "Prices rose by 12% in a year: a loaf now costs $2.49, or about 2 euros.",
+    "Email me at name@example.com, or call +1 (555) 010-2938.",
+    "The meeting moved from room 4B to room 12A; please don't be late.",
+    "Rivers carry water from the hills to the sea, and rain fills them again.",
+    "A small town sat between two mountains, far from any city.",
+    "My neighbour grows tomatoes, beans, peppers and herbs in her garden.",
+    "The train leaves at 6:45 a.m. and arrives just after noon.",
+    "Children played in the park while their parents talked on the benches.",
+    "He read the letter twice, folded it, and put it back in the envelope.",
+    "Open the window, will you? It's warm in here.",
+    "Our team finished the project on time & under budget.",
+    "The library opens at nine; the museum opens at ten.",
+    "Water boils at 100 degrees Celsius at sea level.",
+    "Why would anyone wait in the rain for a bus that never comes?",
+    "The recipe needs 2 cups of flour, 1 egg, and a pinch of salt.",
+    "Birds flew south over the quiet valley as winter came.",
+    "I can't find my keys; have you seen them anywhere?",
+    "In 1969, people watched the first landing on the Moon.",
+    "The doctor asked her to rest for a week and drink more water.",
+    "Turn left at the bridge, then right at the old church.",
+    "Questions, answers, notes and numbers filled the whole page.",
+    "Every morning he jogs 5 miles, rain or shine.",
+    "The shop sells fresh bread, cheese, fruit and vegetables.",
+    "Yesterday was cold and windy; today is bright and calm.",
+    "You'll need a ticket, a passport and a little patience.",
+    "Zoe, Xavier, Quentin and Yusuf joined the club in July.",
+    "Kim wrote 3/4 of the report; Ivan wrote the rest.",
+    "The old clock in the hall struck twelve at midnight.",
+    "Good ideas often start as small, simple questions.",
+    "Write clearly, check your work, and ask for help when you need it.",
+    "The company hired 250 new workers across 8 offices.",
+    "A cat slept on the warm windowsill all afternoon.",
+    "Is it true that the road is closed until Friday?",
+    "Volunteers cleaned the beach and collected 40 bags of rubbish.",
+    "Go to page 17, section 2.3, for the full list of rules.",
+    "Order #305 shipped; use * for emphasis and [brackets], {braces} or <angles> for notes.",
+    "Sums like 2 + 2 = 4, x^2 and a_b | c are common; ~5 means about five.",
+    "Files live in C:\\Users\\docs or /home/docs, and `code` goes in backticks.",
+    "It’s “quoted” text — with curly quotes… and a long dash.",
+)
 
 
 def files_under(path: Path) -> dict[str, float]:
@@ -90,6 +138,37 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     """Write ``rows`` as JSON lines, one of the local data formats a manifest can name."""
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def make_config(
+    tables: dict[str, Any],
+    *plugins: str | object,
+    base_dir: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    blocked: Iterable[str] = (),
+    source: str = "run.toml",
+) -> RunConfig:
+    """The validated RunConfig a run builds from a manifest holding ``tables``; FtrunError if it is bad.
+
+    As ``ftrun run`` does: the manifest's ``plugins`` and ``plugins`` (module names or objects
+    with hook implementations) join a fresh plugin manager without the ``blocked`` names,
+    ``tables["task"]`` names the task, whose defaults the tables and the ``overrides``
+    (``section.key=value``, as ``--set`` takes them) are laid over, and every table is
+    validated. Relative paths are resolved against ``base_dir`` (the current directory by
+    default); errors name ``source``, as they would a manifest file of that name.
+    """
+    from .config import Origin, build_config, manifest_plugins
+    from .errors import FtrunError
+    from .plugin_manager import get_plugin_manager
+
+    manifest = tomllib.loads(tomli_w.dumps(tables))  # what a manifest file of these tables gives a run
+    manager = get_plugin_manager(plugins=[*plugins, *manifest_plugins(manifest, Origin(source))], blocked=blocked)
+    name = manifest.get("task")
+    if not isinstance(name, str):
+        installed = ", ".join(sorted(manager.tasks())) or "none"
+        raise FtrunError(f"{source}: task: expected the name of a task (installed: {installed})")
+    task = manager.task(name, where=f"{source}: task")
+    return build_config(task, manifest, source=source, base_dir=Path(base_dir or Path.cwd()), overrides=list(overrides))
 
 
 @dataclasses.dataclass(repr=False)
@@ -112,8 +191,8 @@ class Result:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """cli(*args, stdin=None) -> Result: ``ftrun ARGS`` run in this process, its output captured."""
+def ftrun_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """ftrun_cli(*args, stdin=None) -> Result: ``ftrun ARGS`` run in this process, its output captured."""
     import ftrun.runner
     from ftrun.cli import main
 
@@ -141,8 +220,23 @@ def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Calla
 
 
 @pytest.fixture
-def make_plugin_manager() -> Callable[..., PluginManager]:
-    """make_plugin_manager(*plugins, blocked=()) -> a fresh plugin manager, as a run builds it.
+def ftrun_config(tmp_path: Path) -> Callable[..., RunConfig]:
+    """ftrun_config(tables, *plugins, overrides=(), blocked=()) -> the validated RunConfig of a run.
+
+    :func:`make_config`, with relative paths resolved against ``tmp_path`` (where
+    ``ftrun_manifest`` writes): the config a task's ``encode``, ``build_metrics`` or any
+    stage receives in a run of a manifest holding ``tables``. Bad tables are a FtrunError.
+    """
+
+    def build(tables: dict[str, Any], *plugins: str | object, overrides: Iterable[str] = (), blocked: Iterable[str] = ()) -> RunConfig:
+        return make_config(tables, *plugins, base_dir=tmp_path, overrides=overrides, blocked=blocked)
+
+    return build
+
+
+@pytest.fixture
+def ftrun_plugin_manager() -> Callable[..., PluginManager]:
+    """ftrun_plugin_manager(*plugins, blocked=()) -> a fresh plugin manager, as a run builds it.
 
     It holds ftrun's default stages, every installed plugin but the ``blocked`` names, and
     ``plugins``: module names (as ``--plugin`` takes them) or objects with hook implementations.
@@ -156,8 +250,8 @@ def make_plugin_manager() -> Callable[..., PluginManager]:
 
 
 @pytest.fixture
-def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], str]]:
-    """plugin_module(name, source) -> name: writes an importable module (for ``--plugin NAME``)."""
+def ftrun_plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], str]]:
+    """ftrun_plugin_module(name, source) -> name: writes an importable module (for ``--plugin NAME``)."""
     folder = tmp_path / "plugin-modules"
     folder.mkdir()
     monkeypatch.syspath_prepend(str(folder))
@@ -174,8 +268,8 @@ def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[C
 
 
 @pytest.fixture
-def write_manifest(tmp_path: Path) -> Callable[..., Path]:
-    """write_manifest(tables, name="run.toml") -> path of a TOML manifest holding ``tables``."""
+def ftrun_manifest(tmp_path: Path) -> Callable[..., Path]:
+    """ftrun_manifest(tables, name="run.toml") -> path of a TOML manifest holding ``tables``."""
 
     def write(tables: dict[str, Any], name: str = "run.toml") -> Path:
         path = tmp_path / name
@@ -183,30 +277,6 @@ def write_manifest(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
-
-
-@pytest.fixture
-def reviews(tmp_path: Path) -> tuple[Path, Path]:
-    """train.jsonl (48 rows) and eval.jsonl (16) of short real reviews, string labels neg / pos."""
-    return (
-        write_jsonl(tmp_path / "train.jsonl", sample_reviews("imdb-train", 48)),
-        write_jsonl(tmp_path / "eval.jsonl", sample_reviews("imdb-eval", 16)),
-    )
-
-
-@pytest.fixture
-def tiny_manifest(reviews: tuple[Path, Path], write_manifest: Callable[..., Path]) -> Path:
-    """A complete offline text-classification manifest that trains in a few seconds."""
-    train, evaluation = reviews
-    return write_manifest(
-        {
-            "task": "text-classification",
-            "model": {"config": TINY_BERT, "tokenizer_vocab_size": 500},
-            "data": {"train_file": str(train), "eval_file": str(evaluation), "max_length": 64},
-            "training": TINY_TRAINING,
-            "predict": {"examples": ["A wonderful film.", "Dull and far too long."]},
-        }
-    )
 
 
 def save_tiny_pretrained(directory: Path, settings: dict[str, Any], tokenizer: Any, auto_model: type) -> Path:
@@ -220,26 +290,24 @@ def save_tiny_pretrained(directory: Path, settings: dict[str, Any], tokenizer: A
 
 
 @pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ftrun_tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local "pretrained" BERT encoder directory (weights, config, WordPiece tokenizer), built offline."""
     from transformers import AutoModel
 
     from ftrun.tokenizer import train_tokenizer
 
-    texts = (row["text"] for row in sample_reviews(limit=200))
-    tokenizer = train_tokenizer(texts, model_type="bert", vocab_size=500, model_max_length=128)
+    tokenizer = train_tokenizer(TINY_CORPUS, model_type="bert", vocab_size=500, model_max_length=128)
     return save_tiny_pretrained(tmp_path_factory.mktemp("tiny-bert"), TINY_BERT, tokenizer, AutoModel)
 
 
 @pytest.fixture(scope="session")
-def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ftrun_tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local "pretrained" T5 encoder-decoder directory (weights, config, Unigram tokenizer), built offline."""
     from transformers import AutoModelForSeq2SeqLM
 
     from ftrun.tokenizer import train_tokenizer
 
-    texts = (row["text"] for row in sample_reviews(limit=200))
-    tokenizer = train_tokenizer(texts, model_type="t5", vocab_size=500, model_max_length=128)
+    tokenizer = train_tokenizer(TINY_CORPUS, model_type="t5", vocab_size=500, model_max_length=128)
     # As T5's checkpoints say (its config class leaves them to them): decoding starts from the pad token.
     ids = {"eos_token_id": tokenizer.eos_token_id, "decoder_start_token_id": tokenizer.pad_token_id}
     return save_tiny_pretrained(tmp_path_factory.mktemp("tiny-t5"), {**TINY_T5, **ids}, tokenizer, AutoModelForSeq2SeqLM)

@@ -1,5 +1,5 @@
 """What ftrun adds to the Trainer: exact resume, sealed checkpoints, clean stops, loud NaNs,
-and evaluation in batches sorted by length.
+and evaluation in batches sorted by length, with outputs handed on in the split's order.
 
 transformers' ``Trainer`` resumes from a checkpoint, but three things stand between that and a
 resumed run that equals an uninterrupted one, and this module fixes each:
@@ -23,10 +23,12 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 import transformers
-from transformers import TrainerCallback
 from torch.utils.data import Sampler
+from transformers import EvalPrediction, TrainerCallback
+from transformers.trainer_utils import EvalLoopOutput, denumpify_detensorize
 from transformers.trainer_pt_utils import LengthGroupedSampler as _LengthGroupedSampler
 
 from .errors import FtrunError
@@ -82,6 +84,17 @@ class LengthSortedSampler(Sampler[int]):
         return len(self.order)
 
 
+def in_split_order(value: Any, order: list[int]) -> Any:
+    """Undo a sampler's ``order`` on gathered outputs: row ``order[i]`` of the split came out ``i``-th."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        return type(value)(in_split_order(item, order) for item in value)
+    restored = np.empty_like(value)
+    restored[order] = value
+    return restored
+
+
 class TrainerMixin:
     """Mixed into ftrun's Trainer classes; a plugin's own Trainer subclass can mix it in too."""
 
@@ -89,10 +102,48 @@ class TrainerMixin:
         # Each eval batch is padded to its longest example. The Trainer's length grouping sorts only
         # within random groups of up to 50 batches (one batch for a small set): benchmarks/throughput.py
         # measured its evaluation of MiniLM on IMDB at the seed recipe's speed (3.9 against 3.8
-        # samples/s), and 2.8x it with sorted batches. The order changes no metric. Several
-        # processes (torchrun) keep the Trainer's sampler, which accelerate shards.
+        # samples/s), and 2.8x it with sorted batches. evaluation_loop puts the outputs back in the
+        # split's order. Several processes (torchrun) keep the Trainer's sampler, which accelerate
+        # shards and gathers in order.
         lengths = lengths_of(eval_dataset, self._model_input_name()) if self.args.world_size == 1 else None
-        return LengthSortedSampler(lengths) if lengths is not None else super()._get_eval_sampler(eval_dataset)
+        if lengths is None:
+            return super()._get_eval_sampler(eval_dataset)
+        sampler = LengthSortedSampler(lengths)
+        # The dataloader's dataset is this one: evaluation_loop finds the order by it.
+        self._eval_orders = {**getattr(self, "_eval_orders", {}), id(eval_dataset): (eval_dataset, sampler.order)}
+        return sampler
+
+    def evaluation_loop(
+        self,
+        dataloader: Any,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> EvalLoopOutput:
+        """The Trainer's loop, then the outputs in the split's order, then ``compute_metrics``.
+
+        ``compute_metrics`` receives every prediction in the order of the split (whatever order
+        the batches ran in) and is called even when the features hold no labels (``label_ids``
+        is then ``None``), so that a task's post-processing can map outputs back to its
+        examples by position, as run_qa.py's does. ftrun's manifests require
+        ``eval_do_concat_batches`` and refuse ``batch_eval_metrics``, which would hand on batches.
+        """
+        compute, self.compute_metrics = self.compute_metrics, None
+        try:
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        finally:
+            self.compute_metrics = compute
+        dataset, order = getattr(self, "_eval_orders", {}).get(id(getattr(dataloader, "dataset", None)), (None, None))
+        predictions, label_ids = output.predictions, output.label_ids
+        if order is not None and dataset is dataloader.dataset:
+            predictions, label_ids = in_split_order(predictions, order), in_split_order(label_ids, order)
+        metrics = output.metrics
+        if compute is not None and predictions is not None:
+            computed = denumpify_detensorize(compute(EvalPrediction(predictions=predictions, label_ids=label_ids)))
+            prefix = f"{metric_key_prefix}_"
+            metrics = {**{key if key.startswith(prefix) else prefix + key: value for key, value in computed.items()}, **metrics}
+        return EvalLoopOutput(predictions=predictions, label_ids=label_ids, metrics=metrics, num_samples=output.num_samples)
 
     def _model_input_name(self) -> str:
         return self.processing_class.model_input_names[0] if self.processing_class is not None else "input_ids"

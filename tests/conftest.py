@@ -1,14 +1,19 @@
 """ftrun's own test setup: everything offline, in a throwaway datasets cache.
 
-The fixtures (cli, write_manifest, tiny_manifest, tiny_bert, ...) come from ftrun's pytest
-plugin, ``ftrun.testing``, which plugin authors use too.
+The ``ftrun_*`` fixtures (ftrun_cli, ftrun_manifest, ftrun_tiny_bert, ...) come from ftrun's
+pytest plugin, ``ftrun.testing``, which plugin authors use too. What is text-classification's
+own (real IMDB reviews from its embedded sample, a run of seconds on them) is here.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import tempfile
 from pathlib import Path
+
+import pytest
 
 # Before any Hugging Face library is imported: never touch the network, and keep the
 # datasets cache (where tokenized splits are cached) out of the user's home. pytest imports
@@ -17,11 +22,53 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="ftrun-test-datasets-"))
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
-# Loaded through its pytest11 entry point already; named here too, so that ftrun's own tests
-# keep their fixtures where entry points are not loaded (PYTEST_DISABLE_PLUGIN_AUTOLOAD).
-pytest_plugins = ["ftrun.testing"]
+from ftrun.testing import TINY_BERT, TINY_TRAINING, write_jsonl  # noqa: E402 - cheap, imports no Hugging Face library
+
+# ftrun.testing is loaded through its pytest11 entry point already; named here too, so that
+# ftrun's own tests keep their fixtures where entry points are not loaded
+# (PYTEST_DISABLE_PLUGIN_AUTOLOAD). pytester runs the test suites of plugins written on the fly.
+pytest_plugins = ["ftrun.testing", "pytester"]
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def sample_reviews(name: str = "imdb-train", limit: int = 48) -> list[dict]:
+    """Real IMDB reviews (labels ``neg`` / ``pos``) from text-classification's embedded sample, shortened."""
+    import ftrun.plugins  # only the package's folder: the task module would import transformers
+
+    folder = Path(ftrun.plugins.__file__).parent / "text_classification" / "data"
+    rows = []
+    with gzip.open(folder / f"{name}.jsonl.gz", "rt", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            rows.append({"text": row["text"][:300], "label": ["neg", "pos"][row["label"]]})
+            if len(rows) == limit:
+                break
+    return rows
+
+
+@pytest.fixture
+def reviews(tmp_path: Path) -> tuple[Path, Path]:
+    """train.jsonl (48 rows) and eval.jsonl (16) of short real reviews, string labels neg / pos."""
+    return (
+        write_jsonl(tmp_path / "train.jsonl", sample_reviews("imdb-train", 48)),
+        write_jsonl(tmp_path / "eval.jsonl", sample_reviews("imdb-eval", 16)),
+    )
+
+
+@pytest.fixture
+def tiny_manifest(reviews, ftrun_manifest) -> Path:
+    """A complete offline text-classification manifest that trains in a few seconds."""
+    train, evaluation = reviews
+    return ftrun_manifest(
+        {
+            "task": "text-classification",
+            "model": {"config": TINY_BERT, "tokenizer_vocab_size": 500},
+            "data": {"train_file": str(train), "eval_file": str(evaluation), "max_length": 64},
+            "training": TINY_TRAINING,
+            "predict": {"examples": ["A wonderful film.", "Dull and far too long."]},
+        }
+    )
 
 
 def pytest_terminal_summary(terminalreporter):

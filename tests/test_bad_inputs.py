@@ -36,7 +36,7 @@ def tables(reviews) -> dict:
 
 
 @pytest.fixture
-def fails(cli, tmp_path, monkeypatch):
+def fails(ftrun_cli, tmp_path, monkeypatch):
     """fails(*args, words, stdin=None): run ftrun, expect one ``ftrun: error:`` line holding every word.
 
     The working directory is ``tmp_path``, so a default output directory would land there too.
@@ -45,7 +45,7 @@ def fails(cli, tmp_path, monkeypatch):
 
     def call(*args, words: tuple[str, ...], stdin: str | None = None) -> str:
         before = files_under(tmp_path)
-        result = cli(*args, stdin=stdin)
+        result = ftrun_cli(*args, stdin=stdin)
         assert result.code == 2, result
         assert "Traceback" not in result.err and "Traceback" not in result.out, result
         lines = result.err.splitlines()
@@ -151,34 +151,34 @@ def test_manifest_that_is_a_directory(fails, tmp_path):
         pytest.param("data.text_pair_column", "hypothesis", ("data.text_pair_column", "'hypothesis'", "columns: text, label"), id="missing-pair-column"),
     ],
 )
-def test_bad_manifest_value(fails, tables, write_manifest, key, value, words):
-    manifest = write_manifest(spoil(tables, key, value))
+def test_bad_manifest_value(fails, tables, ftrun_manifest, key, value, words):
+    manifest = ftrun_manifest(spoil(tables, key, value))
     run_and_check(fails, manifest, (f"run.toml: {key}", *words))
 
 
-def test_unsupported_data_file_type(fails, tables, write_manifest, tmp_path):
+def test_unsupported_data_file_type(fails, tables, ftrun_manifest, tmp_path):
     shutil.copy(tables["data"]["train_file"], tmp_path / "train.txt")
     shutil.copy(tables["data"]["eval_file"], tmp_path / "eval.txt")
     tables["data"].update(train_file="train.txt", eval_file="eval.txt")
-    run_and_check(fails, write_manifest(tables), ("run.toml: data.train_file:", "train.txt", "unsupported file type", ".csv"))
+    run_and_check(fails, ftrun_manifest(tables), ("run.toml: data.train_file:", "train.txt", "unsupported file type", ".csv"))
 
 
 # -- the model ---------------------------------------------------------------------------------
 
 
-def test_model_path_that_does_not_exist(fails, tables, write_manifest):
+def test_model_path_that_does_not_exist(fails, tables, ftrun_manifest):
     tables["model"] = {"name": "./no/such/model"}
-    run_and_check(fails, write_manifest(tables), ("run.toml: model.name:", "no/such/model", "does not exist"))
+    run_and_check(fails, ftrun_manifest(tables), ("run.toml: model.name:", "no/such/model", "does not exist"))
 
 
-def test_model_directory_without_weights(fails, tables, write_manifest, tiny_bert, tmp_path):
+def test_model_directory_without_weights(fails, tables, ftrun_manifest, ftrun_tiny_bert, tmp_path):
     model = tmp_path / "model"
     model.mkdir()
-    for path in tiny_bert.iterdir():
+    for path in ftrun_tiny_bert.iterdir():
         if not path.name.endswith((".safetensors", ".bin")):  # config.json and the tokenizer's files
             shutil.copy(path, model / path.name)
     tables["model"] = {"name": "./model"}
-    manifest = write_manifest(tables)
+    manifest = ftrun_manifest(tables)
     # A run gets as far as loading the weights, so the message is transformers' own.
     fails("--manifest", manifest, "--output-dir", tmp_path / "out", words=("run.toml: model.name:", "model", "safetensors"))
     fails("check", "--manifest", manifest, words=("run.toml: model.name:", "model", "no model weights"))
@@ -211,13 +211,13 @@ def write_csv(path: Path, records: list[dict]) -> Path:
         pytest.param(".jsonl", [{"text": "A film.", "label": ["pos"]}] * 2, rows("neg", "pos"), "data.label_column", ("labels must be strings or integers", "'label' holds lists", "multi-label"), id="list-labels"),
     ],
 )
-def test_bad_data(fails, tables, write_manifest, tmp_path, suffix, train, evaluation, key, words):
+def test_bad_data(fails, tables, ftrun_manifest, tmp_path, suffix, train, evaluation, key, words):
     write = write_csv if suffix == ".csv" else write_jsonl
     tables["data"].update(
         train_file=str(write(tmp_path / f"bad-train{suffix}", train)),
         eval_file=str(write(tmp_path / f"bad-eval{suffix}", evaluation)),
     )
-    run_and_check(fails, write_manifest(tables), (f"run.toml: {key}:", *words))
+    run_and_check(fails, ftrun_manifest(tables), (f"run.toml: {key}:", *words))
 
 
 @pytest.mark.parametrize(
@@ -229,26 +229,26 @@ def test_bad_data(fails, tables, write_manifest, tmp_path, suffix, train, evalua
         pytest.param("train.jsonl", b'{"text": "A film.", "label": "pos"}\n{"text": "Unfinished', ("train.jsonl", "cannot load data"), id="truncated-jsonl"),
     ],
 )
-def test_unreadable_data_file(fails, tables, write_manifest, tmp_path, name, content, words):
+def test_unreadable_data_file(fails, tables, ftrun_manifest, tmp_path, name, content, words):
     (tmp_path / name).write_bytes(content)
     tables["data"]["train_file"] = name
-    run_and_check(fails, write_manifest(tables), ("run.toml: data.train_file:", *words))
+    run_and_check(fails, ftrun_manifest(tables), ("run.toml: data.train_file:", *words))
 
 
-def test_tokenizer_that_does_not_match_the_model(fails, tables, write_manifest, tiny_bert, tmp_path):
+def test_tokenizer_that_does_not_match_the_model(fails, tables, ftrun_manifest, ftrun_tiny_bert, tmp_path):
     from ftrun.tokenizer import train_tokenizer
 
     texts = [f"word{i} another{i} text{i}" for i in range(3000)]
     train_tokenizer(texts, model_type="bert", vocab_size=2000, model_max_length=128).save_pretrained(tmp_path / "big-tokenizer")
-    tables["model"] = {"name": str(tiny_bert), "tokenizer": "./big-tokenizer"}
-    run_and_check(fails, write_manifest(tables), ("run.toml: model.tokenizer:", "tokens, more than the", "does not belong to the model"))
+    tables["model"] = {"name": str(ftrun_tiny_bert), "tokenizer": "./big-tokenizer"}
+    run_and_check(fails, ftrun_manifest(tables), ("run.toml: model.tokenizer:", "tokens, more than the", "does not belong to the model"))
 
 
-def test_plugin_named_by_the_manifest_that_is_missing_or_broken(fails, tables, write_manifest, plugin_module):
+def test_plugin_named_by_the_manifest_that_is_missing_or_broken(fails, tables, ftrun_manifest, ftrun_plugin_module):
     tables["plugins"] = ["no_such_ftrun_plugin"]
-    run_and_check(fails, write_manifest(tables), ("no_such_ftrun_plugin", "failed to import"))
-    tables["plugins"] = [plugin_module("ftrun_broken_plugin", "def oops(:\n")]
-    run_and_check(fails, write_manifest(tables), ("ftrun_broken_plugin", "failed to import", "SyntaxError"))
+    run_and_check(fails, ftrun_manifest(tables), ("no_such_ftrun_plugin", "failed to import"))
+    tables["plugins"] = [ftrun_plugin_module("ftrun_broken_plugin", "def oops(:\n")]
+    run_and_check(fails, ftrun_manifest(tables), ("ftrun_broken_plugin", "failed to import", "SyntaxError"))
 
 
 @pytest.mark.parametrize("where", ["file", "under-a-file"])
@@ -302,12 +302,12 @@ def test_nproc_other_than_the_launcher_started(fails, tiny_manifest, tmp_path, m
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="DeepSpeed is installed")
-def test_deepspeed_that_is_not_installed(fails, cli, tables, write_manifest, tmp_path):
+def test_deepspeed_that_is_not_installed(fails, ftrun_cli, tables, ftrun_manifest, tmp_path):
     tables["training"]["deepspeed"] = {"zero_optimization": {"stage": 2}}
-    manifest = write_manifest(tables)
+    manifest = ftrun_manifest(tables)
     fails("--manifest", manifest, "--output-dir", tmp_path / "out", words=("run.toml: training.deepspeed:", "DeepSpeed is not installed"))
     # `ftrun check` checks the manifest and the data, not the engines of the machine it runs on.
-    assert cli("check", "--manifest", manifest).code == 0
+    assert ftrun_cli("check", "--manifest", manifest).code == 0
 
 
 def test_predict_model_directory_that_does_not_exist(fails, tmp_path):
@@ -335,10 +335,10 @@ def test_predict_without_input(fails, tmp_path):
 # -- --traceback ------------------------------------------------------------------------------
 
 
-def test_traceback_flag_raises_instead(cli, tables, write_manifest, tmp_path):
-    manifest = write_manifest(spoil(tables, "training.num_epochs", 1))
+def test_traceback_flag_raises_instead(ftrun_cli, tables, ftrun_manifest, tmp_path):
+    manifest = ftrun_manifest(spoil(tables, "training.num_epochs", 1))
     with pytest.raises(FtrunError, match=r"run\.toml: training\.num_epochs: unknown key"):
-        cli("--manifest", manifest, "--output-dir", tmp_path / "out", "--traceback")
+        ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "out", "--traceback")
     with pytest.raises(FtrunError, match="unknown task 'nope'"):
-        cli("check", "--task", "nope", "--traceback")
+        ftrun_cli("check", "--task", "nope", "--traceback")
     assert not (tmp_path / "out").exists()

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import sample_reviews
 
-from ftrun.testing import sample_reviews, write_jsonl
+from ftrun.testing import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = {
@@ -51,10 +52,10 @@ def data_files(task: str, folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("task", ["text-classification", "ner", "translation"])
-def test_every_configuration_reports_every_figure(throughput, task, tiny_bert, tiny_t5, tmp_path):
+def test_every_configuration_reports_every_figure(throughput, task, ftrun_tiny_bert, ftrun_tiny_t5, tmp_path):
     train, evaluation = data_files(task, tmp_path)
     output = tmp_path / "results.json"
-    model = tiny_t5 if task == "translation" else tiny_bert
+    model = ftrun_tiny_t5 if task == "translation" else ftrun_tiny_bert
     args = ["--task", task, "--model", model, "--train-file", train, "--eval-file", evaluation, "--output", output]
     args += ["--train-samples", "32", "--eval-samples", "16", "--pad-to", "120", "--warmup-steps", "1"]
     if task == "ner":  # the example's own column names
@@ -92,12 +93,12 @@ def test_missing_data_is_one_clear_line(throughput, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"benchmark: error: --data: {tmp_path / 'absent'} not found (name a data folder with --data, or files with --train-file/--eval-file)"
 
 
-def test_model_built_from_a_config_with_flops_utilization(throughput, tiny_bert, tmp_path):
+def test_model_built_from_a_config_with_flops_utilization(throughput, ftrun_tiny_bert, tmp_path):
     """As on a GPU: a model built from a config (with a given tokenizer), and MFU against a peak."""
     train, evaluation = data_files("text-classification", tmp_path)
     output = tmp_path / "results.json"
     config = '{"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}'
-    args = ["--task", "text-classification", "--model-config", config, "--tokenizer", tiny_bert, "--peak-tflops", "0.5"]
+    args = ["--task", "text-classification", "--model-config", config, "--tokenizer", ftrun_tiny_bert, "--peak-tflops", "0.5"]
     args += ["--train-file", train, "--eval-file", evaluation, "--output", output, "--train-samples", "32", "--eval-samples", "16"]
     args += ["--pad-to", "120", "--warmup-steps", "1", "--configurations", "hand-tuned", "ftrun"]
     assert throughput.main([str(arg) for arg in args]) == 0
@@ -109,14 +110,14 @@ def test_model_built_from_a_config_with_flops_utilization(throughput, tiny_bert,
         assert figures["mfu"] == pytest.approx(figures["train_tflops"] / 0.5), name
 
 
-def test_encoder_flops_count_the_parameters_as_transformers_does(throughput, tiny_bert):
+def test_encoder_flops_count_the_parameters_as_transformers_does(throughput, ftrun_tiny_bert):
     """6 FLOPs per parameter and token (the Trainer's floating_point_ops), plus attention's 12 x layers x hidden x length."""
     from types import SimpleNamespace
 
     import torch
     from transformers import AutoModelForSequenceClassification, Trainer
 
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    model = AutoModelForSequenceClassification.from_pretrained(ftrun_tiny_bert, num_labels=2)
     flops = throughput.encoder_flops(model)
     ids = torch.ones(3, 10, dtype=torch.long)
     trainer_count = Trainer.floating_point_ops(SimpleNamespace(model=model), {"input_ids": ids})  # what it adds to total_flos

@@ -11,13 +11,13 @@ from ftrun.errors import FtrunError
 from ftrun.plugin_manager import get_plugin_manager
 
 
-def test_version_and_help(cli, capsys):
+def test_version_and_help(ftrun_cli, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli("--version")
+        ftrun_cli("--version")
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"ftrun {__version__}"
     with pytest.raises(SystemExit):
-        cli("--help")
+        ftrun_cli("--help")
     text = capsys.readouterr().out
     for word in ("--task", "--manifest", "--set", "--output-dir", "--demo", "tasks", "plugins", "check", "predict"):
         assert word in text
@@ -28,8 +28,8 @@ def test_python_dash_m_and_console_script_agree():
     assert module.stdout.strip() == f"ftrun {__version__}"
 
 
-def test_tasks_lists_the_task_and_its_plugin(cli):
-    result = cli("tasks")
+def test_tasks_lists_the_task_and_its_plugin(ftrun_cli):
+    result = ftrun_cli("tasks")
     assert result.code == 0
     rows = {line.split()[0]: line.split()[1:5] for line in result.out.splitlines()}
     builtins = [name for name, (_, plugin) in get_plugin_manager().tasks().items() if plugin == name]
@@ -38,8 +38,8 @@ def test_tasks_lists_the_task_and_its_plugin(cli):
         assert rows[name] == ["plugin", name, "(ftrun", f"{__version__})"]
 
 
-def test_no_task_named_lists_the_installed_ones(cli):
-    result = cli()
+def test_no_task_named_lists_the_installed_ones(ftrun_cli):
+    result = ftrun_cli()
     assert result.code == 2
     installed = ", ".join(sorted(get_plugin_manager().tasks()))
     assert result.err.strip() == f"ftrun: error: name a task with --task or the manifest's task key (installed: {installed})"

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import sample_reviews
 
-from ftrun.testing import TINY_BERT, sample_reviews, write_jsonl
+from ftrun.testing import TINY_BERT, write_jsonl
 
 #: Counts what each process loaded from the cache, and what an evaluation saw.
 PROBE = """
@@ -66,11 +67,11 @@ EVAL_EXAMPLES = 13
 
 
 @pytest.fixture
-def distributed_manifest(tmp_path, write_manifest, plugin_module):
+def distributed_manifest(tmp_path, ftrun_manifest, ftrun_plugin_module):
     def write(plugin: str) -> Path:
         train = write_jsonl(tmp_path / "train.jsonl", sample_reviews("imdb-train", 48))
         evaluation = write_jsonl(tmp_path / "eval.jsonl", sample_reviews("imdb-eval", EVAL_EXAMPLES))
-        return write_manifest(
+        return ftrun_manifest(
             {
                 "task": "text-classification",
                 "plugins": [plugin],
@@ -111,8 +112,8 @@ def files(out: Path) -> list[str]:
     return sorted(str(path.relative_to(out)) for path in out.rglob("*") if path.is_file() and not path.name.startswith("rng_state"))
 
 
-def test_two_processes_train_as_one(cli, distributed_manifest, plugin_module, tmp_path, monkeypatch):
-    manifest = distributed_manifest(plugin_module("probe", PROBE))
+def test_two_processes_train_as_one(ftrun_cli, distributed_manifest, ftrun_plugin_module, tmp_path, monkeypatch):
+    manifest = distributed_manifest(ftrun_plugin_module("probe", PROBE))
     ddp, single = tmp_path / "ddp", tmp_path / "single"
 
     torchrun = ("torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "ftrun")
@@ -125,7 +126,7 @@ def test_two_processes_train_as_one(cli, distributed_manifest, plugin_module, tm
 
     # One process with the same global batch size (8), in the same cache.
     monkeypatch.setenv("PROBE_DIR", str(tmp_path))
-    alone = cli("--manifest", manifest, "--output-dir", single, "--set", "training.per_device_train_batch_size=8")
+    alone = ftrun_cli("--manifest", manifest, "--output-dir", single, "--set", "training.per_device_train_batch_size=8")
     assert alone.code == 0, alone
     # It found everything the two processes cached: the same tokenizer and tokenized splits.
     assert json.loads((tmp_path / "cache-alone.json").read_text()) == {"train": True, "eval": True}
@@ -149,8 +150,8 @@ def test_two_processes_train_as_one(cli, distributed_manifest, plugin_module, tm
     assert results(ddp)["eval_loss"] == pytest.approx(results(single)["eval_loss"], abs=0.01)
 
 
-def test_a_failure_in_any_process_is_one_line(distributed_manifest, plugin_module, tmp_path):
-    manifest = distributed_manifest(plugin_module("fail_on_rank_1", FAIL_ON_RANK_1))
+def test_a_failure_in_any_process_is_one_line(distributed_manifest, ftrun_plugin_module, tmp_path):
+    manifest = distributed_manifest(ftrun_plugin_module("fail_on_rank_1", FAIL_ON_RANK_1))
     launched = launch("ftrun", "--manifest", manifest, "--nproc", 2, "--output-dir", tmp_path / "out", tmp_path=tmp_path)
     assert launched.returncode == 2, launched.stderr[-3000:]
     # Not the first process, which torchrun stopped when the second failed: the second's own error.

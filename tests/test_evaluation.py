@@ -18,8 +18,8 @@ LENGTHS = [5, 30, 12, 30, 3, 18, 25, 7, 9, 14, 2, 21]
         (ftrun.Seq2SeqTrainer, Seq2SeqTrainingArguments, AutoModelForSeq2SeqLM),
     ],
 )
-def test_eval_batches_are_sorted_longest_first(trainer_class, arguments_class, auto_model, tiny_bert, tiny_t5, tmp_path):
-    directory = tiny_t5 if auto_model is AutoModelForSeq2SeqLM else tiny_bert
+def test_eval_batches_are_sorted_longest_first(trainer_class, arguments_class, auto_model, ftrun_tiny_bert, ftrun_tiny_t5, tmp_path):
+    directory = ftrun_tiny_t5 if auto_model is AutoModelForSeq2SeqLM else ftrun_tiny_bert
     tokenizer = AutoTokenizer.from_pretrained(directory)
     dataset = datasets.Dataset.from_dict({"input_ids": [[7] * n for n in LENGTHS], "labels": [0] * len(LENGTHS)})
     # ftrun's default sampling, which alone would only group lengths within random megabatches.

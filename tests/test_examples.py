@@ -48,17 +48,17 @@ def test_imdb_manifest_is_the_seed_recipe():
     assert len(config.predict.examples) == 2
 
 
-def test_offline_manifest_checks(cli):
-    result = cli("check", "--manifest", OFFLINE)
+def test_offline_manifest_checks(ftrun_cli):
+    result = ftrun_cli("check", "--manifest", OFFLINE)
     assert result.code == 0, result
     assert "train 400 / eval 100 examples" in result.out
     assert "2 labels (negative, positive)" in result.out
 
 
-def test_offline_manifest_runs_end_to_end(cli, tmp_path):
+def test_offline_manifest_runs_end_to_end(ftrun_cli, tmp_path):
     out = tmp_path / "out"
     # One epoch on a slice of the data: the whole pipeline in seconds.
-    result = cli(
+    result = ftrun_cli(
         "--manifest", OFFLINE,
         "--set", "training.num_train_epochs=1",
         "--set", "data.max_train_samples=64",

@@ -20,8 +20,8 @@ pytestmark = [
 ]
 
 
-def test_minilm_fine_tuned_on_1000_imdb_reviews(cli, write_manifest, tmp_path, record_property):
-    manifest = write_manifest(
+def test_minilm_fine_tuned_on_1000_imdb_reviews(ftrun_cli, ftrun_manifest, tmp_path, record_property):
+    manifest = ftrun_manifest(
         {
             "task": "text-classification",
             "model": {"name": str(MODEL)},
@@ -44,7 +44,7 @@ def test_minilm_fine_tuned_on_1000_imdb_reviews(cli, write_manifest, tmp_path, r
         }
     )
     out = tmp_path / "imdb-minilm"
-    result = cli("--manifest", manifest, "--output-dir", out)
+    result = ftrun_cli("--manifest", manifest, "--output-dir", out)
     assert result.code == 0, result
     metrics = json.loads((out / "eval_results.json").read_text())
     train = json.loads((out / "train_results.json").read_text())
@@ -58,13 +58,13 @@ def test_minilm_fine_tuned_on_1000_imdb_reviews(cli, write_manifest, tmp_path, r
 CONLL = SHARED / "data" / "conll2003"
 
 
-def test_minilm_fine_tuned_for_ner_on_1500_conll_sentences(cli, write_manifest, tmp_path, record_property):
+def test_minilm_fine_tuned_for_ner_on_1500_conll_sentences(ftrun_cli, ftrun_manifest, tmp_path, record_property):
     """run_ner.py's recipe (3 epochs of CoNLL-2003 at 5e-5) cut to about two minutes on 2 cores.
 
     1500 training sentences for 2 epochs at a higher rate (2e-4), evaluated on 500 dev
     sentences; the uncased MiniLM stands in for bert-base-cased.
     """
-    manifest = write_manifest(
+    manifest = ftrun_manifest(
         {
             "task": "ner",
             "model": {"name": str(MODEL)},
@@ -85,7 +85,7 @@ def test_minilm_fine_tuned_for_ner_on_1500_conll_sentences(cli, write_manifest, 
         }
     )
     out = tmp_path / "conll-minilm"
-    result = cli("--manifest", manifest, "--output-dir", out)
+    result = ftrun_cli("--manifest", manifest, "--output-dir", out)
     assert result.code == 0, result
     metrics = json.loads((out / "eval_results.json").read_text())
     train = json.loads((out / "train_results.json").read_text())
@@ -102,7 +102,7 @@ MULTI30K_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multi30k.
 
 
 @pytest.mark.skipif(not MULTI30K.is_dir(), reason="../shared/data/multi30k is absent")
-def test_t5_from_a_config_translates_multi30k(cli, tmp_path, record_property):
+def test_t5_from_a_config_translates_multi30k(ftrun_cli, tmp_path, record_property):
     """examples/multi30k.toml as it is: a 2-layer T5 trained from scratch on 12,000 Multi30k pairs.
 
     No pretrained seq2seq model is available offline, so this is the whole translation flow
@@ -114,7 +114,7 @@ def test_t5_from_a_config_translates_multi30k(cli, tmp_path, record_property):
     from ftrun.data import subset
 
     out = tmp_path / "multi30k-t5"
-    result = cli("--manifest", MULTI30K_EXAMPLE, "--output-dir", out)
+    result = ftrun_cli("--manifest", MULTI30K_EXAMPLE, "--output-dir", out)
     assert result.code == 0, result
     metrics = json.loads((out / "eval_results.json").read_text())
     train = json.loads((out / "train_results.json").read_text())

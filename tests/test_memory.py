@@ -82,8 +82,8 @@ def test_without_glibc_nothing_is_changed(monkeypatch):
         assert mapped_for_a_big_tensor() >= BIG
 
 
-def test_a_run_trains_and_evaluates_with_the_heap_kept_and_ends_with_glibc_s_defaults(cli, plugin_module, tiny_manifest, tmp_path):
-    plugin_module(
+def test_a_run_trains_and_evaluates_with_the_heap_kept_and_ends_with_glibc_s_defaults(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module(
         "heap_probe",
         """
         import sys
@@ -110,7 +110,7 @@ def test_a_run_trains_and_evaluates_with_the_heap_kept_and_ends_with_glibc_s_def
             return [Probe()]
         """.replace("MODULE", repr(__name__)),
     )
-    assert cli("--manifest", tiny_manifest, "--plugin", "heap_probe", "--output-dir", tmp_path / "out").code == 0
+    assert ftrun_cli("--manifest", tiny_manifest, "--plugin", "heap_probe", "--output-dir", tmp_path / "out").code == 0
     import heap_probe
 
     assert all(heap_probe.mapped.values()) and set(heap_probe.mapped["training"] + heap_probe.mapped["final evaluation"]) == {0}

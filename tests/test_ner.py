@@ -244,29 +244,29 @@ GOOD = [with_tags(["B-PER", "I-PER", "O"]), with_tags(["B-LOC", "O"])]
                      ("run.toml: data.tokens_column:", "column 'tokens' holds string, not a list of words"), id="text-not-words"),
     ],
 )
-def test_bad_data_fails_before_training(fails, tables, write_manifest, tmp_path, train, evaluation, data, words):
+def test_bad_data_fails_before_training(fails, tables, ftrun_manifest, tmp_path, train, evaluation, data, words):
     tables["data"] = {**files(tmp_path, train, evaluation), **data}
-    manifest = write_manifest(tables)
+    manifest = ftrun_manifest(tables)
     ran = fails("--manifest", manifest, "--output-dir", tmp_path / "out", words=words)
     assert fails("check", "--manifest", manifest, words=words) == ran
 
 
-def test_conll_file_with_a_bad_line(fails, tables, write_manifest, tmp_path):
+def test_conll_file_with_a_bad_line(fails, tables, ftrun_manifest, tmp_path):
     (tmp_path / "train.conll").write_text("EU B-ORG\nrejects\n", encoding="utf-8")
     (tmp_path / "eval.conll").write_text(CONLL, encoding="utf-8")
     tables["data"] = {"train_file": "train.conll", "eval_file": "eval.conll"}
     words = ("run.toml: data.train_file: train.conll: cannot load data: line 2: expected a token and its tag",)
-    fails("--manifest", write_manifest(tables), "--output-dir", tmp_path / "out", words=words)
-    fails("check", "--manifest", write_manifest(tables), words=words)
+    fails("--manifest", ftrun_manifest(tables), "--output-dir", tmp_path / "out", words=words)
+    fails("check", "--manifest", ftrun_manifest(tables), words=words)
 
 
-def test_slow_tokenizer_is_refused(fails, tables, write_manifest, tmp_path):
+def test_slow_tokenizer_is_refused(fails, tables, ftrun_manifest, tmp_path):
     from transformers import ByT5Tokenizer
 
     ByT5Tokenizer().save_pretrained(tmp_path / "slow")
     tables["model"]["tokenizer"] = "./slow"
     tables["data"] = files(tmp_path, GOOD)
-    fails("--manifest", write_manifest(tables), "--output-dir", tmp_path / "out",
+    fails("--manifest", ftrun_manifest(tables), "--output-dir", tmp_path / "out",
           words=("run.toml: model.tokenizer:", "ByT5Tokenizer is a slow (Python) tokenizer", "word_ids"))
 
 
@@ -278,10 +278,10 @@ def test_slow_tokenizer_is_refused(fails, tables, write_manifest, tmp_path):
     ],
     ids=["unknown-metric", "unknown-best"],
 )
-def test_bad_metrics_fail_before_training(fails, tables, write_manifest, tmp_path, metrics, words):
+def test_bad_metrics_fail_before_training(fails, tables, ftrun_manifest, tmp_path, metrics, words):
     tables["data"] = files(tmp_path, GOOD)
     tables["metrics"] = metrics
-    fails("--manifest", write_manifest(tables), "--output-dir", tmp_path / "out", words=words)
+    fails("--manifest", ftrun_manifest(tables), "--output-dir", tmp_path / "out", words=words)
 
 
 # -- the metric --------------------------------------------------------------------------------------
@@ -369,14 +369,14 @@ def test_a_run_writes_a_token_classification_model(trained):
     assert [(e["type"], e["text"]) for e in prediction["entities"]] == [("PER", "Angela Merkel"), ("LOC", "Paris")]
 
 
-def test_predict_groups_sub_tokens_into_entity_spans(cli, trained):
+def test_predict_groups_sub_tokens_into_entity_spans(ftrun_cli, trained):
     text = "Peter Blackburn visited London."
-    result = cli("predict", "--model", trained, text)
+    result = ftrun_cli("predict", "--model", trained, text)
     assert result.code == 0, result
     line, echoed = result.out.strip().split("\t")
     assert echoed == text
     assert re.fullmatch(r"PER 'Peter Blackburn' \([01]\.\d\d\), LOC 'London' \([01]\.\d\d\)", line), line
-    record = json.loads(cli("predict", "--model", trained, "--json", text).out)
+    record = json.loads(ftrun_cli("predict", "--model", trained, "--json", text).out)
     assert record["input"] == text
     assert [(e["type"], e["text"], e["start"], e["end"]) for e in record["entities"]] == [("PER", "Peter Blackburn", 0, 15), ("LOC", "London", 24, 30)]
     assert all(0 < e["score"] <= 1 for e in record["entities"])
@@ -392,9 +392,9 @@ def test_the_saved_model_works_in_a_transformers_pipeline(trained):
     assert (found[0]["entity_group"], found[0]["start"]) == ("PER", 0)
 
 
-def test_demo_runs_on_the_embedded_conll_sample(cli, tmp_path):
+def test_demo_runs_on_the_embedded_conll_sample(ftrun_cli, tmp_path):
     out = tmp_path / "out"
-    result = cli("--task", "ner", "--demo", "--output-dir", out, "--set", "training.max_steps=3")
+    result = ftrun_cli("--task", "ner", "--demo", "--output-dir", out, "--set", "training.max_steps=3")
     assert result.code == 0, result
     assert "train: 1000 examples" in result.out and "eval: 200 examples" in result.out
     labels = json.loads((out / "config.json").read_text())["id2label"].values()
@@ -428,12 +428,12 @@ def test_conll2003_example_reads_local_conll_files():
     assert config.metrics.best == "f1"
 
 
-def test_custom_columns_example_runs(cli, tmp_path):
+def test_custom_columns_example_runs(ftrun_cli, tmp_path):
     manifest = EXAMPLES / "ner-custom-columns.toml"
     config = validate(manifest)
     assert (config.data.tokens_column, config.data.tags_column) == ("words", "labels")
-    checked = cli("check", "--manifest", manifest)
+    checked = ftrun_cli("check", "--manifest", manifest)
     assert checked.code == 0, checked
-    result = cli("--manifest", manifest, "--output-dir", tmp_path / "out", "--set", "training.num_train_epochs=1")
+    result = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "out", "--set", "training.num_train_epochs=1")
     assert result.code == 0, result
     assert "eval_f1" in json.loads((tmp_path / "out" / "eval_results.json").read_text())

@@ -43,8 +43,8 @@ def test_builtin_task_comes_from_the_entry_point_group():
     assert task.pipeline_tag == "text-classification"
 
 
-def test_a_plugin_overrides_one_stage_of_one_task(cli, plugin_module, tiny_manifest, tmp_path):
-    plugin_module(
+def test_a_plugin_overrides_one_stage_of_one_task(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module(
         "only_f1",
         """
         import numpy as np
@@ -60,7 +60,7 @@ def test_a_plugin_overrides_one_stage_of_one_task(cli, plugin_module, tiny_manif
         """,
     )
     out = tmp_path / "out"
-    result = cli("--manifest", tiny_manifest, "--plugin", "only_f1", "--output-dir", out)
+    result = ftrun_cli("--manifest", tiny_manifest, "--plugin", "only_f1", "--output-dir", out)
     assert result.code == 0, result
     metrics = json.loads((out / "eval_results.json").read_text())
     assert metrics["eval_always_one"] == 1.0 and metrics["eval_n"] == 16.0
@@ -68,8 +68,8 @@ def test_a_plugin_overrides_one_stage_of_one_task(cli, plugin_module, tiny_manif
     assert (out / "model.safetensors").exists()  # every other stage did
 
 
-def test_manifest_plugins_are_loaded(cli, plugin_module, tiny_manifest, tmp_path):
-    plugin_module(
+def test_manifest_plugins_are_loaded(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module(
         "counting",
         """
         from ftrun import hookimpl
@@ -87,14 +87,14 @@ def test_manifest_plugins_are_loaded(cli, plugin_module, tiny_manifest, tmp_path
     )
     text = tiny_manifest.read_text()
     tiny_manifest.write_text('plugins = ["counting"]\n' + text)
-    assert cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out").code == 0
+    assert ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out").code == 0
     import counting
 
     assert counting.Count.steps == 6  # 48 examples, batch 8, one epoch
 
 
-def test_a_third_party_task_registers_and_runs(cli, plugin_module, tiny_manifest, tmp_path):
-    plugin_module(
+def test_a_third_party_task_registers_and_runs(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module(
         "sentiment_plugin",
         """
         from ftrun import hookimpl
@@ -109,22 +109,22 @@ def test_a_third_party_task_registers_and_runs(cli, plugin_module, tiny_manifest
             register(Sentiment())
         """,
     )
-    listing = cli("tasks", "--plugin", "sentiment_plugin")
+    listing = ftrun_cli("tasks", "--plugin", "sentiment_plugin")
     assert listing.code == 0
     assert "sentiment" in listing.out and "plugin sentiment_plugin" in listing.out
     manifest = tiny_manifest.read_text().replace('task = "text-classification"', 'task = "sentiment"')
     tiny_manifest.write_text(manifest)
     tiny_manifest.write_text('plugins = ["sentiment_plugin"]\n' + manifest)
-    result = cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
+    result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
     assert result.code == 0, result
     assert 'task = "sentiment"' in (tmp_path / "out" / "ftrun.toml").read_text()
-    predicted = cli("predict", "--model", tmp_path / "out", "a fine film")  # the run's plugins are loaded again
+    predicted = ftrun_cli("predict", "--model", tmp_path / "out", "a fine film")  # the run's plugins are loaded again
     assert predicted.code == 0, predicted
     assert predicted.out.strip().endswith("\ta fine film")
 
 
-def test_duplicate_task_name_names_both_plugins(cli, plugin_module):
-    plugin_module(
+def test_duplicate_task_name_names_both_plugins(ftrun_cli, ftrun_plugin_module):
+    ftrun_plugin_module(
         "copycat",
         """
         from ftrun import hookimpl
@@ -135,15 +135,15 @@ def test_duplicate_task_name_names_both_plugins(cli, plugin_module):
             register(TextClassificationTask())
         """,
     )
-    result = cli("tasks", "--plugin", "copycat")
+    result = ftrun_cli("tasks", "--plugin", "copycat")
     assert result.code == 2
     assert result.err.strip().splitlines() == [
         "ftrun: error: task 'text-classification' is registered by both plugin text-classification (ftrun 0.1.0) and plugin copycat"
     ]
 
 
-def test_misspelt_hook_name_is_reported(cli, plugin_module):
-    plugin_module(
+def test_misspelt_hook_name_is_reported(ftrun_cli, ftrun_plugin_module):
+    ftrun_plugin_module(
         "typo",
         """
         from ftrun import hookimpl
@@ -153,14 +153,14 @@ def test_misspelt_hook_name_is_reported(cli, plugin_module):
             return None
         """,
     )
-    result = cli("tasks", "--plugin", "typo")
+    result = ftrun_cli("tasks", "--plugin", "typo")
     assert result.code == 2
     (line,) = result.err.strip().splitlines()
     assert line.startswith("ftrun: error: plugin typo:") and "ftrun_build_metric" in line and "misspelt" in line
 
 
-def test_hook_with_an_unknown_argument_is_reported(cli, plugin_module):
-    plugin_module(
+def test_hook_with_an_unknown_argument_is_reported(ftrun_cli, ftrun_plugin_module):
+    ftrun_plugin_module(
         "badargs",
         """
         from ftrun import hookimpl
@@ -170,37 +170,37 @@ def test_hook_with_an_unknown_argument_is_reported(cli, plugin_module):
             return None
         """,
     )
-    result = cli("tasks", "--plugin", "badargs")
+    result = ftrun_cli("tasks", "--plugin", "badargs")
     assert result.code == 2
     (line,) = result.err.strip().splitlines()
     assert line.startswith("ftrun: error: plugin badargs:") and "gpu" in line
 
 
-def test_plugin_module_that_fails_to_import(cli, plugin_module):
-    plugin_module("broken", "import no_such_dependency\n")
-    result = cli("tasks", "--plugin", "broken")
+def test_plugin_module_that_fails_to_import(ftrun_cli, ftrun_plugin_module):
+    ftrun_plugin_module("broken", "import no_such_dependency\n")
+    result = ftrun_cli("tasks", "--plugin", "broken")
     assert result.code == 2 and "Traceback" not in result.err
     assert result.err.strip() == (
         "ftrun: error: plugin broken failed to import: ModuleNotFoundError: No module named 'no_such_dependency'"
     )
-    assert cli("tasks", "--plugin", "no_such_module").code == 2
+    assert ftrun_cli("tasks", "--plugin", "no_such_module").code == 2
 
 
-def test_entry_point_that_fails_to_import_names_its_distribution(cli, installed_plugin):
+def test_entry_point_that_fails_to_import_names_its_distribution(ftrun_cli, installed_plugin):
     installed_plugin("ftrun-broken", "broken-task", "broken_task_module", "raise RuntimeError('boom')\n")
-    result = cli("tasks")
+    result = ftrun_cli("tasks")
     assert result.code == 2
     assert result.err.strip() == "ftrun: error: plugin broken-task (ftrun-broken 1.2) failed to import: RuntimeError: boom"
 
 
-def test_an_entry_point_can_be_blocked(cli, installed_plugin, monkeypatch):
+def test_an_entry_point_can_be_blocked(ftrun_cli, installed_plugin, monkeypatch):
     installed_plugin("ftrun-broken", "broken-task", "broken_task_module", "raise RuntimeError('boom')\n")
     monkeypatch.setenv("FTRUN_NO_PLUGINS", "broken-task")
-    assert cli("tasks").code == 0
+    assert ftrun_cli("tasks").code == 0
 
 
-def test_register_must_receive_a_task(plugin_module):
-    plugin_module(
+def test_register_must_receive_a_task(ftrun_plugin_module):
+    ftrun_plugin_module(
         "notatask",
         """
         from ftrun import hookimpl
@@ -214,8 +214,14 @@ def test_register_must_receive_a_task(plugin_module):
         get_plugin_manager(plugins=["notatask"]).tasks()
 
 
-def test_plugins_command_lists_hooks_and_origin(cli):
-    result = cli("plugins")
+def test_an_installed_plugin_named_again_with_plugin_is_loaded_once(ftrun_cli):
+    result = ftrun_cli("tasks", "--plugin", "ftrun.plugins.ner")
+    assert result.code == 0, result
+    assert [line.split()[0] for line in result.out.splitlines()].count("ner") == 1
+
+
+def test_plugins_command_lists_hooks_and_origin(ftrun_cli):
+    result = ftrun_cli("plugins")
     assert result.code == 0
     assert "text-classification (ftrun 0.1.0): ftrun_register_tasks" in result.out
     assert "ftrun.default_stages" in result.out and "ftrun_build_trainer" in result.out
@@ -245,23 +251,23 @@ def test_importing_ftrun_imports_no_heavy_library():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
-def test_a_plugin_declares_the_ftrun_versions_it_supports(cli, plugin_module):
-    plugin_module("future_plugin", 'ftrun_requires = ">=99"\n')
-    result = cli("tasks", "--plugin", "future_plugin")
+def test_a_plugin_declares_the_ftrun_versions_it_supports(ftrun_cli, ftrun_plugin_module):
+    ftrun_plugin_module("future_plugin", 'ftrun_requires = ">=99"\n')
+    result = ftrun_cli("tasks", "--plugin", "future_plugin")
     assert result.code == 2
     assert result.err.strip() == f"ftrun: error: plugin future_plugin requires ftrun >=99, but this is ftrun {__version__}"
-    plugin_module("current_plugin", f'ftrun_requires = "=={__version__}"\n')
-    assert cli("tasks", "--plugin", "current_plugin").code == 0
-    plugin_module("vague_plugin", 'ftrun_requires = "the latest"\n')
-    result = cli("tasks", "--plugin", "vague_plugin")
+    ftrun_plugin_module("current_plugin", f'ftrun_requires = "=={__version__}"\n')
+    assert ftrun_cli("tasks", "--plugin", "current_plugin").code == 0
+    ftrun_plugin_module("vague_plugin", 'ftrun_requires = "the latest"\n')
+    result = ftrun_cli("tasks", "--plugin", "vague_plugin")
     assert result.err.strip() == "ftrun: error: plugin vague_plugin: ftrun_requires = 'the latest' is not a version specifier (such as \">=0.1,<0.2\")"
 
 
-def test_an_installed_plugin_for_another_ftrun_names_its_distribution_and_can_be_blocked(cli, installed_plugin):
+def test_an_installed_plugin_for_another_ftrun_names_its_distribution_and_can_be_blocked(ftrun_cli, installed_plugin):
     installed_plugin("ftrun-future", "future", "future_module", 'ftrun_requires = ">=99"\n')
-    result = cli("tasks")
+    result = ftrun_cli("tasks")
     assert result.err.strip() == f"ftrun: error: plugin future (ftrun-future 1.2) requires ftrun >=99, but this is ftrun {__version__}"
-    assert cli("tasks", "--no-plugin", "future").code == 0
+    assert ftrun_cli("tasks", "--no-plugin", "future").code == 0
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -269,25 +275,25 @@ def test_every_command_takes_no_plugin(command):
     assert "--no-plugin NAME" in build_parser(command).format_help()
 
 
-def test_no_plugin_and_the_environment_block_plugins(cli, plugin_module, monkeypatch, tiny_manifest, tmp_path):
-    listing = cli("tasks", "--no-plugin", "text-classification")
+def test_no_plugin_and_the_environment_block_plugins(ftrun_cli, ftrun_plugin_module, monkeypatch, tiny_manifest, tmp_path):
+    listing = ftrun_cli("tasks", "--no-plugin", "text-classification")
     assert listing.code == 0 and "text-classification" not in listing.out
-    result = cli("--task", "text-classification", "--no-plugin", "text-classification")
+    result = ftrun_cli("--task", "text-classification", "--no-plugin", "text-classification")
     assert result.code == 2 and "unknown task 'text-classification'" in result.err
-    result = cli("--manifest", tiny_manifest, "--no-plugin", "ftrun.default_stages", "--output-dir", tmp_path / "out")
+    result = ftrun_cli("--manifest", tiny_manifest, "--no-plugin", "ftrun.default_stages", "--output-dir", tmp_path / "out")
     assert result.err.strip() == (
         "ftrun: error: ftrun_load_data: no plugin answered (is ftrun.default_stages, which runs the tasks' own stages, blocked?)"
     )
-    plugin_module("counted", "from ftrun import hookimpl\n\n@hookimpl\ndef ftrun_trainer_callbacks():\n    return []\n")
+    ftrun_plugin_module("counted", "from ftrun import hookimpl\n\n@hookimpl\ndef ftrun_trainer_callbacks():\n    return []\n")
     monkeypatch.setenv("FTRUN_NO_PLUGINS", "text-classification, counted")
-    listing = cli("plugins", "--plugin", "counted")
+    listing = ftrun_cli("plugins", "--plugin", "counted")
     assert "text-classification" not in listing.out and "counted" not in listing.out
 
 
-def test_a_task_s_own_keys_are_validated_and_errors_name_the_key(make_plugin_manager, plugin_module, tmp_path):
+def test_a_task_s_own_keys_are_validated_and_errors_name_the_key(ftrun_plugin_manager, ftrun_plugin_module, tmp_path):
     from ftrun.config import build_config
 
-    plugin_module(
+    ftrun_plugin_module(
         "ranged_task",
         """
         from pydantic import Field, model_validator
@@ -313,7 +319,7 @@ def test_a_task_s_own_keys_are_validated_and_errors_name_the_key(make_plugin_man
             register(RangedTask())
         """,
     )
-    task = make_plugin_manager("ranged_task").task("ranged")
+    task = ftrun_plugin_manager("ranged_task").task("ranged")
     cases = {
         "lo": "run.toml: data.lo: unknown key (did you mean low?)",
         "low": "run.toml: data.low: input should be greater than or equal to 0, got -1",
@@ -342,17 +348,17 @@ WRONG_ANSWERS = {
 
 
 @pytest.mark.parametrize("hook", list(WRONG_ANSWERS))
-def test_a_hook_answer_of_the_wrong_type_names_the_plugin(cli, plugin_module, tiny_manifest, tmp_path, hook):
+def test_a_hook_answer_of_the_wrong_type_names_the_plugin(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path, hook):
     source, words = WRONG_ANSWERS[hook]
-    plugin_module("wrong_answer", f"from ftrun import hookimpl\n\n@hookimpl\n{source}\n")
-    result = cli("--manifest", tiny_manifest, "--plugin", "wrong_answer", "--output-dir", tmp_path / "out")
+    ftrun_plugin_module("wrong_answer", f"from ftrun import hookimpl\n\n@hookimpl\n{source}\n")
+    result = ftrun_cli("--manifest", tiny_manifest, "--plugin", "wrong_answer", "--output-dir", tmp_path / "out")
     assert result.code == 2, result
     assert result.err.strip().splitlines() == [f"ftrun: error: plugin wrong_answer: {hook} returned {words}"]
     assert not (tmp_path / "out").exists()
 
 
-def test_a_task_method_of_the_wrong_type_names_the_task_and_its_plugin(cli, plugin_module, tiny_manifest, tmp_path):
-    plugin_module(
+def test_a_task_method_of_the_wrong_type_names_the_task_and_its_plugin(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module(
         "sloppy_task",
         """
         from ftrun import hookimpl
@@ -370,15 +376,15 @@ def test_a_task_method_of_the_wrong_type_names_the_task_and_its_plugin(cli, plug
         """,
     )
     tiny_manifest.write_text(tiny_manifest.read_text().replace('task = "text-classification"', 'task = "sloppy"'))
-    result = cli("--manifest", tiny_manifest, "--plugin", "sloppy_task", "--output-dir", tmp_path / "out")
+    result = ftrun_cli("--manifest", tiny_manifest, "--plugin", "sloppy_task", "--output-dir", tmp_path / "out")
     assert result.code == 2, result
     assert result.err.strip() == (
         "ftrun: error: plugin sloppy_task: SloppyTask.build_metrics (stage ftrun_build_metrics) returned dict, expected ftrun.Metrics"
     )
 
 
-def test_a_wrapper_wraps_a_stage_and_its_answer_is_checked(cli, plugin_module, tiny_manifest, tmp_path):
-    plugin_module(
+def test_a_wrapper_wraps_a_stage_and_its_answer_is_checked(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module(
         "frozen_embeddings",
         """
         from ftrun import hookimpl
@@ -394,7 +400,7 @@ def test_a_wrapper_wraps_a_stage_and_its_answer_is_checked(cli, plugin_module, t
             return model
         """,
     )
-    result = cli("--manifest", tiny_manifest, "--plugin", "frozen_embeddings", "--output-dir", tmp_path / "out")
+    result = ftrun_cli("--manifest", tiny_manifest, "--plugin", "frozen_embeddings", "--output-dir", tmp_path / "out")
     assert result.code == 0, result
     import frozen_embeddings
 
@@ -402,7 +408,7 @@ def test_a_wrapper_wraps_a_stage_and_its_answer_is_checked(cli, plugin_module, t
     assert not any(p.requires_grad for p in model.base_model.embeddings.parameters())
     assert all(p.requires_grad for p in model.classifier.parameters())
 
-    plugin_module(
+    ftrun_plugin_module(
         "bad_wrapper",
         """
         from ftrun import hookimpl
@@ -413,15 +419,15 @@ def test_a_wrapper_wraps_a_stage_and_its_answer_is_checked(cli, plugin_module, t
             return {"compute": metrics.compute}
         """,
     )
-    result = cli("--manifest", tiny_manifest, "--plugin", "bad_wrapper", "--output-dir", tmp_path / "out2")
+    result = ftrun_cli("--manifest", tiny_manifest, "--plugin", "bad_wrapper", "--output-dir", tmp_path / "out2")
     assert result.err.strip() == "ftrun: error: plugin bad_wrapper: ftrun_build_metrics (a wrapper) returned dict, expected ftrun.Metrics"
 
 
 # -- hook specs can grow -------------------------------------------------------------------
 
 
-def test_an_implementation_takes_only_the_arguments_it_needs(cli, plugin_module, tiny_manifest, tmp_path):
-    plugin_module(
+def test_an_implementation_takes_only_the_arguments_it_needs(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module(
         "few_arguments",
         """
         from ftrun import hookimpl
@@ -442,7 +448,7 @@ def test_an_implementation_takes_only_the_arguments_it_needs(cli, plugin_module,
         """,
     )
     out = tmp_path / "out"
-    result = cli("--manifest", tiny_manifest, "--plugin", "few_arguments", "--output-dir", out)
+    result = ftrun_cli("--manifest", tiny_manifest, "--plugin", "few_arguments", "--output-dir", out)
     assert result.code == 0, result
     assert result.output_dir == out and (out / "model.safetensors").exists()
     import few_arguments

@@ -86,16 +86,16 @@ def test_explicit_setting_wins(hardware, training, cuda, expected):
     assert (precision.name, precision.reason, precision.settings) == expected
 
 
-def test_run_shows_and_records_the_automatic_choice(cli, tiny_manifest, tmp_path):
-    result = cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
+def test_run_shows_and_records_the_automatic_choice(ftrun_cli, tiny_manifest, tmp_path):
+    result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
     assert result.code == 0, result
     expected = str(choose_precision({}))  # this machine's: bf16 or fp32 on a CPU, by its instructions
     assert f"precision {expected}, output" in result.out.splitlines()[0]
     assert f"in {expected}." in (tmp_path / "out" / "README.md").read_text()
 
 
-def test_run_in_bf16_when_asked(cli, tiny_manifest, tmp_path):
-    result = cli("--manifest", tiny_manifest, "--set", "training.bf16=true", "--output-dir", tmp_path / "out")
+def test_run_in_bf16_when_asked(ftrun_cli, tiny_manifest, tmp_path):
+    result = ftrun_cli("--manifest", tiny_manifest, "--set", "training.bf16=true", "--output-dir", tmp_path / "out")
     assert result.code == 0, result
     assert "precision bf16 (training.bf16 = true)" in result.out.splitlines()[0]
     args = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
@@ -103,9 +103,9 @@ def test_run_in_bf16_when_asked(cli, tiny_manifest, tmp_path):
     assert "in bf16 (training.bf16 = true)." in (tmp_path / "out" / "README.md").read_text()
 
 
-def test_run_in_bf16_automatically_on_a_cpu_with_bf16(cli, tiny_manifest, tmp_path, hardware):
+def test_run_in_bf16_automatically_on_a_cpu_with_bf16(ftrun_cli, tiny_manifest, tmp_path, hardware):
     hardware(cuda=False, cpu_bf16="avx512-bf16")
-    result = cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
+    result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
     assert result.code == 0, result
     assert "precision bf16 (auto: the CPU computes in bf16)" in result.out.splitlines()[0]
     args = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)

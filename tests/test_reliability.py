@@ -88,10 +88,10 @@ def ftrun_build_trainer():
 
 
 @pytest.fixture
-def run_manifest(reviews, write_manifest):
+def run_manifest(reviews, ftrun_manifest):
     def make(sampling: str = "group_by_length", **training) -> Path:
         train, evaluation = reviews
-        return write_manifest(
+        return ftrun_manifest(
             {
                 "task": "text-classification",
                 "model": {"config": TINY_BERT, "tokenizer_vocab_size": 500},
@@ -104,9 +104,9 @@ def run_manifest(reviews, write_manifest):
 
 
 @pytest.fixture
-def recorder(plugin_module, tmp_path, monkeypatch):
+def recorder(ftrun_plugin_module, tmp_path, monkeypatch):
     """The recording plugin's module name; ``batches(name)`` reads what a run recorded under ``name``."""
-    module = plugin_module("ftrun_test_recorder", PLUGIN)
+    module = ftrun_plugin_module("ftrun_test_recorder", PLUGIN)
     monkeypatch.setenv("FTRUN_TEST_BATCHES", str(tmp_path / "batches-unset"))
 
     def use(name: str) -> Path:
@@ -172,12 +172,12 @@ def assert_same_run(resumed: Path, uninterrupted: Path, after: int) -> None:
         pytest.param("group_by_length", {"FTRUN_TEST_STOP_IN_SAVE": "20"}, id="killed-while-writing-a-checkpoint"),
     ],
 )
-def test_a_run_killed_and_resumed_equals_an_uninterrupted_one(cli, run_manifest, recorder, tmp_path, sampling, stop):
+def test_a_run_killed_and_resumed_equals_an_uninterrupted_one(ftrun_cli, run_manifest, recorder, tmp_path, sampling, stop):
     module, batches = recorder
     manifest = run_manifest(sampling)
 
     whole_log = batches("whole")
-    whole = cli("--manifest", manifest, "--output-dir", tmp_path / "whole", "--plugin", module)
+    whole = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "whole", "--plugin", module)
     assert whole.code == 0, whole
     whole_batches = recorded(whole_log)
     assert len(whole_batches) == 24
@@ -191,7 +191,7 @@ def test_a_run_killed_and_resumed_equals_an_uninterrupted_one(cli, run_manifest,
         assert (out / "checkpoint-20" / "model.safetensors").exists() and not is_sealed(out / "checkpoint-20")
 
     resumed_log = batches("resumed")
-    resumed = cli("--manifest", manifest, "--output-dir", out, "--plugin", module, "--resume")
+    resumed = ftrun_cli("--manifest", manifest, "--output-dir", out, "--plugin", module, "--resume")
     assert resumed.code == 0, resumed
     assert f"resuming from {out / 'checkpoint-15'}" in resumed.out
     if "FTRUN_TEST_STOP_IN_SAVE" in stop:
@@ -203,7 +203,7 @@ def test_a_run_killed_and_resumed_equals_an_uninterrupted_one(cli, run_manifest,
 
 
 @pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
-def test_a_signal_stops_after_the_step_with_a_checkpoint(cli, run_manifest, recorder, tmp_path, name):
+def test_a_signal_stops_after_the_step_with_a_checkpoint(ftrun_cli, run_manifest, recorder, tmp_path, name):
     module, batches = recorder
     manifest = run_manifest()
     batches("in-process")
@@ -220,17 +220,17 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint(cli, run_manifest, reco
     if name == "SIGTERM":
         return  # what follows is the same for both signals
 
-    resumed = cli("--manifest", manifest, "--output-dir", out, "--plugin", module, "--resume")
+    resumed = ftrun_cli("--manifest", manifest, "--output-dir", out, "--plugin", module, "--resume")
     assert resumed.code == 0, resumed
-    whole = cli("--manifest", manifest, "--output-dir", tmp_path / "whole", "--plugin", module)
+    whole = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "whole", "--plugin", module)
     assert whole.code == 0, whole
     assert_same_run(out, tmp_path / "whole", after=8)
 
 
-def test_the_same_manifest_gives_the_same_run_twice(cli, run_manifest, tmp_path):
+def test_the_same_manifest_gives_the_same_run_twice(ftrun_cli, run_manifest, tmp_path):
     manifest = run_manifest(num_train_epochs=1)
-    first = cli("--manifest", manifest, "--output-dir", tmp_path / "first")
-    second = cli("--manifest", manifest, "--output-dir", tmp_path / "second")
+    first = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "first")
+    second = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "second")
     assert first.code == second.code == 0
     assert first.run.eval_metrics["eval_loss"] == second.run.eval_metrics["eval_loss"]
     assert first.run.eval_metrics["eval_accuracy"] == second.run.eval_metrics["eval_accuracy"]
@@ -238,8 +238,8 @@ def test_the_same_manifest_gives_the_same_run_twice(cli, run_manifest, tmp_path)
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
-def test_a_nan_loss_stops_the_run_naming_the_step(cli, run_manifest, plugin_module, tmp_path):
-    module = plugin_module(
+def test_a_nan_loss_stops_the_run_naming_the_step(ftrun_cli, run_manifest, ftrun_plugin_module, tmp_path):
+    module = ftrun_plugin_module(
         "ftrun_test_nan",
         """
         import torch
@@ -258,7 +258,7 @@ def test_a_nan_loss_stops_the_run_naming_the_step(cli, run_manifest, plugin_modu
         """,
     )
     out = tmp_path / "out"
-    result = cli("--manifest", run_manifest(), "--output-dir", out, "--plugin", module)
+    result = ftrun_cli("--manifest", run_manifest(), "--output-dir", out, "--plugin", module)
     assert result.code == 1, result
     assert result.err.splitlines() == [
         f"ftrun: error: training: the loss became nan at step 7 (epoch 0.50); the last complete checkpoint is {out / 'checkpoint-5'}; "
@@ -267,8 +267,8 @@ def test_a_nan_loss_stops_the_run_naming_the_step(cli, run_manifest, plugin_modu
     assert not (out / "model.safetensors").exists() and not (out / "ftrun.toml").exists()
 
 
-def test_outputs_are_staged_then_moved_into_place(cli, tiny_manifest, tmp_path):
-    result = cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
+def test_outputs_are_staged_then_moved_into_place(ftrun_cli, tiny_manifest, tmp_path):
+    result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
     assert result.code == 0, result
     out = tmp_path / "out"
     assert not (out / ".ftrun-staging").exists()
@@ -280,7 +280,7 @@ def test_outputs_are_staged_then_moved_into_place(cli, tiny_manifest, tmp_path):
         assert (checkpoint / "model.safetensors").is_file() and is_sealed(checkpoint)
 
 
-def test_a_full_disk_is_one_line(cli, tiny_manifest, tmp_path, monkeypatch):
+def test_a_full_disk_is_one_line(ftrun_cli, tiny_manifest, tmp_path, monkeypatch):
     import transformers.modeling_utils
 
     def full(*args, **kwargs):
@@ -288,7 +288,7 @@ def test_a_full_disk_is_one_line(cli, tiny_manifest, tmp_path, monkeypatch):
 
     monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full)
     out = tmp_path / "out"
-    result = cli("--manifest", tiny_manifest, "--output-dir", out)
+    result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", out)
     assert result.code == 2, result
     assert result.err.splitlines() == [f"ftrun: error: cannot write to {out}: No space left on device"]
 
@@ -296,21 +296,21 @@ def test_a_full_disk_is_one_line(cli, tiny_manifest, tmp_path, monkeypatch):
 # -- what --resume refuses ---------------------------------------------------------------------
 
 
-def test_resume_in_an_empty_directory_starts_from_the_beginning(cli, run_manifest, tmp_path):
-    result = cli("--manifest", run_manifest(num_train_epochs=1), "--output-dir", tmp_path / "out", "--resume")
+def test_resume_in_an_empty_directory_starts_from_the_beginning(ftrun_cli, run_manifest, tmp_path):
+    result = ftrun_cli("--manifest", run_manifest(num_train_epochs=1), "--output-dir", tmp_path / "out", "--resume")
     assert result.code == 0, result
     assert f"no complete checkpoint in {tmp_path / 'out'}: starting from the beginning" in result.out
 
 
-def test_resume_from_a_named_checkpoint_and_from_the_manifest(cli, run_manifest, write_manifest, tmp_path):
-    first = cli("--manifest", run_manifest(num_train_epochs=1), "--output-dir", tmp_path / "first")
+def test_resume_from_a_named_checkpoint_and_from_the_manifest(ftrun_cli, run_manifest, ftrun_manifest, tmp_path):
+    first = ftrun_cli("--manifest", run_manifest(num_train_epochs=1), "--output-dir", tmp_path / "first")
     assert first.code == 0, first
     checkpoint = tmp_path / "first" / "checkpoint-5"
-    named = cli("--manifest", run_manifest(), "--output-dir", tmp_path / "named", "--resume", checkpoint)
+    named = ftrun_cli("--manifest", run_manifest(), "--output-dir", tmp_path / "named", "--resume", checkpoint)
     assert named.code == 0, named
     assert f"resuming from {checkpoint}" in named.out and named.run.train_metrics["epoch"] == 2.0
     # resume = true in a manifest: the second run picks up the first one's newest checkpoint.
-    again = cli("--manifest", run_manifest(), "--output-dir", tmp_path / "first", "--set", "resume=true")
+    again = ftrun_cli("--manifest", run_manifest(), "--output-dir", tmp_path / "first", "--set", "resume=true")
     assert again.code == 0, again
     assert f"resuming from {tmp_path / 'first' / 'checkpoint-12'}" in again.out
 
@@ -325,26 +325,26 @@ def test_resume_from_a_named_checkpoint_and_from_the_manifest(cli, run_manifest,
         pytest.param("other", (), ("--output-dir:", "is not empty", "--overwrite", "--resume"), id="not-empty"),
     ],
 )
-def test_what_resume_refuses(cli, run_manifest, tmp_path, setup, args, words):
+def test_what_resume_refuses(ftrun_cli, run_manifest, tmp_path, setup, args, words):
     (tmp_path / "out").mkdir()
     if setup == "other":
         (tmp_path / "out" / "notes.txt").write_text("mine", encoding="utf-8")
     if setup == "unsealed":
         (tmp_path / "half" / "checkpoint-5").mkdir(parents=True)
         (tmp_path / "half" / "checkpoint-5" / "model.safetensors").write_bytes(b"half")
-    result = cli("--manifest", run_manifest(), "--output-dir", tmp_path / "out", *(a.format(tmp=tmp_path) for a in args))
+    result = ftrun_cli("--manifest", run_manifest(), "--output-dir", tmp_path / "out", *(a.format(tmp=tmp_path) for a in args))
     assert result.code == 2, result
     [line] = result.err.splitlines()
     assert all(word in line for word in words), line
     assert not list((tmp_path / "out").glob("checkpoint-*"))
 
 
-def test_check_warns_when_a_manifest_lets_repository_code_run(cli, run_manifest, tiny_bert):
+def test_check_warns_when_a_manifest_lets_repository_code_run(ftrun_cli, run_manifest, ftrun_tiny_bert):
     manifest = run_manifest()
-    checked = cli("check", "--manifest", manifest, "--set", f"model={{name='{tiny_bert}'}}", "--set", "model.trust_remote_code=true")
+    checked = ftrun_cli("check", "--manifest", manifest, "--set", f"model={{name='{ftrun_tiny_bert}'}}", "--set", "model.trust_remote_code=true")
     assert checked.code == 0, checked
     assert checked.err.splitlines() == [
-        f"ftrun: warning: --set model.trust_remote_code is true: code from {tiny_bert}'s repository may run on this machine"
+        f"ftrun: warning: --set model.trust_remote_code is true: code from {ftrun_tiny_bert}'s repository may run on this machine"
     ]
-    quiet = cli("check", "--manifest", manifest)
+    quiet = ftrun_cli("check", "--manifest", manifest)
     assert quiet.code == 0 and "warning" not in quiet.err

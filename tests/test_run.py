@@ -5,9 +5,9 @@ import json
 from transformers import pipeline
 
 
-def test_run_writes_a_standard_model_directory(cli, tiny_manifest, tmp_path):
+def test_run_writes_a_standard_model_directory(ftrun_cli, tiny_manifest, tmp_path):
     out = tmp_path / "out"
-    result = cli("--manifest", tiny_manifest, "--output-dir", out)
+    result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", out)
     assert result.code == 0, result
     for name in ("config.json", "model.safetensors", "tokenizer.json", "eval_results.json", "all_results.json", "README.md", "ftrun.toml", "predictions.jsonl"):
         assert (out / name).is_file(), name
@@ -27,14 +27,14 @@ def test_run_writes_a_standard_model_directory(cli, tiny_manifest, tmp_path):
     assert classify("a great movie")[0]["label"] in {"neg", "pos"}
 
 
-def test_predict_command_reads_the_task_from_the_run(cli, tiny_manifest, tmp_path):
+def test_predict_command_reads_the_task_from_the_run(ftrun_cli, tiny_manifest, tmp_path):
     out = tmp_path / "out"
-    assert cli("--manifest", tiny_manifest, "--output-dir", out).code == 0
-    plain = cli("predict", "--model", out, "what a film", "so boring")
+    assert ftrun_cli("--manifest", tiny_manifest, "--output-dir", out).code == 0
+    plain = ftrun_cli("predict", "--model", out, "what a film", "so boring")
     assert plain.code == 0, plain
     lines = plain.out.strip().splitlines()
     assert len(lines) == 2 and lines[0].endswith("\twhat a film")
-    as_json = cli("predict", "--model", out, "--json", stdin="first line\n\nsecond line\n")
+    as_json = ftrun_cli("predict", "--model", out, "--json", stdin="first line\n\nsecond line\n")
     records = [json.loads(line) for line in as_json.out.strip().splitlines()]
     assert [r["input"] for r in records] == ["first line", "second line"]
     assert all(r["label"] in {"neg", "pos"} and 0 <= r["score"] <= 1 for r in records)

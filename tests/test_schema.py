@@ -67,8 +67,8 @@ def test_annotations_become_json_schema(annotation, expected):
     assert annotation_schema(annotation) == expected
 
 
-def test_a_plugin_task_brings_its_own_keys(cli, plugin_module):
-    plugin_module(
+def test_a_plugin_task_brings_its_own_keys(ftrun_cli, ftrun_plugin_module):
+    ftrun_plugin_module(
         "scored_task",
         """
         from pydantic import Field
@@ -87,20 +87,20 @@ def test_a_plugin_task_brings_its_own_keys(cli, plugin_module):
             register(ScoredTask())
         """,
     )
-    result = cli("schema", "--plugin", "scored_task")
+    result = ftrun_cli("schema", "--plugin", "scored_task")
     assert result.code == 0, result
     schema = json.loads(result.out)
     assert schema["$defs"]["task:scored"]["properties"]["data"] == {"$ref": "#/$defs/ScoredData"}
     assert schema["$defs"]["ScoredData"]["properties"]["score_column"]["description"] == "Column holding the score."
 
 
-def test_the_committed_schema_is_fresh(cli):
+def test_the_committed_schema_is_fresh(ftrun_cli):
     # Only ftrun's own tasks: plugins installed from elsewhere are left out with --no-plugin.
     others = sorted(
         entry.name for entry in importlib.metadata.entry_points(group="ftrun") if not entry.dist or entry.dist.metadata["Name"] != "ftrun"
     )
     flags = [f"--no-plugin={name}" for name in others]
-    result = cli("schema", *flags)
+    result = ftrun_cli("schema", *flags)
     assert result.code == 0, result
     command = " ".join(["ftrun schema", *flags, "> docs/manifest.schema.json"])
     assert result.out == COMMITTED.read_text(encoding="utf-8"), f"docs/manifest.schema.json is stale: regenerate it with `{command}`"

@@ -79,10 +79,10 @@ def test_classlabel_names_come_from_the_dataset(task, tmp_path):
     assert data.train["labels"] == [1, 0, 1, 0]
 
 
-def test_text_pairs_are_encoded_together(task, tmp_path, tiny_bert):
+def test_text_pairs_are_encoded_together(task, tmp_path, ftrun_tiny_bert):
     rows = [{"premise": f"a cat sat {i}", "hypothesis": "an animal sat", "label": ["entailment", "neutral"][i % 2]} for i in range(8)]
     data_settings = {**write_rows(tmp_path, rows, rows), "text_column": "premise", "text_pair_column": "hypothesis"}
-    config = config_for(task, tmp_path, data_settings, model={"name": str(tiny_bert)})
+    config = config_for(task, tmp_path, data_settings, model={"name": str(ftrun_tiny_bert)})
     data = task.load_data(config)
     ids = data.train[0]["input_ids"]
     assert ids.count(data.tokenizer.sep_token_id) == 2  # [CLS] premise [SEP] hypothesis [SEP]
@@ -153,41 +153,41 @@ def test_tokenized_splits_are_cached(tmp_path):
     assert sum(calls) == 40  # another key (tokenizer, settings) tokenizes again
 
 
-def test_second_identical_run_does_not_tokenize_again(cli, tiny_manifest, tmp_path):
-    first = cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "one")
-    second = cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "two")
+def test_second_identical_run_does_not_tokenize_again(ftrun_cli, tiny_manifest, tmp_path):
+    first = ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "one")
+    second = ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "two")
     assert first.code == 0 and second.code == 0
     assert "train: 48 examples, tokenized in" in first.out
     assert "train: 48 examples, loaded from the cache" in second.out
     assert "eval: 16 examples, loaded from the cache" in second.out
 
 
-def test_refuses_a_non_empty_output_directory(cli, tiny_manifest, tmp_path):
+def test_refuses_a_non_empty_output_directory(ftrun_cli, tiny_manifest, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    result = cli("--manifest", tiny_manifest, "--output-dir", out)
+    result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", out)
     assert result.code == 2
     assert result.err.strip() == f"ftrun: error: --output-dir: {out} is not empty (pass --overwrite to replace it, or --resume to continue it)"
     assert (out / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    refused = cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")
+    refused = ftrun_cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")
     assert refused.code == 2 and "holds files that are not an ftrun run; refusing to replace it" in refused.err
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
-def test_overwrite_replaces_an_earlier_run(cli, tiny_manifest, tmp_path):
+def test_overwrite_replaces_an_earlier_run(ftrun_cli, tiny_manifest, tmp_path):
     out = tmp_path / "out"
-    assert cli("--manifest", tiny_manifest, "--output-dir", out).code == 0
+    assert ftrun_cli("--manifest", tiny_manifest, "--output-dir", out).code == 0
     (out / "stale.txt").write_text("from the first run")
-    assert cli("--manifest", tiny_manifest, "--output-dir", out).code == 2
-    replaced = cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")
+    assert ftrun_cli("--manifest", tiny_manifest, "--output-dir", out).code == 2
+    replaced = ftrun_cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")
     assert replaced.code == 0 and not (out / "stale.txt").exists() and (out / "model.safetensors").exists()
 
 
-def test_set_overrides_manifest_keys(cli, tiny_manifest, tmp_path):
+def test_set_overrides_manifest_keys(ftrun_cli, tiny_manifest, tmp_path):
     out = tmp_path / "out"
-    result = cli("--manifest", tiny_manifest, "--output-dir", out, "--set", "training.max_steps=2", "--set", "data.max_train_samples=16", "--set", "metrics.names=['accuracy']")
+    result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", out, "--set", "training.max_steps=2", "--set", "data.max_train_samples=16", "--set", "metrics.names=['accuracy']")
     assert result.code == 0, result
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2
@@ -195,9 +195,9 @@ def test_set_overrides_manifest_keys(cli, tiny_manifest, tmp_path):
     assert "max_train_samples = 16" in (out / "ftrun.toml").read_text()
 
 
-def test_offline_without_a_named_source_falls_back_to_the_demo(cli, tmp_path):
+def test_offline_without_a_named_source_falls_back_to_the_demo(ftrun_cli, tmp_path):
     out = tmp_path / "out"
-    result = cli("--task", "text-classification", "--output-dir", out, "--set", "training.max_steps=2", "--set", "predict.examples=['good']")
+    result = ftrun_cli("--task", "text-classification", "--output-dir", out, "--set", "training.max_steps=2", "--set", "predict.examples=['good']")
     assert result.code == 0, result
     first = result.out.splitlines()[0]
     assert first.startswith("ftrun: the Hugging Face Hub is unreachable and model bert-base-uncased and dataset imdb are not cached")
@@ -213,8 +213,8 @@ def test_offline_without_a_named_source_falls_back_to_the_demo(cli, tmp_path):
         ("data.dataset=ag_news", "--task text-classification: model.name: cannot load 'bert-base-uncased'"),
     ],
 )
-def test_a_named_model_or_dataset_never_silently_changes(cli, tmp_path, named, where):
-    result = cli("--task", "text-classification", "--output-dir", tmp_path / "out", "--set", named)
+def test_a_named_model_or_dataset_never_silently_changes(ftrun_cli, tmp_path, named, where):
+    result = ftrun_cli("--task", "text-classification", "--output-dir", tmp_path / "out", "--set", named)
     assert result.code == 2
     assert "unreachable" not in result.out and "demo" not in result.out
     (line,) = result.err.strip().splitlines()
@@ -222,18 +222,18 @@ def test_a_named_model_or_dataset_never_silently_changes(cli, tmp_path, named, w
     assert not (tmp_path / "out").exists()
 
 
-def test_a_named_hub_model_that_is_not_cached_fails_in_one_line(cli, reviews, tmp_path):
+def test_a_named_hub_model_that_is_not_cached_fails_in_one_line(ftrun_cli, reviews, tmp_path):
     train, evaluation = reviews
-    result = cli("--task", "text-classification", "--output-dir", tmp_path / "out", "--set", "model.name=bert-base-cased",
+    result = ftrun_cli("--task", "text-classification", "--output-dir", tmp_path / "out", "--set", "model.name=bert-base-cased",
                  "--set", f"data.train_file='{train}'", "--set", f"data.eval_file='{evaluation}'")
     assert result.code == 2
     (line,) = result.err.strip().splitlines()
     assert line.startswith("ftrun: error: --set model.name: cannot load 'bert-base-cased'")
 
 
-def test_demo_flag_runs_the_embedded_default(cli, tmp_path):
+def test_demo_flag_runs_the_embedded_default(ftrun_cli, tmp_path):
     out = tmp_path / "out"
-    result = cli("--task", "text-classification", "--demo", "--output-dir", out, "--set", "training.max_steps=3")
+    result = ftrun_cli("--task", "text-classification", "--demo", "--output-dir", out, "--set", "training.max_steps=3")
     assert result.code == 0, result
     assert "unreachable" not in result.out
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}

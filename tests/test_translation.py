@@ -64,8 +64,8 @@ def english(data, index: int = 0) -> str:
 
 
 @pytest.mark.parametrize("source", ["config", "pretrained"])
-def test_t5_models_get_the_task_prefix(task, tmp_path, pair_files, tiny_t5, source):
-    model = {"config": TINY_T5, "tokenizer_vocab_size": 400} if source == "config" else {"name": str(tiny_t5)}
+def test_t5_models_get_the_task_prefix(task, tmp_path, pair_files, ftrun_tiny_t5, source):
+    model = {"config": TINY_T5, "tokenizer_vocab_size": 400} if source == "config" else {"name": str(ftrun_tiny_t5)}
     data = task.load_data(config_for(task, tmp_path, pair_files, model=model))
     expected = data.tokenizer("translate English to German: " + english(data))["input_ids"]
     assert data.train[0]["input_ids"] == expected
@@ -209,29 +209,42 @@ def test_generation_settings_are_manifest_keys(task, tmp_path, pair_files):
     assert (model.generation_config.max_length, model.generation_config.num_beams) == (100, 2)
 
 
+def test_postprocess_decodes_generated_ids_and_takes_the_raw_targets_as_references(task, tmp_path, pair_files):
+    config = config_for(task, tmp_path, pair_files)
+    data = task.load_data(config)
+    labels = [data.eval[i]["labels"] for i in range(4)]
+    width = max(map(len, labels))
+    padded = np.array([ids + [-100] * (width - len(ids)) for ids in labels])  # as the Trainer pads across batches
+    examples = data.raw.eval.select(range(4))
+    out = task.postprocess(EvalPrediction(predictions=padded, label_ids=padded), data.eval.select(range(4)), examples, data, config)
+    assert [p["translation"] for p in out.predictions] == [t.strip() for t in data.tokenizer.batch_decode(labels, skip_special_tokens=True)]
+    assert [p["tokens"] for p in out.predictions] == [len(ids) - 1 for ids in labels]  # </s> aside
+    assert out.label_ids == [row["translation"]["de"].strip() for row in examples]
+    eos = data.tokenizer.eos_token_id
+    padded_with_eos = np.where(padded == -100, eos, padded)  # as beam search pads finished translations
+    again = task.postprocess(EvalPrediction(predictions=padded_with_eos, label_ids=padded), None, examples, data, config)
+    assert again.predictions == out.predictions
+    # predict has no references
+    assert task.postprocess(EvalPrediction(predictions=padded, label_ids=None), None, None, data, config).label_ids is None
+
+
 def test_metrics_score_generated_text(task, tmp_path, pair_files):
     config = config_for(task, tmp_path, pair_files)
     data = task.load_data(config)
     metrics = task.build_metrics(config, data)
     assert metrics.best == "bleu" and metrics.greater_is_better
-    labels = [data.eval[i]["labels"] for i in range(4)]
-    width = max(map(len, labels))
-    padded = np.array([ids + [-100] * (width - len(ids)) for ids in labels])  # as the Trainer pads across batches
-    perfect = metrics.compute(EvalPrediction(predictions=padded, label_ids=padded))
-    assert perfect["bleu"] == pytest.approx(100) and perfect["chrf"] == pytest.approx(100)
-    assert perfect["gen_len"] == pytest.approx(np.mean([len(ids) - 1 for ids in labels]))  # </s> aside
-    eos = data.tokenizer.eos_token_id
-    padded_with_eos = np.where(padded == -100, eos, padded)  # as beam search pads finished translations
-    assert metrics.compute(EvalPrediction(predictions=padded_with_eos, label_ids=padded)) == perfect
-    wrong = metrics.compute(EvalPrediction(predictions=padded[::-1], label_ids=padded))
+    references = [row["translation"]["de"] for row in data.raw.eval.select(range(4))]
+    perfect = metrics.compute(EvalPrediction(predictions=[{"translation": t, "tokens": 3} for t in references], label_ids=references))
+    assert perfect == {"bleu": pytest.approx(100), "chrf": pytest.approx(100), "gen_len": 3.0}
+    wrong = metrics.compute(EvalPrediction(predictions=[{"translation": t, "tokens": 3} for t in references[::-1]], label_ids=references))
     assert wrong["bleu"] < 50 and wrong["chrf"] < 50
 
 
 # -- bad input, through the command line ----------------------------------------------------
 
 
-def manifest_with(write_manifest, files: dict, data: dict | None = None, training: dict | None = None) -> Path:
-    return write_manifest(
+def manifest_with(ftrun_manifest, files: dict, data: dict | None = None, training: dict | None = None) -> Path:
+    return ftrun_manifest(
         {
             "task": "translation",
             "model": {"config": TINY_T5, "tokenizer_vocab_size": 300},
@@ -263,28 +276,28 @@ def manifest_with(write_manifest, files: dict, data: dict | None = None, trainin
         ),
         pytest.param(
             None, {"predict_with_generate": False},
-            "training.predict_with_generate: translation metrics score generated text; set it to true", id="no-generation",
+            "training.predict_with_generate: task translation needs predict_with_generate = true", id="no-generation",
         ),
     ],
 )
-def test_bad_settings_fail_in_one_line_naming_the_key(cli, write_manifest, pair_files, tmp_path, data, training, message):
-    manifest = manifest_with(write_manifest, pair_files, data, training)
+def test_bad_settings_fail_in_one_line_naming_the_key(ftrun_cli, ftrun_manifest, pair_files, tmp_path, data, training, message):
+    manifest = manifest_with(ftrun_manifest, pair_files, data, training)
     before = files_under(tmp_path)
-    result = cli("--manifest", manifest, "--output-dir", tmp_path / "out")
+    result = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "out")
     assert result.code == 2, result
     assert result.err.strip() == f"ftrun: error: run.toml: {message}"
     assert "Traceback" not in result.err
     assert files_under(tmp_path) == before and not (tmp_path / "out").exists()
 
 
-def test_rows_missing_a_language_fail_in_one_line(cli, write_manifest, pair_files, tmp_path):
+def test_rows_missing_a_language_fail_in_one_line(ftrun_cli, ftrun_manifest, pair_files, tmp_path):
     rows = sample_pairs("multi30k-eval", 6)
     del rows[4]["translation"]["de"]
     write_jsonl(Path(pair_files["eval_file"]), rows)
-    manifest = manifest_with(write_manifest, pair_files)
+    manifest = manifest_with(ftrun_manifest, pair_files)
     before = files_under(tmp_path)
     message = "ftrun: error: run.toml: data.target_lang: the eval split has rows whose 'de' text is missing or not a string"
-    for result in (cli("--manifest", manifest, "--output-dir", tmp_path / "out"), cli("check", "--manifest", manifest)):
+    for result in (ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "out"), ftrun_cli("check", "--manifest", manifest)):
         assert result.code == 2, result
         assert result.err.strip() == message
     assert files_under(tmp_path) == before and not (tmp_path / "out").exists()
@@ -331,16 +344,16 @@ def test_run_writes_metrics_predictions_and_a_seq2seq_model(trained):
     exec(compile(code, "README.md", "exec"), {})
 
 
-def test_predict_prints_translations(cli, trained):
-    result = cli("predict", "--model", trained, "A man is riding a bike.", "Two dogs play in the snow.")
+def test_predict_prints_translations(ftrun_cli, trained):
+    result = ftrun_cli("predict", "--model", trained, "A man is riding a bike.", "Two dogs play in the snow.")
     assert result.code == 0, result
     lines = result.out.splitlines()
     assert [line.split("\t")[1] for line in lines] == ["A man is riding a bike.", "Two dogs play in the snow."]
-    as_json = cli("predict", "--model", trained, "--json", "A man is riding a bike.")
+    as_json = ftrun_cli("predict", "--model", trained, "--json", "A man is riding a bike.")
     assert json.loads(as_json.out) == {"input": "A man is riding a bike.", "translation": lines[0].split("\t")[0]}
 
 
-def test_saved_directory_translates_with_plain_transformers(cli, trained):
+def test_saved_directory_translates_with_plain_transformers(ftrun_cli, trained):
     """What transformers 5 offers instead of the removed translation pipeline: tokenize, generate, decode.
 
     The prefix comes from the saved config's task_specific_params and the generation
@@ -356,7 +369,7 @@ def test_saved_directory_translates_with_plain_transformers(cli, trained):
     prefix = model.config.task_specific_params["translation_en_to_de"]["prefix"]
     inputs = tokenizer([prefix + "A man is riding a bike."], return_tensors="pt")
     translation = tokenizer.decode(model.generate(**inputs)[0], skip_special_tokens=True)
-    ours = cli("predict", "--model", trained, "A man is riding a bike.").out.split("\t")[0]
+    ours = ftrun_cli("predict", "--model", trained, "A man is riding a bike.").out.split("\t")[0]
     assert translation.strip() == ours
 
 
@@ -372,9 +385,9 @@ def test_defaults_are_run_translations_t5_small_on_wmt16_en_ro(task, tmp_path):
     assert config.metrics.best == "bleu"
 
 
-def test_offline_without_a_named_source_falls_back_to_the_demo(cli, tmp_path):
+def test_offline_without_a_named_source_falls_back_to_the_demo(ftrun_cli, tmp_path):
     out = tmp_path / "out"
-    result = cli(
+    result = ftrun_cli(
         "--task", "translation", "--output-dir", out,
         "--set", "training.max_steps=2", "--set", "training.generation_num_beams=1", "--set", "training.generation_max_length=8",
         "--set", "predict.examples=['A dog.']",

@@ -118,7 +118,7 @@ class NerTask(Task):
             for words in batch[config.data.tokens_column]:
                 yield " ".join(words)
 
-    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig) -> dict[str, list]:
+    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
         settings: NerData = config.data
         encoded = data.tokenizer(
             batch[settings.tokens_column], is_split_into_words=True, truncation=True, max_length=settings.max_length
@@ -156,7 +156,7 @@ class NerTask(Task):
 
     # -- predict -----------------------------------------------------------------------
 
-    def predict(self, model: Any, tokenizer: Any, inputs: list[str]) -> list[dict[str, Any]]:
+    def predict(self, model: Any, tokenizer: Any, inputs: list[str], config: RunConfig) -> list[dict[str, Any]]:
         """The entities of each input: sub-tokens grouped into words, words into spans, by the pipeline.
 
         ``first``, not ``simple``: the model learnt a tag for each word's first sub-token only

@@ -114,7 +114,7 @@ class TextClassificationTask(Task):
             for column in columns:
                 yield from row[column]
 
-    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig) -> dict[str, list]:
+    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
         settings: TextClassificationData = config.data
         pairs = batch[settings.text_pair_column] if settings.text_pair_column else None
         encoded = data.tokenizer(batch[settings.text_column], pairs, truncation=True, max_length=settings.max_length)
@@ -132,6 +132,14 @@ class TextClassificationTask(Task):
         if best not in names:
             raise FtrunError(f"{config.where('metrics.best')}: {best!r} is not among metrics.names ({', '.join(names)})")
         return Metrics(compute=lambda p: compute(np.argmax(p.predictions, axis=-1), p.label_ids), best=best)
+
+    def read_input(self, value: str | dict[str, Any], where: str) -> str | dict[str, str]:
+        """A text, or a text pair as ``{"text": ..., "text_pair": ...}`` (what the pipeline takes)."""
+        if isinstance(value, str):
+            return value
+        if set(value) - {"text", "text_pair"} or not all(isinstance(value.get(key, ""), str) for key in ("text", "text_pair")) or "text" not in value:
+            raise FtrunError(f"{where}: expected a text, or a table with a text and an optional text_pair, got {value!r}")
+        return value
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
         return f"{prediction['label']} ({prediction['score']:.3f})"

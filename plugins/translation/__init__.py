@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from pydantic import Field
-from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainingArguments
+from transformers import AutoModelForSeq2SeqLM, EvalPrediction, Seq2SeqTrainingArguments
 
 from ftrun import (
     DataConfig, FtrunError, Metrics, RunConfig, Seq2SeqTrainer, Splits, Task, TaskData, hookimpl, merge, model_config_dict, require_columns,
@@ -23,7 +23,7 @@ from ..metrics import generation_metrics
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 DEMO_DIR = Path(__file__).parent / "data"
 
@@ -61,6 +61,8 @@ class TranslationTask(Task):
     data_config = TranslationData
     training_arguments_class = Seq2SeqTrainingArguments
     trainer_class = Seq2SeqTrainer
+    #: The metrics score generated text, not the logits of the references' tokens.
+    required_training = {"predict_with_generate": True}
     #: run_translation.py's example (t5-small on WMT16 English→Romanian, 3 epochs, batches of 4),
     #: on 1,000 of the 610,000 training pairs: minutes on a laptop, not days.
     defaults = {
@@ -80,8 +82,7 @@ class TranslationTask(Task):
             "num_train_epochs": 3,
             "per_device_train_batch_size": 4,
             "per_device_eval_batch_size": 4,
-            # Evaluate generated translations (BLEU needs text), with T5's own beam size for translation.
-            "predict_with_generate": True,
+            # T5's own beam size for translation.
             "generation_num_beams": 4,
         },
         "metrics": {"names": ["bleu", "chrf"], "best": "bleu"},
@@ -152,8 +153,11 @@ class TranslationTask(Task):
 
     def load_data(self, config: RunConfig) -> TaskData:
         """The shared data stage, with the source prefix settled first: it is part of what is cached."""
-        prefix = source_prefix(config.data, model_type(config))
-        return super().load_data(dataclasses.replace(config, data=config.data.model_copy(update={"source_prefix": prefix})))
+        return super().load_data(with_prefix(config))
+
+    def check_encoding(self, config: RunConfig, splits: Splits, labels: list[str] | None, rows: int = 32) -> None:
+        """The shared check, with the source prefix settled as the data stage settles it."""
+        super().check_encoding(with_prefix(config), splits, labels, rows)
 
     def text_of(self, split: Dataset, config: RunConfig) -> Iterable[str]:
         """Sources (prefixed, as the model reads them) and targets: one vocabulary for both languages, as T5's."""
@@ -163,7 +167,7 @@ class TranslationTask(Task):
             yield from (prefix + text for text in sources)
             yield from targets
 
-    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig) -> dict[str, list]:
+    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
         settings: TranslationData = config.data
         sources, targets = pairs_of(batch, settings)
         encoded = data.tokenizer([settings.source_prefix + text for text in sources], max_length=settings.max_source_length, truncation=True)
@@ -186,26 +190,30 @@ class TranslationTask(Task):
 
     # -- metric stage ------------------------------------------------------------------
 
+    def postprocess(self, outputs: EvalPrediction, features: Any, examples: Any, data: TaskData, config: RunConfig) -> EvalPrediction:
+        """Generated ids → ``{"translation", "tokens"}`` per example; the references are the target texts."""
+        tokenizer = data.tokenizer
+        # Generated ids come padded with -100 (which is no token) across batches.
+        generated = np.where(outputs.predictions != -100, outputs.predictions, tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
+        # Special tokens aside: beam search pads finished translations with </s>, not <pad>.
+        lengths = np.count_nonzero(~np.isin(generated, tokenizer.all_special_ids), axis=-1)
+        predictions = [{"translation": text.strip(), "tokens": int(length)} for text, length in zip(texts, lengths)]
+        references = [text.strip() for text in pairs_of(examples[:], config.data)[1]] if outputs.label_ids is not None else None
+        return EvalPrediction(predictions=predictions, label_ids=references)
+
     def build_metrics(self, config: RunConfig, data: TaskData) -> Metrics:
         """BLEU and chrF of the generated translations, and their mean length in tokens (``gen_len``)."""
-        if not config.training.get("predict_with_generate"):
-            raise FtrunError(f"{config.where('training.predict_with_generate')}: translation metrics score generated text; set it to true")
         names = config.metrics.names or ["bleu", "chrf"]
         best = config.metrics.best or names[0]
         if best not in names:
             raise FtrunError(f"{config.where('metrics.best')}: {best!r} is not among metrics.names ({', '.join(names)})")
         score = generation_metrics(names, where=config.where("metrics.names"))
-        tokenizer = data.tokenizer
 
         def compute(prediction: EvalPrediction) -> dict[str, float]:
-            # Generated ids and labels come padded with -100 (which is no token) across batches.
-            generated = np.where(prediction.predictions != -100, prediction.predictions, tokenizer.pad_token_id)
-            labels = np.where(prediction.label_ids != -100, prediction.label_ids, tokenizer.pad_token_id)
-            texts = [text.strip() for text in tokenizer.batch_decode(generated, skip_special_tokens=True)]
-            references = [text.strip() for text in tokenizer.batch_decode(labels, skip_special_tokens=True)]
-            # Special tokens aside: beam search pads finished translations with </s>, not <pad>.
-            lengths = np.count_nonzero(~np.isin(generated, tokenizer.all_special_ids), axis=-1)
-            return {**score(texts, references), "gen_len": float(np.mean(lengths))}
+            texts = [translation["translation"] for translation in prediction.predictions]
+            lengths = [translation["tokens"] for translation in prediction.predictions]
+            return {**score(texts, prediction.label_ids), "gen_len": float(np.mean(lengths))}
 
         return Metrics(compute=compute, best=best)
 
@@ -243,21 +251,23 @@ class TranslationTask(Task):
 
     # -- predict -----------------------------------------------------------------------
 
-    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, inputs: list[str]) -> list[dict[str, str]]:
-        """Translations generated with the model's saved prefix and generation config.
+    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, inputs: list[str], config: RunConfig) -> list[dict[str, str]]:
+        """Translations generated with the model's saved prefix and generation config, decoded as at evaluation.
 
         What transformers 4's translation pipeline did; transformers 5 has no such pipeline.
         """
         import torch
 
         prefix = saved_prefix(model)
+        data = TaskData(train=None, eval=None, tokenizer=tokenizer)
         out = []
         for start in range(0, len(inputs), PREDICT_BATCH):
             texts = [prefix + text for text in inputs[start : start + PREDICT_BATCH]]
             batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(model.device)
             with torch.no_grad():
-                generated = model.generate(**batch)
-            out += [{"translation": text.strip()} for text in tokenizer.batch_decode(generated, skip_special_tokens=True)]
+                generated = model.generate(**batch).cpu().numpy()
+            translations = self.postprocess(EvalPrediction(predictions=generated, label_ids=None), None, None, data, config).predictions
+            out += [{"translation": translation["translation"]} for translation in translations]
         return out
 
     def format_prediction(self, prediction: dict[str, str]) -> str:
@@ -287,6 +297,12 @@ def model_type(config: RunConfig) -> str | None:
 
     model = config.model
     return AutoConfig.from_pretrained(model.name, revision=model.revision, trust_remote_code=model.trust_remote_code).model_type
+
+
+def with_prefix(config: RunConfig) -> RunConfig:
+    """``config`` with ``data.source_prefix`` settled for the model it names."""
+    prefix = source_prefix(config.data, model_type(config))
+    return dataclasses.replace(config, data=config.data.model_copy(update={"source_prefix": prefix}))
 
 
 def source_prefix(data: TranslationData, model_type: str | None) -> str:

@@ -125,7 +125,7 @@ class MultiLabelTask(Task):
     def text_of(self, split: Any, config: RunConfig) -> Iterable[str]:
         return split[config.data.text_column]
 
-    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig) -> dict[str, list]:
+    def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
         encoded = data.tokenizer(batch[config.data.text_column], truncation=True, max_length=config.data.max_length)
         # One float per label (1.0: the text has it), as the head's BCEWithLogitsLoss wants.
         encoded["labels"] = [[float(name in labels) for name in data.labels] for labels in batch[config.data.labels_column]]
@@ -164,7 +164,7 @@ class MultiLabelTask(Task):
 
     # -- predictions -------------------------------------------------------------------
 
-    def predict(self, model: Any, tokenizer: Any, inputs: list[str]) -> list[dict[str, Any]]:
+    def predict(self, model: Any, tokenizer: Any, inputs: list[str], config: RunConfig) -> list[dict[str, Any]]:
         from transformers import pipeline
 
         threshold = getattr(model.config, "multilabel_threshold", 0.5)

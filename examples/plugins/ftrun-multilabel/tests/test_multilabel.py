@@ -1,7 +1,8 @@
 """The multi-label task, tested as its users meet it: installed, through ftrun's command line.
 
-The fixtures (cli, make_plugin_manager, write_manifest, TINY_* settings) come from ftrun's
-pytest plugin, ftrun.testing, which pytest loads wherever ftrun is installed.
+The fixtures (ftrun_cli, ftrun_config, ftrun_plugin_manager) and the TINY_* settings come from
+ftrun's pytest plugin, ftrun.testing, which pytest loads wherever ftrun is installed; the data
+is this plugin's own.
 """
 
 import importlib.metadata
@@ -13,7 +14,6 @@ import pytest
 from transformers import EvalPrediction, pipeline
 
 from ftrun import FtrunError
-from ftrun.config import build_config
 from ftrun.testing import TINY_BERT, TINY_TRAINING, write_jsonl
 
 try:
@@ -25,21 +25,21 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "example.toml"
 LABELS = ["account", "billing", "delivery", "product"]
 
 
-def test_the_task_comes_from_the_entry_point(cli):
-    result = cli("tasks")
+def test_the_task_comes_from_the_entry_point(ftrun_cli):
+    result = ftrun_cli("tasks")
     assert result.code == 0, result
     line = next(line for line in result.out.splitlines() if line.startswith("multilabel-classification "))
     assert "plugin multilabel (ftrun-multilabel 0.1.0)" in line
 
 
-def test_check_reads_the_example_and_its_labels(cli):
-    result = cli("check", "--manifest", EXAMPLE)
+def test_check_reads_the_example_and_its_labels(ftrun_cli):
+    result = ftrun_cli("check", "--manifest", EXAMPLE)
     assert result.code == 0, result
     assert "train 240 / eval 60 examples" in result.out and f"4 labels ({', '.join(LABELS)})" in result.out
 
 
-def test_the_example_manifest_runs_end_to_end(cli, tmp_path):
-    result = cli(
+def test_the_example_manifest_runs_end_to_end(ftrun_cli, tmp_path):
+    result = ftrun_cli(
         "--task", "multilabel-classification",
         "--manifest", EXAMPLE,
         # The whole flow on a slice of the sample, in seconds.
@@ -60,7 +60,7 @@ def test_the_example_manifest_runs_end_to_end(cli, tmp_path):
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 2 and all(set(p["labels"]) <= set(LABELS) and set(p["scores"]) == set(LABELS) for p in predictions)
 
-    predicted = cli("predict", "--model", out, "--json", "I was charged twice.")
+    predicted = ftrun_cli("predict", "--model", out, "--json", "I was charged twice.")
     assert predicted.code == 0, predicted
     assert set(json.loads(predicted.out)["scores"]) == set(LABELS)
     (scores,) = pipeline("text-classification", model=str(out), top_k=None)(["I was charged twice."])
@@ -68,14 +68,14 @@ def test_the_example_manifest_runs_end_to_end(cli, tmp_path):
 
 
 @pytest.fixture
-def config_for(make_plugin_manager, tmp_path):
-    """config_for(train_rows, eval_rows, **tables) -> (task, a validated RunConfig)."""
-    task = make_plugin_manager().task("multilabel-classification")
+def config_for(ftrun_config, ftrun_plugin_manager, tmp_path):
+    """config_for(train_rows, eval_rows, **tables) -> (task, the RunConfig a run of these tables gets)."""
+    task = ftrun_plugin_manager().task("multilabel-classification")
 
     def build(train: list[dict], evaluation: list[dict], **tables):
         data = {"train_file": str(write_jsonl(tmp_path / "train.jsonl", train)), "eval_file": str(write_jsonl(tmp_path / "eval.jsonl", evaluation))}
-        manifest = {"model": {"config": TINY_BERT, "tokenizer_vocab_size": 200}, "data": data, "training": TINY_TRAINING, **tables}
-        return task, build_config(task, manifest, source="test.toml", base_dir=tmp_path)
+        model = {"config": TINY_BERT, "tokenizer_vocab_size": 200}
+        return task, ftrun_config({"task": task.name, "model": model, "data": data, "training": TINY_TRAINING, **tables})
 
     return build
 
@@ -89,6 +89,7 @@ def test_labels_become_one_float_per_label(config_for):
     data = task.load_data(config)
     assert data.labels == ["a", "b", "c"]
     assert data.train["labels"] == [[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    assert task.encode({"text": ["one more"], "labels": [["c", "a"]]}, data, config, "eval")["labels"] == [[1.0, 0.0, 1.0]]
     model = task.build_head(config, data)
     assert model.config.problem_type == "multi_label_classification" and model.config.num_labels == 3
 
@@ -107,9 +108,9 @@ def test_the_threshold_decides_which_labels_are_predicted(config_for):
 @pytest.mark.parametrize(
     ("train", "tables", "words"),
     [
-        pytest.param(rows(["a"], "b"), {}, ("test.toml: data.labels_column:", "the train split has 'b', not a list of label names"), id="label-not-a-list"),
+        pytest.param(rows(["a"], "b"), {}, ("run.toml: data.labels_column:", "the train split has 'b', not a list of label names"), id="label-not-a-list"),
         pytest.param(rows(["a"], ["a"]), {}, ("data.labels_column:", "needs two or more"), id="one-label"),
-        pytest.param(rows(["a"], ["b"]), {"metrics": {"threshold": 1.5}}, ("test.toml: metrics.threshold: input should be less than 1, got 1.5",), id="threshold"),
+        pytest.param(rows(["a"], ["b"]), {"metrics": {"threshold": 1.5}}, ("run.toml: metrics.threshold: input should be less than 1, got 1.5",), id="threshold"),
         pytest.param(rows(["a"], ["b"]), {"metrics": {"names": ["f1"]}}, ("metrics.names:", "unknown metric 'f1'", "f1_micro"), id="metric"),
     ],
 )
@@ -121,8 +122,8 @@ def test_bad_input_names_the_key(config_for, train, tables, words):
         assert word in str(raised.value)
 
 
-def test_the_schema_holds_the_task_and_its_keys(cli):
-    result = cli("schema")
+def test_the_schema_holds_the_task_and_its_keys(ftrun_cli):
+    result = ftrun_cli("schema")
     assert result.code == 0, result
     schema = json.loads(result.out)
     task = schema["$defs"]["task:multilabel-classification"]

@@ -1,0 +1,263 @@
+"""The task API that hard tasks need, tested from the outside: a plugin module of its own.
+
+The plugin's task turns each example into two features, encodes its eval split without labels,
+post-processes features back into examples and checks what its metrics receive; these tests
+fail when the core hands post-processing outputs out of order, drops the split, or needs
+labels in the eval features.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ftrun.testing import TINY_BERT, TINY_TRAINING, files_under, write_jsonl
+
+PLUGIN = '''
+import numpy as np
+from pydantic import Field
+from transformers import AutoModelForSequenceClassification, EvalPrediction
+
+from ftrun import DataConfig, FtrunError, Metrics, Task, hookimpl
+
+#: What the task saw, for the tests: (split, examples in, features out), and each metrics call.
+ENCODED = []
+SCORED = []
+
+
+class HalvesData(DataConfig):
+    text_column: str = Field("text")
+
+
+class HalvesTask(Task):
+    """Predicts a number from a text, from both halves of its words: two features per example."""
+
+    name = "halves"
+    auto_model = AutoModelForSequenceClassification
+    data_config = HalvesData
+    required_training = {"prediction_loss_only": False}
+
+    def check_data(self, splits, config):
+        return None
+
+    def text_of(self, split, config):
+        return split[config.data.text_column]
+
+    def encode(self, batch, data, config, split):
+        texts = batch[config.data.text_column]
+        if any(not text.strip() for text in texts):
+            raise ValueError("an empty text")
+        halves, owners, targets = [], [], []
+        for index, text in enumerate(texts):
+            words = text.split()
+            middle = (len(words) + 1) // 2
+            halves += [" ".join(words[:middle]), " ".join(words[middle:]) or words[0]]
+            owners += [batch["id"][index] if "id" in batch else index] * 2
+            targets += [float(batch["target"][index])] * 2 if split == "train" else []
+        encoded = data.tokenizer(halves, truncation=True, max_length=64)
+        encoded["example_id"] = owners
+        if split == "train":  # eval and predict features carry no labels
+            encoded["labels"] = targets
+        ENCODED.append((split, len(texts), len(halves)))
+        return encoded
+
+    def head_kwargs(self, data):
+        return {"num_labels": 1, "problem_type": "regression"}
+
+    def postprocess(self, outputs, features, examples, data, config):
+        assert outputs.label_ids is None
+        scores = np.asarray(outputs.predictions).reshape(-1)
+        owners = features["example_id"]
+        ids = examples["id"] if "id" in examples.column_names else list(range(len(examples)))
+        means = [float(np.mean([s for s, o in zip(scores, owners) if o == i])) for i in ids]
+        references = examples["target"] if "target" in examples.column_names else None
+        return EvalPrediction(predictions=means, label_ids=references)
+
+    def build_metrics(self, config, data):
+        def compute(prediction):
+            SCORED.append((list(prediction.predictions), list(prediction.label_ids)))
+            errors = np.asarray(prediction.predictions) - np.asarray(prediction.label_ids)
+            return {"mse": float(np.mean(errors**2))}
+
+        return Metrics(compute=compute, best="mse", greater_is_better=False)
+
+    def read_input(self, value, where):
+        if isinstance(value, str):
+            return {"text": value}
+        if not isinstance(value.get("text"), str):
+            raise FtrunError(f"{where}: expected a table with a text")
+        return {"text": value["text"]}
+
+    def example_input(self, config):
+        return {"text": "seven words make a short example here"}
+
+    def format_prediction(self, prediction):
+        return f"{prediction:.3f}"
+
+
+@hookimpl
+def ftrun_register_tasks(register):
+    register(HalvesTask())
+'''
+
+WORDS = "the quick brown fox jumps over a lazy dog while seven happy zebras sing in the rain".split()
+
+
+def rows(count: int, offset: int = 0) -> list[dict]:
+    """Texts of very different lengths, so that evaluation sorted by length runs out of order."""
+    return [
+        {"id": offset + i, "text": " ".join(WORDS[(i + k) % len(WORDS)] for k in range(2 + (i * 7) % 29)), "target": (i % 5) / 4}
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def halves(ftrun_plugin_module):
+    name = ftrun_plugin_module("ftrun_halves", PLUGIN)
+    module = __import__(name)
+    module.ENCODED.clear()
+    module.SCORED.clear()
+    return module
+
+
+@pytest.fixture
+def manifest(ftrun_manifest, tmp_path, halves):
+    def write(training: dict | None = None, **tables) -> object:
+        train = write_jsonl(tmp_path / "train.jsonl", rows(24))
+        evaluation = write_jsonl(tmp_path / "eval.jsonl", rows(12, offset=100))
+        return ftrun_manifest(
+            {
+                "task": "halves",
+                "plugins": ["ftrun_halves"],
+                "model": {"config": TINY_BERT, "tokenizer_vocab_size": 200},
+                "data": {"train_file": str(train), "eval_file": str(evaluation)},
+                # fp32: the per-feature outputs below are compared to what the metrics received.
+                "training": {**TINY_TRAINING, "per_device_eval_batch_size": 4, "bf16": False, **(training or {})},
+                **tables,
+            }
+        )
+
+    return write
+
+
+def test_post_processing_and_metrics_see_the_eval_split_in_its_own_order_without_labels(ftrun_cli, manifest, halves, tmp_path):
+    result = ftrun_cli("--manifest", manifest(), "--output-dir", tmp_path / "out")
+    assert result.code == 0, result
+    # Each example became two features, reported separately; eval had no labels, and was still scored.
+    assert "train: 24 examples → 48 features, tokenized in" in result.out
+    assert "eval: 12 examples → 24 features" in result.out
+    assert ("train", 24, 48) in halves.ENCODED and ("eval", 12, 24) in halves.ENCODED
+    assert "eval_mse" in json.loads((result.output_dir / "eval_results.json").read_text())
+    predictions, references = halves.SCORED[-1]
+    assert references == [row["target"] for row in rows(12, offset=100)]
+    # What the final evaluation scored is, example by example in the split's order, what the saved
+    # model predicts for that example's own features, one at a time.
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(result.output_dir).eval()
+    features = result.run.data.eval
+    expected = []
+    for example in range(100, 112):
+        scores = []
+        for feature in features.filter(lambda row: row["example_id"] == example):
+            with torch.no_grad():
+                inputs = {key: torch.tensor([feature[key]]) for key in ("input_ids", "attention_mask", "token_type_ids")}
+                scores.append(model(**inputs).logits.item())
+        expected.append(np.mean(scores))
+    assert np.argsort(expected).tolist() != list(range(12))  # the check below could not pass by chance
+    np.testing.assert_allclose(predictions, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_predict_encodes_the_predict_split_and_post_processes_structured_inputs(ftrun_cli, manifest, halves, tmp_path):
+    trained = ftrun_cli(
+        "--manifest", manifest(predict={"examples": [{"text": "the quick brown fox"}, "a lazy dog in the rain"]}), "--output-dir", tmp_path / "out"
+    )
+    assert trained.code == 0, trained
+    assert len(trained.run.predictions) == 2 and all(isinstance(p, float) for p in trained.run.predictions)
+    assert ("predict", 2, 4) in halves.ENCODED
+    records = [json.loads(line) for line in (trained.output_dir / "predictions.jsonl").read_text().splitlines()]
+    assert records[0]["input"] == {"text": "the quick brown fox"}
+    # The "try it" line and the model card show the task's own example input, as JSON.
+    try_it = "ftrun predict --model " + str(trained.output_dir) + " --json-input '{\"text\": \"seven words make a short example here\"}'"
+    assert try_it in trained.out
+    card = (trained.output_dir / "README.md").read_text()
+    assert "--json-input '{\"text\": \"seven words make a short example here\"}'" in card
+    # No pipeline: no pipeline_tag in the card, and usage loads the task's head class.
+    assert "pipeline_tag" not in card and "AutoModelForSequenceClassification.from_pretrained" in card
+
+    by_json = ftrun_cli("predict", "--model", trained.output_dir, "--json-input", '{"text": "the quick brown fox"}', "--json")
+    assert by_json.code == 0, by_json
+    record = json.loads(by_json.out)
+    assert record["input"] == {"text": "the quick brown fox"}
+    assert record["prediction"] == pytest.approx(trained.run.predictions[0], abs=1e-3)
+    from_stdin = ftrun_cli("predict", "--model", trained.output_dir, "--json-input", stdin='{"text": "a lazy dog in the rain"}\n')
+    assert from_stdin.code == 0, from_stdin
+    assert from_stdin.out.endswith('\t{"text": "a lazy dog in the rain"}\n')
+
+    for given, message in (
+        ("not json", "predict: argument 1: not JSON (Expecting value: line 1 column 1 (char 0))"),
+        ("[1, 2]", "predict: argument 1: expected a JSON object, got list"),
+        ('{"words": "x"}', "predict: argument 1: expected a table with a text"),
+    ):
+        bad = ftrun_cli("predict", "--model", trained.output_dir, "--json-input", given)
+        assert (bad.code, bad.err.strip()) == (2, f"ftrun: error: {message}")
+
+
+def test_a_bad_predict_example_is_one_line_before_anything_runs(ftrun_cli, manifest, tmp_path):
+    result = ftrun_cli("--manifest", manifest(predict={"examples": ["fine", {"words": "x"}]}), "--output-dir", tmp_path / "out")
+    assert (result.code, result.err.strip()) == (2, "ftrun: error: run.toml: predict.examples[2]: expected a table with a text")
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_runs_encode_on_a_batch_of_each_split(ftrun_cli, ftrun_manifest, halves, tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", rows(8))
+    evaluation = write_jsonl(tmp_path / "eval.jsonl", [*rows(3), {"id": 9, "text": "  ", "target": 0.0}])
+    path = ftrun_manifest(
+        {
+            "task": "halves",
+            "plugins": ["ftrun_halves"],
+            "model": {"config": TINY_BERT, "tokenizer_vocab_size": 200},
+            "data": {"train_file": str(train), "eval_file": str(evaluation)},
+        }
+    )
+    before = files_under(tmp_path)
+    result = ftrun_cli("check", "--manifest", path)
+    assert result.code == 2
+    assert result.err.strip() == "ftrun: error: run.toml: data: task halves cannot encode the eval split: ValueError: an empty text"
+    assert ("train", 8, 16) in halves.ENCODED
+    assert files_under(tmp_path) == before
+
+
+def test_required_training_settings_are_applied_and_a_conflicting_one_is_one_line(ftrun_config, ftrun_cli, manifest, halves, tmp_path):
+    config = ftrun_config({"task": "halves", "model": {"config": TINY_BERT}, "data": {"dataset": "x/y"}}, "ftrun_halves")
+    assert config.training["prediction_loss_only"] is False
+    assert config.training["eval_do_concat_batches"] is True and config.training["batch_eval_metrics"] is False  # every task's
+    for key, value, who in (("prediction_loss_only", True, "task halves"), ("batch_eval_metrics", True, "ftrun")):
+        result = ftrun_cli("--manifest", manifest(training={key: value}), "--output-dir", tmp_path / "out")
+        assert (result.code, result.err.strip()) == (2, f"ftrun: error: run.toml: training.{key}: {who} needs {key} = {str(not value).lower()}")
+
+
+def test_the_cache_key_holds_the_task_code(ftrun_config, ftrun_plugin_module, halves, tmp_path):
+    import sys
+
+    tables = {
+        "task": "halves",
+        "model": {"config": TINY_BERT, "tokenizer_vocab_size": 200},
+        "data": {"dataset": str(write_jsonl(tmp_path / "train.jsonl", rows(8)).parent), "train_split": "train", "eval_split": "train"},
+    }
+    # A folder of data files is loaded through the datasets cache, where tokenized splits are cached too.
+    from ftrun.plugin_manager import get_plugin_manager
+
+    def load():
+        manager = get_plugin_manager(plugins=["ftrun_halves"])
+        task = manager.task("halves")
+        return task.load_data(ftrun_config(tables, "ftrun_halves")).stats["train"].cached
+
+    assert load() is False
+    assert load() is True
+    sys.modules.pop("ftrun_halves")
+    ftrun_plugin_module("ftrun_halves", PLUGIN.replace("# eval and predict features carry no labels", "# changed"))
+    assert load() is False  # the same data, but the plugin's code changed: tokenized again
