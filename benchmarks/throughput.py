@@ -552,6 +552,9 @@ def model_description(args: argparse.Namespace, setup: TaskSetup) -> str:
 def prepare(name: str, args: argparse.Namespace, workdir: Path) -> Bench:
     """ftrun's config for the task, and its data stage: the first run's tokenization, measured."""
     setup = SETUPS[name]
+    # The flags first: a mistake in them is reported whatever data there is.
+    if args.model and args.model_config:
+        raise FtrunError("--model and --model-config: give one (pretrained weights, or a model built from a config)")
     if args.train_file or args.eval_file:
         if not (args.train_file and args.eval_file):
             raise FtrunError("--train-file and --eval-file: give both")
@@ -561,8 +564,6 @@ def prepare(name: str, args: argparse.Namespace, workdir: Path) -> Bench:
         if not folder.is_dir():
             raise FtrunError(f"--data: {folder} not found (name a data folder with --data, or files with --train-file/--eval-file)")
         train, evaluation = data_files(folder)
-    if args.model and args.model_config:
-        raise FtrunError("--model and --model-config: give one (pretrained weights, or a model built from a config)")
     model = None if args.model_config else args.model or (str(SHARED / setup.model) if setup.model else None)
     if model is not None and not Path(model).exists():
         raise FtrunError(f"--model: {model} not found (name a model directory with --model)")

@@ -150,7 +150,8 @@ def load_config(args: argparse.Namespace, announce: Callable[[str], None] = prin
         if missing:
             announce(
                 f"ftrun: the Hugging Face Hub is unreachable and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not cached: "
-                f"running the embedded {task.name} demo instead (name a model and dataset to change this)"
+                f"running the embedded {task.name} demo instead (name a model and dataset to change this; "
+                "--overwrite replaces the results of an earlier demo run)"
             )
             demo = True
     config = build_config(task, manifest, source=source, base_dir=base_dir, overrides=args.overrides, demo=demo)

@@ -317,6 +317,26 @@ def _validate_training(where: Origin, training: Any, args_class: type) -> dict[s
 
 def manifest_plugins(manifest: dict[str, Any], where: Callable[[str], str]) -> list[str]:
     """The manifest's ``plugins = [...]``: needed before the task can be known, so read early."""
+def _validate_model_config(where: Origin, settings: dict[str, Any]) -> None:
+    """``[model] config`` keys must be the model family's: a config class keeps a misspelt one as an unused attribute."""
+    import dataclasses
+
+    from transformers import CONFIG_MAPPING, GenerationConfig
+
+    model_type = settings.get("model_type")
+    if not isinstance(model_type, str):
+        return  # the head stage says that a model_type is needed
+    if model_type not in CONFIG_MAPPING:
+        raise FtrunError(f"{where('model.config.model_type')}: unknown model type {model_type!r}{did_you_mean(model_type, CONFIG_MAPPING.keys())}")
+    config_class = CONFIG_MAPPING[model_type]
+    known = {field.name for field in dataclasses.fields(config_class)} if dataclasses.is_dataclass(config_class) else set()
+    # Its aliases (n_embd for hidden_size...), properties (num_labels), and the generation settings configs still take.
+    known |= set(config_class().to_dict()) | set(getattr(config_class, "attribute_map", {})) | set(GenerationConfig().to_dict())
+    for key in settings:
+        if key not in known and not hasattr(config_class, key):
+            raise FtrunError(f"{where('model.config.' + key)}: unknown key for a {model_type} config{did_you_mean(key, known)}")
+
+
     plugins = manifest.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise FtrunError(f"{where('plugins')}: expected an array of module names")
@@ -368,7 +388,10 @@ def build_config(
         task.read_input(example, f"{where('predict.examples')}[{number}]")
     return RunConfig(
         task=task.name,
-        model=_validate_section(where, "model", ModelConfig, effective.get("model", {})),
+    model = _validate_section(where, "model", ModelConfig, effective.get("model", {}))
+    if isinstance(model.config, dict):
+        _validate_model_config(where, model.config)
+        model=model,
         data=_validate_section(where, "data", task.data_config, effective.get("data", {})),
         training=training,
         metrics=_validate_section(where, "metrics", task.metrics_config, effective.get("metrics", {})),

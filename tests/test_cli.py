@@ -1,6 +1,7 @@
 """The command line as a user meets it first: help, version, python -m, listings."""
 
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -32,8 +33,9 @@ def test_tasks_lists_the_task_and_its_plugin(ftrun_cli):
     result = ftrun_cli("tasks")
     assert result.code == 0
     rows = {line.split()[0]: line.split()[1:5] for line in result.out.splitlines()}
-    builtins = [name for name, (_, plugin) in get_plugin_manager().tasks().items() if plugin == name]
-    assert "text-classification" in builtins and "ner" in builtins
+    manager = get_plugin_manager()  # other installed plugins' tasks (the tutorial's text-regression) are no built-ins
+    builtins = [name for name, (_, plugin) in manager.tasks().items() if manager.info[plugin].dist == "ftrun"]
+    assert {"text-classification", "ner", "translation", "question-answering"} <= set(builtins)
     for name in builtins:
         assert rows[name] == ["plugin", name, "(ftrun", f"{__version__})"]
 
@@ -96,3 +98,24 @@ def test_defaults_are_the_seed_recipe(tmp_path):
     assert training["eval_strategy"] == training["save_strategy"] == "epoch" and training["load_best_model_at_end"]
     assert training["train_sampling_strategy"] == "group_by_length"
     assert config.metrics.best == "accuracy" and len(config.predict.examples) == 2
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.config.hidden_sise=64", "--set model.config.hidden_sise: unknown key for a bert config (did you mean hidden_size?)"),
+        ("model.config.model_type='bertt'", "--set model.config.model_type: unknown model type 'bertt' (did you mean bert?)"),
+    ],
+)
+def test_model_config_keys_are_the_model_family_s(ftrun_cli, override, message):
+    offline = Path(__file__).resolve().parents[1] / "examples" / "offline.toml"
+    result = ftrun_cli("check", "--manifest", offline, "--set", override)
+    assert (result.code, result.err.strip()) == (2, f"ftrun: error: {message}")
+
+
+def test_model_config_takes_aliases_properties_and_generation_settings(ftrun_cli):
+    offline = Path(__file__).resolve().parents[1] / "examples" / "offline.toml"
+    for override in ("model.config.num_labels=2", "model.config.layer_norm_eps=1e-6", "model.config.max_length=20"):
+        result = ftrun_cli("check", "--manifest", offline, "--set", override)
+        assert result.code == 0, (override, result)
+

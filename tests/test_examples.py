@@ -32,6 +32,22 @@ def test_every_example_manifest_validates(path):
     assert config.task == read_manifest(path)["task"]
 
 
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda path: path.name)
+def test_every_example_checks_for_a_user_with_only_the_repository(ftrun_cli, path):
+    """Its data comes from the repository (and checks out) or from the Hub (unreachable here: one clear line)."""
+    assert "shared" not in path.read_text(encoding="utf-8"), f"{path.name} reads data users do not have"
+    result = ftrun_cli("check", "--manifest", path)
+    manifest = read_manifest(path)
+    if "dataset" in manifest.get("data", {}):
+        dataset = manifest["data"]["dataset"]
+        assert (result.code, result.err.strip()) == (
+            2, f"ftrun: error: {path.name}: data.dataset: cannot load data: Couldn't reach '{dataset}' on the Hub (OfflineModeIsEnabled)",
+        )
+    else:
+        assert result.code == 0, result
+        assert f"{path.name}: ok: task {manifest['task']}" in result.out
+
+
 def test_imdb_manifest_is_the_seed_recipe():
     config = validate(IMDB)
     assert config.model.name == "bert-base-uncased"
@@ -86,3 +102,19 @@ def test_the_deepspeed_example_is_a_zero_config():
     deepspeed = validate(EXAMPLES / "imdb-deepspeed.toml").training["deepspeed"]
     assert deepspeed["zero_optimization"]["stage"] == 2
     assert deepspeed["train_micro_batch_size_per_gpu"] == "auto"  # filled in from [training] by transformers
+
+
+TUTORIAL_PACKAGE = EXAMPLES / "plugins" / "ftrun-regression"
+
+
+def test_the_tutorial_package_is_the_tutorial_s_code():
+    """examples/plugins/ftrun-regression holds docs/plugins.md's first tutorial, word for word, so that CI installs and tests it."""
+    import re
+
+    guide = (EXAMPLES.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
+    tutorial = guide[guide.index("## Tutorial: a task plugin from zero") : guide.index("## Tutorial: a task whose examples")]
+    blocks = dict(re.findall(r"```(?:python|toml)\n# (\S+)\n(.*?)```", tutorial, re.S))
+    files = ["ftrun_regression.py", "pyproject.toml", "tests/conftest.py", "tests/test_regression.py"]
+    for name in files:
+        assert (TUTORIAL_PACKAGE / name).read_text(encoding="utf-8") == blocks[name], name
+

@@ -421,10 +421,10 @@ def validate(path: Path):
     return build_config(get_plugin_manager().task(manifest["task"]), manifest, source=path.name, base_dir=path.parent)
 
 
-def test_conll2003_example_reads_local_conll_files():
+def test_conll2003_example_is_run_ner_s_recipe_on_the_hub_s_conll2003():
     config = validate(EXAMPLES / "conll2003.toml")
     assert config.task == "ner" and config.model.name == "bert-base-cased"
-    assert Path(config.data.train_file).name == "train.txt" and Path(config.data.eval_file).name == "valid.txt"
+    assert (config.data.dataset, config.data.train_split, config.data.eval_split) == ("eriktks/conll2003", "train", "validation")
     assert config.metrics.best == "f1"
 
 

@@ -203,6 +203,11 @@ def test_offline_without_a_named_source_falls_back_to_the_demo(ftrun_cli, tmp_pa
     assert first.startswith("ftrun: the Hugging Face Hub is unreachable and model bert-base-uncased and dataset imdb are not cached")
     assert "embedded text-classification demo" in first
     assert "imdb-train.jsonl.gz" in (out / "ftrun.toml").read_text()
+    # Run again (as the README's next command does after the demo): the same line says how to replace it.
+    again = ftrun_cli("--task", "text-classification", "--output-dir", out, "--set", "training.max_steps=2")
+    assert again.code == 2
+    assert "--overwrite replaces the results of an earlier demo run" in again.out.splitlines()[0]
+    assert "pass --overwrite to replace it" in again.err
 
 
 @pytest.mark.parametrize(

@@ -409,5 +409,6 @@ def test_example_manifest_validates():
     config = build_config(get_plugin_manager().task(manifest["task"]), manifest, source=EXAMPLE.name, base_dir=EXAMPLE.parent)
     assert config.task == "translation"
     assert (config.data.source_lang, config.data.target_lang) == ("en", "de")
-    assert config.data.train_file.endswith("multi30k/train.jsonl") and config.data.eval_file.endswith("multi30k/validation.jsonl")
+    assert (config.data.dataset, config.data.train_split, config.data.eval_split) == ("bentrevett/multi30k", "train", "validation")
+    assert (config.data.source_column, config.data.target_column) == ("en", "de")
     assert config.model.config["model_type"] == "t5"
