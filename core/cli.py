@@ -23,7 +23,7 @@ COMMANDS = {
     "run": "train, evaluate, save and predict (the default command)",
     "tasks": "list the installed tasks",
     "plugins": "list the loaded plugins and their hooks",
-    "check": "validate a manifest and its data without training",
+    "check": "validate a manifest and its data, and report what would waste the run, without training",
     "predict": "predict with a trained model directory",
     "schema": "print the JSON Schema of the installed tasks' manifests",
 }
@@ -65,6 +65,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog=f"ftrun {command}", description=COMMANDS[command])
         if command == "check":
             _config_options(parser)
+            parser.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
+            parser.add_argument("--strict", action="store_true", help="treat warnings as errors (exit code 2), for CI pipelines")
         elif command == "predict":
             parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
             parser.add_argument("--task", metavar="NAME", help="the task, when DIR has no ftrun.toml")
@@ -158,11 +160,6 @@ def load_config(args: argparse.Namespace, announce: Callable[[str], None] = prin
     return manager, config
 
 
-def remote_code_warning(config: RunConfig) -> str:
-    source = config.model.name or config.model.tokenizer
-    return f"{config.where('model.trust_remote_code')} is true: code from {source or 'the model'}'s repository may run on this machine"
-
-
 def _blocked(args: argparse.Namespace) -> list[str]:
     """Plugins not to load: ``--no-plugin`` and the comma-separated ``FTRUN_NO_PLUGINS``."""
     return [*args.no_plugin, *(name.strip() for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name.strip())]
@@ -182,7 +179,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import distributed
     from .display import Display
     from .output import predict_command
-    from .precision import choose_precision
     from .runner import run
 
     display = Display(quiet=not distributed.is_main_process())
@@ -195,12 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         distributed.check_nproc(nproc, where)
     default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if config.demo else config.task)
     output_dir = Path(args.output_dir or config.output_dir or default_dir)
-    display.print(
-        f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, "
-        f"precision {choose_precision(config.training)}, output {output_dir}"
-    )
-    if config.model.trust_remote_code:
-        display.print(f"[bold yellow]warning:[/] {remote_code_warning(config)}", highlight=False)
+    # The run prints its first line and warnings once its data is loaded and checked.
     result = run(config, manager, output_dir, overwrite=args.overwrite, resume=args.resume, display=display)
 
     table = Table(title="Final evaluation", show_header=True)
@@ -241,7 +232,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
     from .data import load_splits
+    from .preflight import remote_code_warning, show
 
     manager, config = load_config(args)
     if config.model.trust_remote_code:
@@ -250,12 +245,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     splits = load_splits(config, task.read_file)  # as a run reads them: with the task's own file formats
     labels = task.check_data(splits, config)
     task.check_model(config)
-    task.check_encoding(config, splits, labels)  # what would fail at tokenization fails now
-    summary = f"{config.source}: ok: task {config.task}, train {len(splits.train)} / eval {len(splits.eval)} examples"
-    if labels is not None:
-        summary += f", {len(labels)} labels ({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})"
-    print(summary + f", model {config.model.name or 'built from a config'}")
-    return 0
+    data = task.check_encoding(config, splits, labels)  # what would fail at tokenization fails now
+    report = task.preflight(config, data)
+    failed = report.errors + (report.warnings if args.strict else [])
+    if args.json:
+        print(json.dumps({"ok": not failed, **report.as_dict()}, indent=2, ensure_ascii=False))
+    else:
+        summary = f"{config.source}: {'failed' if failed else 'ok'}: task {config.task}, train {len(splits.train)} / eval {len(splits.eval)} examples"
+        if labels is not None:
+            summary += f", {len(labels)} labels ({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})"
+        counts = [f"{len(found)} {word}{'s' if len(found) != 1 else ''}" for found, word in ((report.errors, "error"), (report.warnings, "warning")) if found]
+        print(summary + f", model {config.model.name or 'built from a config'}" + (f"; {', '.join(counts)}" if counts else ""))
+        if report.sized:
+            print(f"the run will train with {report.sized}")
+        console = Console(soft_wrap=True)  # as the run's: a finding is one line however narrow the terminal
+        show(report, console)
+        for finding in report.warnings if not args.strict else []:
+            console.print(f"[bold yellow]warning:[/] {escape(str(finding))}", highlight=False)
+    for finding in failed:
+        print(f"ftrun: error: {finding}", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

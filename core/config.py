@@ -138,6 +138,8 @@ class RunConfig:
 
     overridden: frozenset[str] = frozenset()
     """The keys given with ``--set``: errors about them name ``--set``, not the manifest."""
+    training_defaults: frozenset[str] = frozenset()
+    """The ``[training]`` keys neither the manifest nor ``--set`` gave: their values are defaults, which ftrun may size to the run."""
     demo: bool = False
     """Whether this is the task's embedded default (``--demo``, or the offline fallback)."""
     resume: bool | str = False
@@ -315,8 +317,6 @@ def _validate_training(where: Origin, training: Any, args_class: type) -> dict[s
     return dict(training)
 
 
-def manifest_plugins(manifest: dict[str, Any], where: Callable[[str], str]) -> list[str]:
-    """The manifest's ``plugins = [...]``: needed before the task can be known, so read early."""
 def _validate_model_config(where: Origin, settings: dict[str, Any]) -> None:
     """``[model] config`` keys must be the model family's: a config class keeps a misspelt one as an unused attribute."""
     import dataclasses
@@ -337,6 +337,8 @@ def _validate_model_config(where: Origin, settings: dict[str, Any]) -> None:
             raise FtrunError(f"{where('model.config.' + key)}: unknown key for a {model_type} config{did_you_mean(key, known)}")
 
 
+def manifest_plugins(manifest: dict[str, Any], where: Callable[[str], str]) -> list[str]:
+    """The manifest's ``plugins = [...]``: needed before the task can be known, so read early."""
     plugins = manifest.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise FtrunError(f"{where('plugins')}: expected an array of module names")
@@ -386,11 +388,11 @@ def build_config(
     predict = _validate_section(where, "predict", PredictConfig, effective.get("predict", {}))
     for number, example in enumerate(predict.examples, 1):
         task.read_input(example, f"{where('predict.examples')}[{number}]")
-    return RunConfig(
-        task=task.name,
     model = _validate_section(where, "model", ModelConfig, effective.get("model", {}))
     if isinstance(model.config, dict):
         _validate_model_config(where, model.config)
+    return RunConfig(
+        task=task.name,
         model=model,
         data=_validate_section(where, "data", task.data_config, effective.get("data", {})),
         training=training,
@@ -401,6 +403,7 @@ def build_config(
         source=source,
         manifest=effective,
         overridden=where.overridden,
+        training_defaults=frozenset(training) - set(manifest.get("training", {})),
         demo=demo,
         resume=resume,
         nproc=nproc,

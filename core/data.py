@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
+import json
 import os
 import time
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import display
 from .errors import FtrunError, first_line
@@ -18,10 +20,15 @@ if TYPE_CHECKING:
 
     from .config import RunConfig
 
+#: csv and tsv cells are read as they are written. pandas by default reads an empty cell (the only
+#: way a csv writes an empty text) and texts such as "NA", "null" or "nan" as missing values, which
+#: no text column can hold; so an empty cell is an empty text, and an empty label is refused.
+CSV_OPTIONS: dict[str, Any] = {"na_filter": False}
+
 #: File suffixes, the `datasets` builder that reads them, and its options.
 BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"delimiter": "\t"}),
+    ".csv": ("csv", CSV_OPTIONS),
+    ".tsv": ("csv", {**CSV_OPTIONS, "delimiter": "\t"}),
     ".json": ("json", {}),
     ".jsonl": ("json", {}),
     ".json.gz": ("json", {}),
@@ -39,11 +46,15 @@ class Splits:
 
 
 def builder_for(path: Path, where: str) -> tuple[str, dict[str, Any]]:
+    builder = _builder_of(path)
+    if builder is None:
+        raise FtrunError(f"{where}: {path.name}: unsupported file type (use {', '.join(BUILDERS)})")
+    return builder
+
+
+def _builder_of(path: Path) -> tuple[str, dict[str, Any]] | None:
     name = path.name.lower()
-    for suffix in sorted(BUILDERS, key=len, reverse=True):
-        if name.endswith(suffix):
-            return BUILDERS[suffix]
-    raise FtrunError(f"{where}: {path.name}: unsupported file type (use {', '.join(BUILDERS)})")
+    return next((BUILDERS[suffix] for suffix in sorted(BUILDERS, key=len, reverse=True) if name.endswith(suffix)), None)
 
 
 def _check_file(config: RunConfig, key: str, value: str) -> Path:
@@ -90,10 +101,13 @@ def load_splits(config: RunConfig, reader: FileReader | None = None) -> Splits:
     for split, where, name in ((train, where_train, "train"), (evaluation, where_eval, "eval")):
         if len(split) == 0:
             raise FtrunError(f"{where}: the {name} split is empty")
-    return Splits(
+    splits = Splits(
         train=subset(train, data.max_train_samples, data.shuffle_seed),
         eval=subset(evaluation, data.max_eval_samples, data.shuffle_seed),
     )
+    for name, where in (("train", where_train), ("eval", where_eval)):
+        _check_utf8(config, getattr(splits, name), name, where)
+    return splits
 
 
 def _load_file(config: RunConfig, key: str, reader: FileReader | None) -> Dataset:
@@ -101,23 +115,32 @@ def _load_file(config: RunConfig, key: str, reader: FileReader | None) -> Datase
     import datasets
 
     path = _check_file(config, key, getattr(config.data, key))
-    where = config.where(f"data.{key}")
-    split = _guarded(f"{where}: {path.name}", lambda: reader(path)) if reader else None
+    where = f"{config.where(f'data.{key}')}: {path.name}"
+    split = _guarded(where, lambda: reader(path)) if reader else None
     if split is not None:
         return split
-    builder, options = builder_for(path, where)
-    return _guarded(f"{where}: {path.name}", lambda: datasets.load_dataset(builder, data_files=str(path), split="train", **options))
+    builder, options = builder_for(path, config.where(f"data.{key}"))
+    return _guarded(
+        where,
+        lambda: datasets.load_dataset(builder, data_files=str(path), split="train", **options),
+        explain=lambda: text_file_problem(path, builder),
+    )
 
 
-def _guarded(where: str, load: Callable[[], Any]) -> Any:
-    """Run a `datasets` load, turning its errors into one line that says where."""
+def _guarded(where: str, load: Callable[[], Any], explain: Callable[[], str | None] = lambda: None) -> Any:
+    """Run a `datasets` load, turning its errors into one line that says where.
+
+    ``explain`` says what is wrong where the library's message does not (or names only a byte
+    offset, or a row of a block): it runs only once the load has failed.
+    """
     import datasets
 
     try:
         return load()
     # zlib.error and EOFError: a corrupt or truncated .gz file.
     except (OSError, ValueError, EOFError, zlib.error, datasets.exceptions.DatasetGenerationError) as exc:
-        raise FtrunError(f"{where}: cannot load data: {first_line(exc.__cause__ or exc)}") from exc
+        cause = exc.__cause__ if isinstance(exc, datasets.exceptions.DatasetGenerationError) and exc.__cause__ else exc  # what it wraps says more
+        raise FtrunError(f"{where}: cannot load data: {explain() or first_line(cause)}") from exc
 
 
 def _load_dataset(config: RunConfig):
@@ -125,8 +148,14 @@ def _load_dataset(config: RunConfig):
 
     name = config.data.dataset
     path = Path(name)
+    if path.is_file():
+        raise FtrunError(f"{config.where('data.dataset')}: {name} is a file: name it with train_file and eval_file")
     if path.exists():
         if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            states = [path / "state.json"] if (path / "state.json").exists() else sorted(path.glob("*/state.json"))
+            empty = [state.parent for state in states if not json.loads(state.read_text(encoding="utf-8")).get("_data_files", True)]
+            if empty:  # datasets itself fails on it with an IndexError
+                raise FtrunError(f"{config.where('data.dataset')}: {empty[0]} was saved with no rows, which datasets cannot load")
             loaded = datasets.load_from_disk(str(path))
             return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
         return datasets.load_dataset(str(path), config.data.dataset_config)
@@ -135,6 +164,201 @@ def _load_dataset(config: RunConfig):
     if looks_like_path(name):
         raise FtrunError(f"{config.where('data.dataset')}: {name} does not exist")
     return datasets.load_dataset(name, config.data.dataset_config)
+
+
+# -- what is wrong with a data file, and where ------------------------------------------------
+
+
+def text_lines(path: Path) -> Iterator[str]:
+    """The lines of a text file (gunzipped when its name ends in ``.gz``), decoded as UTF-8.
+
+    A line that is not UTF-8 is a ValueError naming the line and column (the libraries' own
+    readers name a byte offset in a block, if anything); so is a gzip file truncated or not one.
+    """
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    yield line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    column = len(line[: exc.start].decode("utf-8")) + 1
+                    raise ValueError(f"line {number}: not UTF-8 (byte 0x{line[exc.start]:02x} at column {column}); save the file as UTF-8") from exc
+    except EOFError as exc:
+        raise ValueError("the gzip file is truncated (it ends before its end-of-stream marker)") from exc
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"not a valid gzip file ({first_line(exc)})") from exc
+
+
+def text_file_problem(path: Path, builder: str) -> str | None:
+    """What is wrong with a csv or JSON file its reader refused, naming the line; ``None`` for other files, or if nothing is found."""
+    if builder not in ("csv", "json"):
+        return None
+    try:
+        lines = list(text_lines(path))
+    except ValueError as exc:
+        return str(exc)
+    rows = lines[1:] if builder == "csv" else lines
+    if not any(line.strip() for line in rows):
+        return "no rows under its header" if builder == "csv" else "no rows, only blank lines"
+    return json_problem(lines) if builder == "json" else None
+
+
+def json_problem(lines: list[str]) -> str | None:
+    """The first line of a JSON Lines file that is not a JSON object, or where a JSON document is not valid JSON.
+
+    A file whose first line is a JSON object on its own is JSON Lines; any other is one document.
+    """
+    lines = [lines[0].lstrip("\ufeff"), *lines[1:]]  # a byte-order mark, which the readers skip
+    first = next(line for line in lines if line.strip())
+    try:
+        json_lines = isinstance(json.loads(first), dict)
+    except ValueError:
+        json_lines = False
+    if not json_lines:
+        try:
+            document = json.loads("".join(lines))
+        except ValueError as exc:
+            return f"line {exc.lineno}: {_not_json(exc)}"
+        return "no rows (an empty JSON list)" if document == [] else None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            return f"line {number}: {_not_json(exc)}"
+        if not isinstance(value, dict):
+            return f"line {number}: holds {describe_value(value)}, not a JSON object (one row per line)"
+    return None
+
+
+def _not_json(exc: json.JSONDecodeError) -> str:
+    at = "" if exc.msg.endswith(" at") else " at"  # "Unterminated string starting at" already ends so
+    return f"not valid JSON ({exc.msg}{at} column {exc.colno})"
+
+
+def _check_utf8(config: RunConfig, split: Dataset, name: str, where: str) -> None:
+    """Text that is not UTF-8 fails at once, naming its line or row.
+
+    pyarrow's JSON reader and parquet files keep such bytes, which would fail only when their
+    row is read, deep in training a tokenizer or tokenizing. Checking the rows a run uses takes
+    one pass over them in Arrow.
+    """
+    found = invalid_text_row(split)
+    if found is None:
+        return
+    row, column = found
+    file = Path(getattr(config.data, f"{name}_file") or "")
+    builder = _builder_of(file)
+    problem = text_file_problem(file, builder[0]) if builder else None
+    if problem:
+        raise FtrunError(f"{where}: {file.name}: cannot load data: {problem}")
+    raise FtrunError(f"{where}: {where_row(config, split, name, row)}: column {column!r} holds text that is not UTF-8")
+
+
+def invalid_text_row(split: Dataset) -> tuple[int, str] | None:
+    """The first row of ``split`` (and its column) whose text is not valid UTF-8, if any."""
+    import pyarrow as pa
+
+    table = split.with_format("arrow")[:]
+    for column in table.column_names:
+        values = table.column(column)
+        try:
+            values.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        first, last = 0, len(values)  # pyarrow only says that some row is invalid: bisect to the first
+        while last - first > 1:
+            middle = (first + last) // 2
+            try:
+                values.slice(first, middle - first).validate(full=True)
+                first = middle
+            except pa.ArrowInvalid:
+                last = middle
+        return first, column
+    return None
+
+
+def split_source(config: RunConfig, name: str) -> str:
+    """Split ``name`` (``train`` or ``eval``) as a message names it: its file, or the dataset's split."""
+    data = config.data
+    file = data.train_file if name == "train" else data.eval_file
+    if file:
+        return Path(file).name
+    if data.dataset:
+        return f"{data.dataset}'s {data.train_split if name == 'train' else data.eval_split!r} split"
+    return f"the {name} split"  # splits that a plugin or a test made
+
+
+def source_row(split: Dataset, index: int) -> int:
+    """The row (counted from 1) of the loaded data that row ``index`` of ``split`` is, through any shuffle and subset."""
+    indices = split._indices  # datasets' map from a shuffled or selected split to the rows of its table
+    return (indices.column(0)[index].as_py() if indices is not None else index) + 1
+
+
+def where_row(config: RunConfig, split: Dataset, name: str, index: int, what: str = "row") -> str:
+    """Where row ``index`` of split ``name`` is in the user's data, e.g. ``row 3 of train.csv``.
+
+    Rows are counted from 1, a csv file's header not counted, and named as in the file or
+    dataset that was loaded, not as in the shuffled subset of ``max_train_samples``.
+    """
+    return f"{what} {source_row(split, index)} of {split_source(config, name)}"
+
+
+def describe_value(value: Any) -> str:
+    """A value a column holds, in words: ``null``, ``the number 3``, ``a list``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {json.dumps(value)}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    return {str: "a text", list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def describe_feature(feature: Any) -> str:
+    """A column's type in words: ``int64``, ``lists of string``, ``tables``, ``values of several types``."""
+    from datasets import ClassLabel, Json, Value
+
+    if isinstance(feature, Value):
+        return "only nulls" if feature.dtype == "null" else feature.dtype
+    if isinstance(feature, ClassLabel):
+        return "class labels"
+    if getattr(feature, "feature", None) is not None:
+        return f"lists of {describe_feature(feature.feature)}"
+    if isinstance(feature, dict):
+        return "tables"
+    if isinstance(feature, Json):
+        return "values of several types"
+    return type(feature).__name__
+
+
+def check_text_column(split: Dataset, config: RunConfig, key: str, name: str) -> None:
+    """Every row of the column that ``data.KEY`` names holds a text: else one line naming the first row that does not.
+
+    An empty text is a text (an input may be empty; an empty csv cell is one); null, or a
+    key missing from a JSON row, is no text.
+    """
+    import pyarrow.compute as pc
+    from datasets import Json
+
+    column = getattr(config.data, key)
+    where = config.where(f"data.{key}")
+    feature = split.features[column]
+    if getattr(feature, "dtype", None) in ("string", "large_string"):
+        row = pc.index(pc.is_null(split.with_format("arrow")[column]), True).as_py()
+        if row >= 0:
+            raise FtrunError(f"{where}: {where_row(config, split, name, row)} has no {column!r} (null or missing)")
+        return
+    if not isinstance(feature, Json):  # one type in every row: the column is not text
+        raise FtrunError(f"{where}: column {column!r} holds {describe_feature(feature)}, not text")
+    values = split.select_columns([column])[:][column]
+    row, value = next(((i, value) for i, value in enumerate(values) if not isinstance(value, str)), (None, None))
+    if row is None:
+        return
+    what = "has no" if value is None else f"holds {describe_value(value)} in"
+    raise FtrunError(f"{where}: {where_row(config, split, name, row)} {what} {column!r}" + ("" if value is None else ", not a text"))
 
 
 def subset(split: Dataset, limit: int | None, seed: int) -> Dataset:

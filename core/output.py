@@ -16,7 +16,7 @@ import os
 import shlex
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import tomli_w
 
@@ -42,6 +42,7 @@ def write_outputs(
     eval_metrics: dict[str, float],
     examples: list[str | dict[str, Any]],
     predictions: list[Any],
+    warnings: Sequence[str] = (),
 ) -> None:
     staging = output_dir / STAGING_NAME
     main = trainer.is_world_process_zero()
@@ -59,7 +60,7 @@ def write_outputs(
     with open(staging / "predictions.jsonl", "w", encoding="utf-8") as out:
         for text, prediction in zip(examples, predictions):
             out.write(json.dumps(as_record(text, prediction), ensure_ascii=False) + "\n")
-    (staging / "README.md").write_text(model_card(task, config, eval_metrics, manifest), encoding="utf-8")
+    (staging / "README.md").write_text(model_card(task, config, eval_metrics, manifest, warnings), encoding="utf-8")
     (staging / MANIFEST_NAME).write_text(manifest, encoding="utf-8")
     publish(staging, output_dir)
 
@@ -92,7 +93,8 @@ def json_ready(value: Any) -> Any:
     return value.item() if hasattr(value, "item") and callable(value.item) else value
 
 
-def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], manifest: str) -> str:
+def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], manifest: str, warnings: Sequence[str] = ()) -> str:
+    """The README.md of the model directory: what it was trained from, its metrics, how to use it, the pre-flight warnings, its manifest."""
     base = config.model.name
     dataset = config.data.dataset if config.data.dataset and not config.data.train_file else None
     header = ["---", "library_name: transformers", *([f"pipeline_tag: {task.pipeline_tag}"] if task.pipeline_tag else []), "tags:", "- ftrun", f"- {task.name}"]
@@ -110,6 +112,9 @@ def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], ma
     )
     command = predict_command(task, config, "path/to/this/directory")
     try_it = f"\n\nor `{command}`." if command else ""
+    cautions = "".join(f"- {line}\n" for line in warnings)
+    if cautions:
+        cautions = f"\n## Pre-flight warnings\n\nWhat ftrun's checks found before training (`ftrun check` shows the whole report):\n\n{cautions}"
     return "\n".join(header) + f"""
 
 # {task.name} model
@@ -128,7 +133,7 @@ in {choose_precision(config.training)}.
 ```python
 {task.usage("path/to/this/directory", config)}
 ```{try_it}
-
+{cautions}
 ## Manifest
 
 Run again with `ftrun --manifest {MANIFEST_NAME}`:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import os
-import shutil
 import signal
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,10 +16,13 @@ from .display import Display, RichProgressCallback
 from .distributed import check_engines, process_state
 from .errors import FtrunError
 from .memory import keep_freed_memory
-from .output import MANIFEST_NAME, write_outputs
+from .output import write_outputs
+from .output_dir import claimed
 from .plugin_manager import PluginManager
+from .precision import choose_precision
+from .preflight import Preflight, remote_code_warning
 from .task import Metrics, Task, TaskData
-from .training import SEAL_NAME, SealCheckpoints, StopOnSignal, checkpoints, is_sealed, latest_checkpoint, remove_unsealed
+from .training import SealCheckpoints, StopOnSignal, check_resumable, latest_checkpoint
 
 
 @dataclasses.dataclass
@@ -31,37 +32,6 @@ class RunResult:
     train_metrics: dict[str, float]
     predictions: list[Any]
     data: TaskData
-
-
-def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse a non-empty output directory unless told to overwrite it or to resume the run in it."""
-    existing = next((p for p in (output_dir, *output_dir.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise FtrunError(f"--output-dir: {existing} is a file, not a directory")
-    if existing is not None and not os.access(existing, os.W_OK):
-        raise FtrunError(f"--output-dir: cannot write to {existing} (permission denied)")
-    if overwrite and resume:
-        raise FtrunError("--overwrite and --resume: choose one (replace the run, or continue it)")
-    if not (output_dir.is_dir() and any(output_dir.iterdir())):
-        return
-    if not (overwrite or resume):
-        raise FtrunError(f"--output-dir: {output_dir} is not empty (pass --overwrite to replace it, or --resume to continue it)")
-    # Only ever replace or continue a folder that an earlier run wrote.
-    if not ((output_dir / MANIFEST_NAME).exists() or checkpoints(output_dir)):
-        what = "replace" if overwrite else "resume"
-        raise FtrunError(f"--output-dir: {output_dir} holds files that are not an ftrun run; refusing to {what} it")
-
-
-def resume_checkpoint(output_dir: Path, resume: bool | str, where: str) -> Path | None:
-    """The checkpoint to resume from: the one named, or the newest complete one in ``output_dir``."""
-    if isinstance(resume, str):
-        path = Path(resume)
-        if not path.is_dir():
-            raise FtrunError(f"{where}: {path} is not a checkpoint directory")
-        if not is_sealed(path):
-            raise FtrunError(f"{where}: {path} is not a complete checkpoint (no valid {SEAL_NAME}: it was being written when the run stopped)")
-        return path
-    return latest_checkpoint(output_dir) if resume else None
 
 
 @contextlib.contextmanager
@@ -95,14 +65,16 @@ def run(
     state = process_state(config)  # which process of a distributed run this is; one alone is the main one
     resume = config.resume if resume is None else resume
     where = "--resume" if resume is not config.resume else config.where("resume")
-    check_output_dir(output_dir, overwrite, bool(resume))
-    checkpoint = resume_checkpoint(output_dir, resume, where)
     task.check_model(config)  # a missing model fails now, not after tokenizing
     check_engines(config)
-    with display.active():
+    # The output directory is this run's alone from here to its last file (a second run refuses at once).
+    with claimed(output_dir, overwrite=overwrite, resume=resume, where=where, state=state, announce=display.print) as out, display.active():
         # The others wait, then load what the first process on their machine tokenized and cached.
         with state.local_main_process_first():
             data = stage("ftrun_load_data", TaskData, task=task, config=config)
+        report = task.preflight(config, data)  # what `ftrun check` reports: the run's warnings come first
+        config = report.config  # with a default warmup sized to the run
+        announce(display, config, output_dir, report)
         for name, stats in data.stats.items():
             how = "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
             features = f" → {stats.features} features" if stats.features != stats.examples else ""
@@ -112,37 +84,60 @@ def run(
         metrics = stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
         stop = StopOnSignal(display.print)
         callbacks = [SealCheckpoints(), stop, *trainer_callbacks(manager, task, config)]
-        # Only now, every check above having passed: clear what an earlier run left.
+        # Only now, every check above having passed: clear what an earlier run left. An earlier run
+        # that --overwrite replaces stays whole until this one has written its outputs.
         if state.is_main_process:
-            if overwrite and output_dir.is_dir():
-                shutil.rmtree(output_dir)
-            for path in remove_unsealed(output_dir) if output_dir.is_dir() else ():
-                display.print(f"removed {path.name}: it was being written when the run stopped")
-        state.wait_for_everyone()  # no process writes there before the earlier run is gone
-        if resume:
-            display.print(f"resuming from {checkpoint}" if checkpoint else f"no complete checkpoint in {output_dir}: starting from the beginning")
+            out.clear_leftovers(display.print)
+        state.wait_for_everyone()  # no process writes there before the leftovers are gone
         trainer = stage(
             "ftrun_build_trainer",
             Trainer,
-            task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=str(output_dir),
+            task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=str(out.work),
         )
         use_rich_progress(trainer, display)
+        checkpoint = out.checkpoint
+        if checkpoint:  # one that another number of processes wrote, if its steps can go on
+            kept = check_resumable(checkpoint, trainer.args, where)
+            display.print(f"resuming from {checkpoint}" + (f"; {kept}" if kept else ""))
+        elif resume:
+            display.print(f"no complete checkpoint in {out.work}: starting from the beginning")
         # Across processes a signal reaches each at another step, and one stopping alone would leave
         # the others waiting: there torchrun ends them all, and --resume starts from the last checkpoint.
         with keep_freed_memory(trainer.args.device):
-            with writing(output_dir), stop.installed(state.num_processes == 1):
+            with writing(out.work), stop.installed(state.num_processes == 1):
                 train_metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
             if stop.received:
-                raise Interrupted(stop.received, trainer.state.global_step, latest_checkpoint(output_dir))
+                raise Interrupted(stop.received, trainer.state.global_step, latest_checkpoint(out.work), out.replacing)
             eval_metrics = trainer.evaluate()
-    examples = config.predict.examples
-    predictions: list[Any] = []
-    if trainer.is_world_process_zero():
-        inputs = [task.read_input(example, config.where("predict.examples")) for example in examples]
-        predictions = task.predict(trainer.model, data.tokenizer, inputs, config) if examples else []
-    with writing(output_dir):
-        write_outputs(output_dir, trainer, task, config, train_metrics, eval_metrics, examples, predictions)
+        examples = config.predict.examples
+        predictions: list[Any] = []
+        if trainer.is_world_process_zero():
+            inputs = [task.read_input(example, config.where("predict.examples")) for example in examples]
+            predictions = task.predict(trainer.model, data.tokenizer, inputs, config) if examples else []
+        with writing(out.work):
+            write_outputs(out.work, trainer, task, config, train_metrics, eval_metrics, examples, predictions, [str(f) for f in report.warnings])
+            if state.is_main_process:
+                out.finish()
     return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)
+
+
+def announce(display: Display, config: RunConfig, output_dir: Path, report: Preflight) -> None:
+    """The run's first line (task, model, precision, output, what was sized to the run), then its warnings; errors stop it."""
+    from rich.markup import escape
+
+    from . import __version__
+
+    sized = f"; {escape(report.sized)}" if report.sized else ""
+    display.print(
+        f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, "
+        f"precision {choose_precision(config.training)}, output {output_dir}{sized}"
+    )
+    if config.model.trust_remote_code:
+        display.print(f"[bold yellow]warning:[/] {escape(remote_code_warning(config))}", highlight=False)
+    for finding in report.warnings:
+        display.print(f"[bold yellow]warning:[/] {escape(str(finding))}", highlight=False)
+    if report.errors:
+        raise FtrunError(str(report.errors[0]))
 
 
 class Interrupted(FtrunError):
@@ -150,9 +145,10 @@ class Interrupted(FtrunError):
 
     label = "stopped"
 
-    def __init__(self, received: signal.Signals, step: int, checkpoint: Path | None) -> None:
+    def __init__(self, received: signal.Signals, step: int, checkpoint: Path | None, replacing: bool = False) -> None:
         self.exit_code = 128 + received.value  # what a shell reports for a process the signal ended
-        saved = f"checkpoint saved in {checkpoint}; run the same command with --resume to continue" if checkpoint else "no checkpoint was saved"
+        again = "again with --resume in place of --overwrite (the earlier run is kept until then)" if replacing else "the same command with --resume"
+        saved = f"checkpoint saved in {checkpoint}; run {again} to continue" if checkpoint else "no checkpoint was saved"
         super().__init__(f"{received.name} at step {step}: {saved}")
 
 

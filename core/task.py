@@ -21,7 +21,9 @@ from .precision import choose_precision
 from .training import Trainer
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+    from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+    from .preflight import Preflight, TokenSequence
 
 
 @dataclasses.dataclass
@@ -90,6 +92,20 @@ class Task:
     def text_of(self, split: Any, config: RunConfig) -> Iterable[str]:
         """The raw texts of a split, to train a tokenizer on when none is given."""
         raise NotImplementedError
+
+    def inputs_of(self, split: Any, config: RunConfig) -> list[tuple[str, ...]] | None:
+        """Each example's input texts (one, or a pair), for ``preflight``'s empty-input, duplicate and overlap checks.
+
+        Default ``None``: the task has none to show, and those checks are left out.
+        """
+        return None
+
+    def labels_of(self, split: Any, config: RunConfig) -> list[list[str]] | None:
+        """Each example's labels by name: one for classification, each entity's type for NER, any number for multi-label.
+
+        For ``preflight``'s label counts and the eval labels train lacks. Default ``None``: a task without labels.
+        """
+        return None
 
     def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
         """Tokenize one batch of raw examples of ``split`` (``train``, ``eval`` or ``predict``) into features.
@@ -194,12 +210,50 @@ class Task:
                 f"{config.where('data')}: task {self.name} cannot encode the {split} split: {type(exc).__name__}: {first_line(exc)}"
             ) from exc
 
-    def check_encoding(self, config: RunConfig, splits: Splits, labels: list[str] | None, rows: int = 32) -> None:
-        """What ``ftrun check`` runs after ``check_data``: the tokenizer, and ``encode`` on the first ``rows`` examples of each split."""
+    def check_encoding(self, config: RunConfig, splits: Splits, labels: list[str] | None, rows: int = 32) -> TaskData:
+        """What ``ftrun check`` runs after ``check_data``: the tokenizer, and ``encode`` on the first ``rows`` examples of each split.
+
+        Returns the data ``preflight`` reports on: the tokenizer, labels and raw splits, no
+        tokenized splits, and in ``stats`` the features those rows became.
+        """
+        import time
+
         data = TaskData(train=None, eval=None, tokenizer=self.load_tokenizer(config, splits), labels=labels, raw=splits)
         for name in ("train", "eval"):
             split = getattr(splits, name)
-            self.encode_batch(split.select(range(min(rows, len(split))))[:], data, config, name)
+            start, count = time.perf_counter(), min(rows, len(split))
+            features = self.encode_batch(split.select(range(count))[:], data, config, name)
+            data.stats[name] = TokenizeStats(count, len(next(iter(features.values()), ())), time.perf_counter() - start, cached=False)
+        return data
+
+    def sequences(self, split: Any, data: TaskData, config: RunConfig) -> dict[str, TokenSequence]:
+        """The token sequences the model reads from ``split`` (a sample of one), untruncated, and where ``encode`` cuts each.
+
+        For ``preflight``'s token lengths, truncation, position-limit and padding figures. Default:
+        ``{"inputs": ...}``, the texts of ``inputs_of`` (two as a pair) cut at ``data.max_length``,
+        else at the tokenizer's maximum; ``{}`` (no figures) where ``inputs_of`` gives none.
+        """
+        from .preflight import TokenSequence, tokenizer_limit
+
+        inputs = self.inputs_of(split, config)
+        if inputs is None:
+            return {}
+        texts = [example[0] for example in inputs]
+        pairs = [example[1] for example in inputs] if inputs and all(len(example) > 1 for example in inputs) else None
+        ids = data.tokenizer(texts, pairs, truncation=False)["input_ids"]
+        return {"inputs": TokenSequence(ids, config.data.max_length or tokenizer_limit(data.tokenizer), "data.max_length")}
+
+    def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
+        """What ``ftrun check`` reports and every run prints first: per split, the schedule, and findings.
+
+        ``data`` is a run's data stage's, or ``check_encoding``'s in ``ftrun check``. The report's
+        ``config`` is the one to run with (a default warmup sized to the run). A task adds checks
+        of its own: call ``super().preflight(config, data)``, then ``report.warn(key, message)`` or
+        ``report.fail(key, message)`` with what it finds in ``report.splits`` (labels, lengths, ...).
+        """
+        from .preflight import preflight
+
+        return preflight(self, config, data)
 
     def load_tokenizer(self, config: RunConfig, splits: Splits) -> PreTrainedTokenizerBase:
         """The named tokenizer, the model's own, or one trained on the training texts."""
@@ -294,23 +348,14 @@ class Task:
 
     def check_model(self, config: RunConfig) -> None:
         """What ``ftrun check`` verifies of ``[model]`` without loading weights: it exists, and fits the data and tokenizer."""
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoTokenizer
 
         model = config.model
-        settings = source_settings(config)
-        if settings is not None:
-            try:
-                model_config = AutoConfig.for_model(**settings)
-            except (ValueError, TypeError, KeyError) as exc:
-                raise FtrunError(f"{config.where('model.config')}: {first_line(exc)}") from exc
-        else:
+        if source_settings(config) is None:
             path = Path(model.name)
             if path.is_dir() and not any(any(path.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json")):
                 raise FtrunError(f"{config.where('model.name')}: {path} has no model weights (*.safetensors or *.bin)")
-            try:
-                model_config = AutoConfig.from_pretrained(model.name, revision=model.revision, trust_remote_code=model.trust_remote_code)
-            except (OSError, ValueError) as exc:
-                raise FtrunError(f"{config.where('model.name')}: cannot load {model.name!r}: {first_line(exc)}") from exc
+        model_config = model_config_of(config)
         # Both would only fail in the middle of training, as an index error deep in the model.
         positions = getattr(model_config, "max_position_embeddings", None)
         if config.data.max_length is not None and positions is not None and config.data.max_length > positions:
@@ -416,6 +461,23 @@ def model_config_dict(config: RunConfig) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise FtrunError(f"{config.where('model.config')}: cannot read {path}: {first_line(exc)}") from exc
+
+
+def model_config_of(config: RunConfig) -> PreTrainedConfig:
+    """The config of the model ``[model]`` names: the one it is built from, or the pretrained model's (no weights loaded)."""
+    from transformers import AutoConfig
+
+    model = config.model
+    settings = source_settings(config)
+    if settings is not None:
+        try:
+            return AutoConfig.for_model(**settings)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise FtrunError(f"{config.where('model.config')}: {first_line(exc)}") from exc
+    try:
+        return AutoConfig.from_pretrained(model.name, revision=model.revision, trust_remote_code=model.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise FtrunError(f"{config.where('model.name')}: cannot load {model.name!r}: {first_line(exc)}") from exc
 
 
 def source_settings(config: RunConfig) -> dict[str, Any] | None:

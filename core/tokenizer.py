@@ -37,7 +37,8 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, model_max_length: int
     tokenizer = Tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS["unk_token"]))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()))
+    # No progress bar: where stdout is no terminal it prints blank lines, before `ftrun check --json`'s JSON.
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()), show_progress=False)
     tokenizer.train_from_iterator(_batches(texts), trainer)
     cls, sep = SPECIAL_TOKENS["cls_token"], SPECIAL_TOKENS["sep_token"]
     tokenizer.post_processor = processors.TemplateProcessing(
@@ -74,7 +75,7 @@ def train_t5_unigram(texts: Iterable[str], vocab_size: int, model_max_length: in
     )
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     special = list(T5_SPECIAL_TOKENS.values())
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=special, unk_token=T5_SPECIAL_TOKENS["unk_token"])
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=special, unk_token=T5_SPECIAL_TOKENS["unk_token"], show_progress=False)
     tokenizer.train_from_iterator(_batches(texts), trainer)
     tokenizer.add_special_tokens(T5_SENTINELS[::-1])
     eos = T5_SPECIAL_TOKENS["eos_token"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -192,8 +193,8 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def seal(checkpoint: Path) -> None:
-    """Flush every file of ``checkpoint`` to disk, then record their sizes in its seal.
+def seal(checkpoint: Path, batches: dict[str, int] | None = None) -> None:
+    """Flush every file of ``checkpoint`` to disk, then record their sizes in its seal, with how its run took its batches.
 
     The seal is written last and atomically, so a checkpoint without a valid seal is one the
     process (or the machine) died while writing.
@@ -203,7 +204,49 @@ def seal(checkpoint: Path) -> None:
         if path.is_file() and path.name != SEAL_NAME:
             _fsync(path)
             files[path.relative_to(checkpoint).as_posix()] = path.stat().st_size
-    write_atomically(checkpoint / SEAL_NAME, json.dumps({"files": files}, indent=1))
+    write_atomically(checkpoint / SEAL_NAME, json.dumps({"files": files, "batches": batches}, indent=1))
+
+
+def batch_shape(args: Any) -> dict[str, int]:
+    """How a training step takes its examples: processes × examples per process × accumulated batches."""
+    return {"processes": args.world_size, "per_process": args.train_batch_size, "accumulated": args.gradient_accumulation_steps}
+
+
+def check_resumable(checkpoint: Path, args: Any, where: str) -> str | None:
+    """Whether a run with ``args`` goes on exactly where the run that saved ``checkpoint`` stopped; what it keeps, if the processes changed.
+
+    The number of processes may change (a job that got fewer GPUs) if the examples of a step do
+    not: the schedule's step count and the batches a resumed run skips in its epoch are counted
+    in steps. Otherwise one line says what to set. The Trainer restores each process's random
+    state only into a run of as many processes, so dropout differs then. ``None`` when the
+    processes are as many as the checkpoint's, or its seal does not say.
+    """
+    before = json.loads((checkpoint / SEAL_NAME).read_text(encoding="utf-8")).get("batches")
+    now = batch_shape(args)
+    if before is None:
+        return None
+    step, step_now = math.prod(before.values()), math.prod(now.values())
+    if step != step_now:
+        per_device, rest = divmod(step, now["processes"] * now["accumulated"] * max(1, args.n_gpu))
+        keep = f", or keep {step} with --set training.per_device_train_batch_size={per_device}" if per_device and not rest else ""
+        raise FtrunError(
+            f"{where}: {checkpoint} was trained on {step} examples a step ({_described(before)}), this run would take {step_now} "
+            f"({_described(now)}), and would not go on where it stopped: resume with --nproc {before['processes']}{keep}"
+        )
+    if before["processes"] == now["processes"]:
+        return None
+    return (
+        f"trained in {_processes(before['processes'])}, resumed in {_processes(now['processes'])}: the {step} examples of a step are kept, "
+        "and with them the learning-rate schedule and the examples already seen this epoch; the random state (dropout) is not"
+    )
+
+
+def _described(shape: dict[str, int]) -> str:
+    return f"{_processes(shape['processes'])} × {shape['per_process']} examples × {shape['accumulated']} accumulated"
+
+
+def _processes(count: int) -> str:
+    return f"{count} process{'es' if count > 1 else ''}"
 
 
 def is_sealed(checkpoint: Path) -> bool:
@@ -248,10 +291,12 @@ class SealCheckpoints(TrainerCallback):
     """Seals each checkpoint once the Trainer has written all of it."""
 
     def on_save(self, args, state, control, **kwargs):
+        if args.world_size > 1:  # every process has written its part (its random state) before the seal lists the files
+            torch.distributed.barrier()
         if state.is_world_process_zero:
             checkpoint = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
             if checkpoint.is_dir():
-                seal(checkpoint)
+                seal(checkpoint, batch_shape(args))
 
 
 # -- stopping on a signal ---------------------------------------------------------------------

@@ -7,9 +7,17 @@ or as integers named by the task's ``label_names`` key; the saved model always g
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from typing import Any, Iterable
 
 from ftrun import FtrunError, RunConfig
+
+
+def first_missing(labels: Iterable[Any]) -> int | None:
+    """The index of the first missing label, if any: null (JSON null, a key missing from a row) or empty (a csv's empty cell).
+
+    No label name is empty: an empty string means the row was left unlabelled.
+    """
+    return next((index for index, value in enumerate(labels) if value is None or value == ""), None)
 
 
 def named_labels(
@@ -21,11 +29,10 @@ def named_labels(
     ``[data]`` key of the label column, for messages. Strings are their own names, sorted;
     integers index ``class_names`` or ``config.data.label_names``: all of those names, or with
     ``used_only`` (for an eval split) the ones the values use. ``None`` for integers with no
-    names, which each task treats its own way.
+    names, which each task treats its own way. Missing labels are the caller's to refuse
+    first (:func:`first_missing`), naming their row.
     """
     where = config.where(f"data.{key}")
-    if None in values:
-        raise FtrunError(f"{where}: the {split} split has rows without a label")
     kinds = {type(value).__name__ for value in values}
     if kinds - {"str", "int"} or len(kinds) > 1:
         raise FtrunError(f"{where}: labels must be all strings or all integers; the {split} split has {', '.join(sorted(kinds))}")

@@ -26,8 +26,9 @@ from ftrun.testing import TINY_BERT, TINY_TRAINING, write_jsonl  # noqa: E402 - 
 
 # ftrun.testing is loaded through its pytest11 entry point already; named here too, so that
 # ftrun's own tests keep their fixtures where entry points are not loaded
-# (PYTEST_DISABLE_PLUGIN_AUTOLOAD). pytester runs the test suites of plugins written on the fly.
-pytest_plugins = ["ftrun.testing", "pytester"]
+# (PYTEST_DISABLE_PLUGIN_AUTOLOAD). pytester runs the test suites of plugins written on the fly;
+# forking starts the runs that tests kill (forking.py).
+pytest_plugins = ["ftrun.testing", "pytester", "forking"]
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -170,3 +170,66 @@ def test_processes_cannot_each_train_their_own_tokenizer(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(FtrunError, match="run.toml: model.tokenizer: none given, .* name a tokenizer"):
         cached_tokenizer(split, "key", lambda: "trained", where="run.toml: model.tokenizer")
+
+
+#: Kills the first of the processes at the end of step 3, with checkpoint-2 saved: a job pre-empted.
+KILL_AT_STEP_3 = """
+import os, signal
+
+from transformers import TrainerCallback
+
+import ftrun
+
+
+class Kill(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3 and os.environ.get("RANK") == "0":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@ftrun.hookimpl
+def ftrun_trainer_callbacks():
+    return [Kill()]
+"""
+
+
+def test_a_run_of_two_processes_resumes_in_one_keeping_the_batch_of_a_step(ftrun_cli, distributed_manifest, ftrun_plugin_module, forker, tmp_path):
+    """2 processes over gloo, killed; --resume in 1 refuses the half-size step it would take, and with the same step goes on as one run."""
+    import signal
+
+    from ftrun.training import is_sealed
+
+    manifest = distributed_manifest(ftrun_plugin_module("kill_at_step_3", KILL_AT_STEP_3))
+    steps = ["--set", 'training.save_strategy="steps"', "--set", "training.save_steps=2", "--set", "training.load_best_model_at_end=false"]
+    out, checkpoint = tmp_path / "out", tmp_path / "out" / "checkpoint-2"
+    killed = forker.run("--manifest", manifest, "--output-dir", out, *steps, ranks=2, env={"OMP_NUM_THREADS": "1"})
+    assert killed.codes[0] == -signal.SIGKILL, killed
+    assert is_sealed(checkpoint) and sorted(path.name for path in checkpoint.glob("rng_state*")) == ["rng_state_0.pth", "rng_state_1.pth"]
+
+    # One process with the same per-device batch: a step of 4 examples where the run took 8.
+    refused = ftrun_cli("--manifest", manifest, "--output-dir", out, *steps, "--resume")
+    assert refused.code == 2, refused
+    assert refused.err.splitlines() == [
+        f"ftrun: error: --resume: {checkpoint} was trained on 8 examples a step (2 processes × 4 examples × 1 accumulated), "
+        "this run would take 4 (1 process × 4 examples × 1 accumulated), and would not go on where it stopped: "
+        "resume with --nproc 2, or keep 8 with --set training.per_device_train_batch_size=8"
+    ]
+    assert is_sealed(checkpoint) and not (out / "ftrun.toml").exists()
+
+    batch_of_8 = ["--set", "training.per_device_train_batch_size=8"]
+    resumed = ftrun_cli("--manifest", manifest, "--output-dir", out, *steps, *batch_of_8, "--resume")
+    assert resumed.code == 0, resumed
+    said = " ".join(resumed.out.split())  # as the terminal wraps it
+    assert f"resuming from {checkpoint}; trained in 2 processes, resumed in 1 process: the 8 examples of a step are kept" in said
+    alone = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "alone", *steps, *batch_of_8)
+    assert alone.code == 0, alone
+    # The steps after the checkpoint saw the examples and the learning rate of one uninterrupted run.
+    def losses(folder: Path) -> dict:
+        log = json.loads((folder / "trainer_state.json").read_text())["log_history"]
+        return {entry["step"]: (entry["loss"], entry["learning_rate"]) for entry in log if "loss" in entry and entry["step"] > 2}
+
+    assert losses(out).keys() == losses(tmp_path / "alone").keys() == {4, 6}
+    for step, (loss, rate) in losses(tmp_path / "alone").items():
+        assert losses(out)[step] == (pytest.approx(loss, rel=1e-4), pytest.approx(rate, rel=1e-6)), step
+    assert results(out)["eval_loss"] == pytest.approx(results(tmp_path / "alone")["eval_loss"], rel=1e-4)
+    assert results(out)["eval_accuracy"] == results(tmp_path / "alone")["eval_accuracy"]

@@ -274,7 +274,7 @@ def test_an_answer_that_is_not_at_its_answer_start(task, config_of):
     rows = sample_rows(limit=3)
     rows[1] = {**rows[1], "answers": {"text": rows[1]["answers"]["text"], "answer_start": [rows[1]["answers"]["answer_start"][0] + 2]}}
     assert check_fails(task, config_of(), splits_of(sample_rows(limit=3), rows)) == (
-        "run.toml: data.answers_column: the eval split's row 2 (id '56cf63b4aab44d1400b891bf'): "
+        "run.toml: data.answers_column: row 2 of eval.jsonl (id '56cf63b4aab44d1400b891bf'): "
         "answer 'eolomelodicon' is not at answer_start 499 of its context, which has 'lomelodicon\",' there"
     )
 
@@ -283,12 +283,12 @@ def test_answers_need_as_many_starts_as_texts_and_at_least_one(task, config_of):
     rows = sample_rows(limit=2)
     rows[0] = {**rows[0], "answers": {"text": ["feminism", "female"], "answer_start": [4]}}
     assert check_fails(task, config_of(), splits_of(rows)) == (
-        "run.toml: data.answers_column: the train split's row 1 (id '56bebba63aeaaa14008c930b'): answers must be "
+        "run.toml: data.answers_column: row 1 of train.jsonl (id '56bebba63aeaaa14008c930b'): answers must be "
         "{\"text\": [...], \"answer_start\": [...]}, as many starts as texts; got {'text': ['feminism', 'female'], 'answer_start': [4]}"
     )
     rows[0] = {**rows[0], "answers": {"text": [], "answer_start": []}}
     assert check_fails(task, config_of(), splits_of(rows)) == (
-        "run.toml: data.answers_column: the train split's row 1 (id '56bebba63aeaaa14008c930b') has no answer "
+        "run.toml: data.answers_column: row 1 of train.jsonl (id '56bebba63aeaaa14008c930b') has no answer "
         "(unanswerable questions, as in SQuAD v2, are not supported)"
     )
 
@@ -297,7 +297,7 @@ def test_duplicate_ids(task, config_of):
     rows = sample_rows(limit=4)
     rows[3] = {**rows[3], "id": rows[1]["id"]}
     assert check_fails(task, config_of(), splits_of(rows)) == (
-        "run.toml: data.id_column: the train split has the id '56cf63b4aab44d1400b891bf' twice (rows 2 and 4)"
+        "run.toml: data.id_column: train.jsonl has the id '56cf63b4aab44d1400b891bf' twice (rows 2 and 4)"
     )
 
 
@@ -315,7 +315,7 @@ def test_a_missing_context(task, config_of):
     rows = sample_rows(limit=2)
     rows[1] = {**rows[1], "context": " "}
     assert check_fails(task, config_of(), splits_of(rows)) == (
-        "run.toml: data.context_column: the train split's row 2 (id '56cf63b4aab44d1400b891bf') has no context text, but ' '"
+        "run.toml: data.context_column: row 2 of train.jsonl (id '56cf63b4aab44d1400b891bf') has no context text, but ' '"
     )
 
 
@@ -549,5 +549,5 @@ def test_check_reports_bad_data_in_one_line(ftrun_cli, ftrun_manifest, tmp_path)
     result = ftrun_cli("check", "--manifest", manifest)
     assert result.code == 2, result
     assert result.err.splitlines() == [
-        "ftrun: error: run.toml: data.id_column: the train split has the id '56bebba63aeaaa14008c930b' twice (rows 1 and 3)"
+        "ftrun: error: run.toml: data.id_column: train.jsonl has the id '56bebba63aeaaa14008c930b' twice (rows 1 and 3)"
     ]

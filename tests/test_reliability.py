@@ -10,16 +10,20 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from ftrun.testing import TINY_BERT
+from ftrun.testing import TINY_BERT, TINY_T5, TINY_TRAINING
 from ftrun.training import SEAL_NAME, is_sealed
 
 #: 48 examples in batches of 4: 12 steps an epoch, 24 in all; a checkpoint every 5 steps.
@@ -238,6 +242,56 @@ def test_the_same_manifest_gives_the_same_run_twice(ftrun_cli, run_manifest, tmp
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
+#: Each built-in task but text classification (above), on its embedded sample, cut to a run of seconds.
+SAME_SEED = {
+    "ner": {
+        "model": {"config": TINY_BERT, "tokenizer_vocab_size": 300, "tokenizer_lowercase": False},
+        "data": {"train_file": "ner/data/train.conll", "eval_file": "ner/data/eval.conll", "max_length": 64},
+    },
+    "question-answering": {
+        "model": {"config": TINY_BERT, "tokenizer_vocab_size": 300},
+        "data": {
+            "train_file": "question_answering/data/squad-train.jsonl.gz", "eval_file": "question_answering/data/squad-eval.jsonl.gz",
+            "max_length": 128, "doc_stride": 32,
+        },
+    },
+    "translation": {
+        "model": {"config": TINY_T5, "tokenizer_vocab_size": 300},
+        "data": {
+            "train_file": "translation/data/multi30k-train.jsonl.gz", "eval_file": "translation/data/multi30k-eval.jsonl.gz",
+            "source_lang": "en", "target_lang": "de", "max_source_length": 32, "max_target_length": 16,
+        },
+        "training": {"generation_num_beams": 1},
+    },
+}
+
+
+@pytest.mark.parametrize("task", sorted(SAME_SEED))
+def test_every_task_gives_the_same_run_twice(ftrun_cli, ftrun_manifest, tmp_path, task):
+    import ftrun.plugins
+
+    tables = SAME_SEED[task]
+    data = {key: str(Path(ftrun.plugins.__file__).parent / value) if key.endswith("_file") else value for key, value in tables["data"].items()}
+    manifest = ftrun_manifest(
+        {
+            "task": task,
+            "model": tables["model"],
+            "data": {**data, "max_train_samples": 32, "max_eval_samples": 8},
+            "training": {**TINY_TRAINING, "per_device_train_batch_size": 4, "save_strategy": "no", "load_best_model_at_end": False, **tables.get("training", {})},
+            "predict": {"examples": []},
+        }
+    )
+    first = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "first")
+    second = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "second")
+    assert first.code == second.code == 0, (first, second)
+    assert first.run.eval_metrics.keys() == second.run.eval_metrics.keys()
+    for key, value in first.run.eval_metrics.items():
+        if not key.endswith(("runtime", "per_second")):
+            assert second.run.eval_metrics[key] == value, key
+    a, b = weights(tmp_path / "first"), weights(tmp_path / "second")
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
 def test_a_nan_loss_stops_the_run_naming_the_step(ftrun_cli, run_manifest, ftrun_plugin_module, tmp_path):
     module = ftrun_plugin_module(
         "ftrun_test_nan",
@@ -348,3 +402,200 @@ def test_check_warns_when_a_manifest_lets_repository_code_run(ftrun_cli, run_man
     ]
     quiet = ftrun_cli("check", "--manifest", manifest)
     assert quiet.code == 0 and "warning" not in quiet.err
+
+
+# -- one writer per output directory; --overwrite loses nothing ---------------------------------
+
+#: Holds its run at step 1 until it is killed: the run a second one finds in its output directory.
+WAIT = '''
+import os, time
+from pathlib import Path
+from transformers import TrainerCallback
+from ftrun import hookimpl
+
+
+class Wait(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        Path(os.environ["FTRUN_TEST_STARTED"]).write_text(str(os.getpid()))
+        while True:
+            time.sleep(0.1)
+
+
+@hookimpl
+def ftrun_trainer_callbacks():
+    return [Wait()]
+'''
+
+
+def test_a_second_run_in_the_same_output_dir_refuses_naming_the_first(ftrun_cli, run_manifest, ftrun_plugin_module, forker, tmp_path):
+    """A run holding the folder (waiting at step 1) makes a second refuse at once; killed, it leaves the folder free for --resume."""
+
+    manifest, out, started = run_manifest(num_train_epochs=1), tmp_path / "out", tmp_path / "started"
+    module = ftrun_plugin_module("ftrun_test_wait", WAIT)
+    ended = []
+    thread = threading.Thread(
+        target=lambda: ended.append(
+            forker.run("--manifest", manifest, "--output-dir", out, "--plugin", module, env={"FTRUN_TEST_STARTED": str(started)}, kill_after=300)
+        )
+    )
+    thread.start()
+    while not started.exists() and thread.is_alive():
+        time.sleep(0.1)
+    pid = started.read_text()
+    second = ftrun_cli("--manifest", manifest, "--output-dir", out)
+    assert second.code == 2, second
+    [line] = second.err.splitlines()
+    assert line.startswith(f"ftrun: error: --output-dir: {out} is in use by ftrun process {pid} on {socket.gethostname()}, started "), line
+    assert line.endswith(": wait for it to end, or choose another --output-dir"), line
+    os.kill(int(pid), signal.SIGKILL)
+    thread.join()
+    assert ended[0].code == -signal.SIGKILL, ended[0]
+    assert (out / ".ftrun.lock").exists()  # what the killed run left: a file, whose lock the kernel let go
+    resumed = ftrun_cli("--manifest", manifest, "--output-dir", out, "--resume")
+    assert resumed.code == 0, resumed
+    assert not (out / ".ftrun.lock").exists()
+
+
+def fake_run(folder: Path, name: str) -> dict[str, str]:
+    """A finished run's files (a model, a checkpoint, the manifest), each holding ``name``; their contents by path."""
+    files = {"model.safetensors": name, "README.md": name, "checkpoint-5/model.safetensors": name, "ftrun.toml": f"# {name}\n"}
+    for path, text in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_text(text)
+    return files
+
+
+def contents(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() for p in folder.rglob("*") if p.is_file()}
+
+
+class Killed(BaseException):
+    """What a kill is to the swap: it stops between two renames."""
+
+
+def test_replacing_an_earlier_run_survives_a_kill_between_any_two_renames(tmp_path, monkeypatch):
+    import ftrun.output_dir
+    from ftrun.output_dir import NEXT_NAME, replace_earlier_run
+
+    real_replace, renames = os.replace, []
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier, new = fake_run(out, "earlier"), fake_run(out / NEXT_NAME, "new")
+    monkeypatch.setattr(ftrun.output_dir.os, "replace", lambda *a: (renames.append(a), real_replace(*a)))
+    replace_earlier_run(out)
+    assert contents(out) == new and renames
+    for kill in range(len(renames)):
+        shutil.rmtree(out)
+        out.mkdir()
+        fake_run(out, "earlier"), fake_run(out / NEXT_NAME, "new")
+        calls = iter(range(len(renames)))
+        monkeypatch.setattr(ftrun.output_dir.os, "replace", lambda *a: real_replace(*a) if next(calls) < kill else (_ for _ in ()).throw(Killed()))
+        with pytest.raises(Killed):
+            replace_earlier_run(out)
+        # Whatever the moment, the folder's manifest is the earlier run's with all of its files, or there is none yet.
+        manifest = out / "ftrun.toml"
+        if manifest.exists():
+            assert manifest.read_text() == earlier["ftrun.toml"] and all((out / path).read_text() == text for path, text in earlier.items()), kill
+        monkeypatch.setattr(ftrun.output_dir.os, "replace", real_replace)
+        replace_earlier_run(out)  # what the next run in the folder does first
+        assert contents(out) == new, kill
+
+
+def test_a_stopped_overwrite_run_says_how_to_continue_it():
+    from ftrun.runner import Interrupted
+
+    stopped = Interrupted(signal.SIGTERM, 8, Path("out/.ftrun-next/checkpoint-8"), replacing=True)
+    assert str(stopped) == (
+        "SIGTERM at step 8: checkpoint saved in out/.ftrun-next/checkpoint-8; "
+        "run again with --resume in place of --overwrite (the earlier run is kept until then) to continue"
+    )
+
+
+def test_an_overwrite_run_killed_mid_training_leaves_the_earlier_run_whole(ftrun_cli, run_manifest, recorder, forker, tmp_path):
+    module, batches = recorder
+    manifest, out = run_manifest(num_train_epochs=1), tmp_path / "out"
+    batches("earlier")
+    assert ftrun_cli("--manifest", manifest, "--output-dir", out, "--plugin", module).code == 0
+    shutil.copytree(out, tmp_path / "whole")  # the uninterrupted run, which the replacement must equal
+    before = {path: (path.stat().st_mtime, path.read_bytes()) for path in out.rglob("*") if path.is_file()}
+
+    env = {"FTRUN_TEST_STOP_AT": "7", "FTRUN_TEST_BATCHES": str(tmp_path / "batches-killed")}
+    killed = forker.run("--manifest", manifest, "--output-dir", out, "--plugin", module, "--overwrite", env=env)
+    assert killed.code == -signal.SIGKILL, killed
+    next_run = out / ".ftrun-next"
+    # Every file of the earlier run as it was; besides, only the new run's folder and the lock file the kill left.
+    kept = {path: (path.stat().st_mtime, path.read_bytes()) for path in out.rglob("*") if path.is_file() and next_run not in path.parents}
+    assert kept.pop(out / ".ftrun.lock")[1].startswith(b"ftrun process ") and kept == before
+    assert is_sealed(next_run / "checkpoint-5") and not (next_run / "ftrun.toml").exists()
+
+    batches("resumed")
+    resumed = ftrun_cli("--manifest", manifest, "--output-dir", out, "--plugin", module, "--resume")
+    assert resumed.code == 0, resumed
+    assert f"resuming from {next_run / 'checkpoint-5'}" in resumed.out
+    assert sorted(path.name for path in out.iterdir() if path.name.startswith(".")) == []
+    assert_same_run(out, tmp_path / "whole", after=5)
+
+
+# -- kill anywhere ------------------------------------------------------------------------------
+
+#: Kills the soak survives: a few in the default run; FTRUN_SOAK_KILLS=50 for the long version.
+SOAK_KILLS = int(os.environ.get("FTRUN_SOAK_KILLS", "3"))
+#: Functions that write a run's files, where a kill lands besides a random moment: at their n-th call.
+WRITERS = [
+    ("transformers.modeling_utils", "safe_save_file"),  # weights, in a checkpoint and in the final model (left half written)
+    ("torch", "save"),  # a checkpoint's optimizer, scheduler, random state and arguments (left half written)
+    ("os", "replace"),  # a seal, the final outputs and the --overwrite swap, each moved into place
+]
+
+
+def test_a_run_killed_anywhere_ends_as_an_uninterrupted_one(run_manifest, forker, tmp_path, record_property):
+    """SIGKILL at random moments and inside the writing of checkpoints and outputs, --resume each time.
+
+    A round is one run from scratch, or an --overwrite of the last round's, killed until it
+    finishes; each must end with the weights, log and metrics of an uninterrupted run, and no
+    file outside its output directory changed. While an --overwrite run has not written its
+    outputs, the earlier run must be whole.
+    """
+    import random
+
+    from ftrun.output_dir import EARLIER_NAME, INCOMING_NAME, NEXT_NAME
+    from ftrun.testing import files_under
+
+    manifest, out = run_manifest(), tmp_path / "out"
+    whole = forker.run("--manifest", manifest, "--output-dir", tmp_path / "whole")
+    assert whole.code == 0, whole
+
+    def outside() -> dict[str, float]:
+        return {path: mtime for path, mtime in files_under(tmp_path).items() if not path.startswith(f"{out}{os.sep}")}
+
+    before = outside()
+    draw = random.Random(int(os.environ.get("FTRUN_SOAK_SEED", "0")))
+    kills, rounds, start = 0, 0, time.monotonic()
+    while kills < SOAK_KILLS:
+        replacing = rounds > 0 and draw.random() < 0.5
+        if rounds and not replacing:
+            shutil.rmtree(out)
+        earlier = ((out / "ftrun.toml").read_bytes(), (out / "model.safetensors").read_bytes()) if replacing else None
+        command = ["--manifest", manifest, "--output-dir", out, "--overwrite" if replacing else "--resume"]
+        while True:
+            if kills == SOAK_KILLS:  # enough: the round's run goes to its end
+                kill = {}
+            elif draw.random() < 0.5:
+                kill = {"kill_after": draw.uniform(0, whole.seconds)}
+            else:
+                kill = {"kill_at": (*draw.choice(WRITERS), draw.randint(1, 12))}
+            ended = forker.run(*command, **kill)
+            if ended.code == 0:
+                break
+            assert ended.code == -signal.SIGKILL, (kill, ended)
+            kills += 1
+            command[-1] = "--resume"
+            assert outside() == before
+            swapping = (out / EARLIER_NAME).exists() or (out / INCOMING_NAME).exists() or (out / NEXT_NAME / "ftrun.toml").exists()
+            if replacing and not swapping:
+                assert ((out / "ftrun.toml").read_bytes(), (out / "model.safetensors").read_bytes()) == earlier, kill
+        rounds += 1
+        assert_same_run(out, tmp_path / "whole", after=0)
+        assert not [path.name for path in out.iterdir() if path.name.startswith(".")]
+    assert outside() == before
+    record_property("figure", f"soak: {kills} kills survived in {rounds} rounds, {time.monotonic() - start:.0f} s")

@@ -122,7 +122,7 @@ def test_a_column_without_language_pairs_is_refused(task, tmp_path):
 
     rows = [{"english": "A dog.", "german": "Ein Hund."}] * 4
     files = {"train_file": str(write_jsonl(tmp_path / "train.jsonl", rows)), "eval_file": str(write_jsonl(tmp_path / "eval.jsonl", rows))}
-    with pytest.raises(FtrunError, match=r"^test.toml: data.translation_column: column 'english' holds str, not \{language: text\} pairs$"):
+    with pytest.raises(FtrunError, match=r"^test.toml: data.translation_column: row 1 of train.jsonl holds a text in 'english', not \{language: text\} pairs$"):
         task.load_data(config_for(task, tmp_path, {**files, "translation_column": "english"}))
 
 
@@ -296,7 +296,7 @@ def test_rows_missing_a_language_fail_in_one_line(ftrun_cli, ftrun_manifest, pai
     write_jsonl(Path(pair_files["eval_file"]), rows)
     manifest = manifest_with(ftrun_manifest, pair_files)
     before = files_under(tmp_path)
-    message = "ftrun: error: run.toml: data.target_lang: the eval split has rows whose 'de' text is missing or not a string"
+    message = "ftrun: error: run.toml: data.target_lang: row 5 of eval.jsonl has no 'de' text (null or missing)"
     for result in (ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "out"), ftrun_cli("check", "--manifest", manifest)):
         assert result.code == 2, result
         assert result.err.strip() == message

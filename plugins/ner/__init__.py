@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from pydantic import Field
 from transformers import AutoModelForTokenClassification
 
-from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, hookimpl, merge, require_columns
+from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, hookimpl, merge, require_columns, where_row
+from ftrun.data import describe_feature
 
-from ..labels import check_eval_labels, named_labels
+from ..labels import check_eval_labels, first_missing, named_labels
 from .conll import TAGS, TOKENS, is_conll, read_conll
-from .metrics import METRICS, entity_metrics, metric_keys
+from .metrics import METRICS, REPORT_KEYS, entity_metrics, metric_keys
 from .tags import align_labels, continuation_ids, invalid_tags
 
 if TYPE_CHECKING:
@@ -118,6 +119,18 @@ class NerTask(Task):
             for words in batch[config.data.tokens_column]:
                 yield " ".join(words)
 
+    def inputs_of(self, split: Any, config: RunConfig) -> list[tuple[str, ...]]:
+        return [(" ".join(words),) for words in split.select_columns([config.data.tokens_column])[:][config.data.tokens_column]]
+
+    def labels_of(self, split: Any, config: RunConfig) -> list[list[str]]:
+        """Each sentence's entity types, one per entity (as seqeval finds them: IOB1, IOB2 or IOBES)."""
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        column = config.data.tags_column
+        names = getattr(split.features[column].feature, "names", None) or config.data.label_names
+        sentences = split.select_columns([column])[:][column]
+        return [[kind for kind, _, _ in get_entities([names[tag] if isinstance(tag, int) else tag for tag in tags])] for tags in sentences]
+
     def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
         settings: NerData = config.data
         encoded = data.tokenizer(
@@ -147,6 +160,20 @@ class NerTask(Task):
         if best not in keys:
             raise FtrunError(f"{config.where('metrics.best')}: {best!r} is not among the metrics ({', '.join(keys)})")
         return Metrics(compute=entity_metrics(names, data.labels), best=best)
+
+    def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
+        """The shared report, and whether the best metric has entities to score in the eval split (PER_f1: PER entities)."""
+        report = super().preflight(config, data)
+        best = config.metrics.best or "f1"
+        kind, _, name = best.rpartition("_")  # "PER_f1" -> PER, f1; "f1" -> "", f1 (every type)
+        counts = report.splits["eval"].labels or {}
+        if name in REPORT_KEYS and not (counts.get(kind) if kind else sum(counts.values())):
+            report.warn(
+                "metrics.best",
+                f"{best} cannot be computed on the eval split: it has no {kind + ' ' if kind else ''}entities, "
+                "so it is 0.0 at every evaluation and picks no best checkpoint",
+            )
+        return report
 
     def data_collator(self, data: TaskData) -> Callable:
         """Pads inputs and labels (with the ignored id -100) to each batch's longest sentence."""
@@ -193,20 +220,29 @@ class NerTask(Task):
 def split_tags(split: Any, config: RunConfig, name: str) -> tuple[list[str], set[str]]:
     """A split's tag names (all that its ClassLabel or label_names define) and those its sentences use.
 
-    Fails, naming the sentence, when a sentence's words and tags differ in number or a tag
-    is not IOB1 / IOB2 / IOBES.
+    Fails, naming the sentence, when a sentence has no words or tags (null), a word or a tag
+    is missing, words and tags differ in number, or a tag is not IOB1 / IOB2 / IOBES. An
+    empty sentence, or a word that is an empty string, is accepted: the tokenizer gives it no
+    sub-token, so it is neither trained on nor scored.
     """
     settings: NerData = config.data
     where = config.where("data.tags_column")
     check_list_columns(split, config)
-    sentences, tags = split[settings.tokens_column], split[settings.tags_column]
-    for row, (words, row_tags) in enumerate(zip(sentences, tags), 1):
-        if len(words or ()) != len(row_tags or ()):
-            raise FtrunError(
-                f"{where}: the {name} split's sentence {row} {preview(words)} "
-                f"has {len(words or ())} tokens but {len(row_tags or ())} tags"
-            )
-    values = Counter(tag for row_tags in tags for tag in row_tags or ())
+    columns = split.select_columns([settings.tokens_column, settings.tags_column])[:]  # as lists: a Column reads row by row
+    sentences, tags = columns[settings.tokens_column], columns[settings.tags_column]
+    for row, (words, row_tags) in enumerate(zip(sentences, tags)):
+        if words is None or None in words:
+            what = "no words (null or missing)" if words is None else f"no word {words.index(None) + 1} (null)"
+            raise FtrunError(f"{config.where('data.tokens_column')}: {where_row(config, split, name, row, 'sentence')} has {what}")
+        sentence = where_row(config, split, name, row, "sentence") + (f" {preview(words)}" if words else "")
+        if row_tags is None:
+            raise FtrunError(f"{where}: {sentence} has no tags (null or missing)")
+        missing = first_missing(row_tags)
+        if missing is not None:
+            raise FtrunError(f"{where}: {sentence} has no tag for word {missing + 1}" + (f" ({words[missing]!r})" if missing < len(words) else ""))
+        if len(words) != len(row_tags):
+            raise FtrunError(f"{where}: {sentence} has {len(words)} tokens but {len(row_tags)} tags")
+    values = Counter(tag for row_tags in tags for tag in row_tags)
     class_names = getattr(split.features[settings.tags_column].feature, "names", None)
     names = named_labels(values, class_names, config, "tags_column", name)
     if names is None:
@@ -215,26 +251,28 @@ def split_tags(split: Any, config: RunConfig, name: str) -> tuple[list[str], set
     used = {name_of(value) for value in values}
     bad = invalid_tags(used)
     if bad:
-        row = next(row for row, row_tags in enumerate(tags, 1) if bad[0] in map(name_of, row_tags))
+        row = next(row for row, row_tags in enumerate(tags) if bad[0] in map(name_of, row_tags))
         raise FtrunError(
-            f"{where}: the {name} split's sentence {row} {preview(sentences[row - 1])} has the tag {bad[0]!r}, "
+            f"{where}: {where_row(config, split, name, row, 'sentence')} {preview(sentences[row])} has the tag {bad[0]!r}, "
             "which is not IOB1/IOB2/IOBES (O, or B-, I-, E- or S- and an entity type)"
         )
     return names, used
 
 
 def check_list_columns(split: Any, config: RunConfig) -> None:
-    """Words and tags must be lists per sentence: text still to be split into words is refused."""
+    """Words and tags must be lists per sentence (of texts; of texts, integers or class labels): text still to be split into words is refused."""
+    from datasets import ClassLabel, Value
+
     for key, what in (("tokens_column", "words"), ("tags_column", "tags")):
         column = getattr(config.data, key)
         feature = split.features[column]
-        if getattr(feature, "feature", None) is None:
-            kind = getattr(feature, "dtype", feature)
-            raise FtrunError(f"{config.where('data.' + key)}: column {column!r} holds {kind}, not a list of {what} per sentence")
-    column = config.data.tokens_column
-    kind = getattr(split.features[column].feature, "dtype", None)
-    if kind not in ("string", "large_string"):
-        raise FtrunError(f"{config.where('data.tokens_column')}: column {column!r} holds lists of {kind}, not of words")
+        inner = getattr(feature, "feature", None)
+        if inner is None:
+            raise FtrunError(f"{config.where('data.' + key)}: column {column!r} holds {describe_feature(feature)}, not a list of {what} per sentence")
+        text = isinstance(inner, Value) and inner.dtype in ("string", "large_string")
+        tag = text or isinstance(inner, ClassLabel) or (isinstance(inner, Value) and inner.dtype.startswith(("int", "uint")))
+        if not (text if key == "tokens_column" else tag):
+            raise FtrunError(f"{config.where('data.' + key)}: column {column!r} holds {describe_feature(feature)}, not lists of {what}")
 
 
 def preview(words: list[str] | None, size: int = 6) -> str:

@@ -64,7 +64,9 @@ def read_conll(path: Path) -> Dataset:
     """
     from datasets import Dataset, Features, Sequence, Value
 
-    rows = list(sentences(path.read_text(encoding="utf-8").splitlines()))
+    from ftrun.data import text_lines
+
+    rows = list(sentences(text_lines(path)))  # a line that is not UTF-8 is refused by its number
     if not rows:  # datasets' own message for this names no file and no cause
         raise ValueError("no sentences (expected a token and its tag per line, a blank line between sentences)")
     features = Features({TOKENS: Sequence(Value("string")), TAGS: Sequence(Value("string"))})

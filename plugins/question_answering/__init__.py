@@ -266,6 +266,18 @@ class QuestionAnsweringTask(Task):
             "print(context[offsets[start][0] : offsets[end][1]])"
         )
 
+    # -- pre-flight --------------------------------------------------------------------
+
+    def inputs_of(self, split: Dataset, config: RunConfig) -> list[tuple[str, ...]]:
+        """Each question with its context: asked of the same paragraph in both splits, it is an eval example train has."""
+        settings: QuestionAnsweringData = config.data
+        columns = split.select_columns([settings.question_column, settings.context_column])[:]
+        return list(zip(columns[settings.question_column], columns[settings.context_column]))
+
+    def sequences(self, split: Dataset, data: TaskData, config: RunConfig) -> dict[str, Any]:
+        """None: a context longer than ``max_length`` is cut into windows, not truncated, and the features count them."""
+        return {}
+
 
 TASK = QuestionAnsweringTask()
 

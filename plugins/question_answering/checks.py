@@ -1,14 +1,15 @@
 """What a split in the Hub's ``squad`` layout must hold, checked before anything is tokenized.
 
-Each failure is one line naming the split, the row (counted from 1) and its id: a wrong
-``answer_start`` would otherwise train the model on the wrong span without a word.
+Each failure is one line naming the file (or the dataset's split), the row (counted from 1) and
+its id: a wrong ``answer_start`` would otherwise train the model on the wrong span without a word.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ftrun import FtrunError, RunConfig, require_columns
+from ftrun import FtrunError, RunConfig, require_columns, where_row
+from ftrun.data import source_row, split_source
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -24,11 +25,12 @@ def check_split(split: Dataset, config: RunConfig, name: str) -> None:
     columns = split.select_columns([getattr(settings, key) for key in COLUMN_KEYS])[:]  # as lists: a Column reads row by row
     rows = zip(*(columns[getattr(settings, key)] for key in COLUMN_KEYS))
     seen: dict[Any, int] = {}
-    for row, (example_id, question, context, answers) in enumerate(rows, 1):
+    for row, (example_id, question, context, answers) in enumerate(rows):
         if example_id in seen:
-            raise FtrunError(f"{config.where('data.id_column')}: the {name} split has the id {example_id!r} twice (rows {seen[example_id]} and {row})")
+            twice = f"rows {source_row(split, seen[example_id])} and {source_row(split, row)}"
+            raise FtrunError(f"{config.where('data.id_column')}: {split_source(config, name)} has the id {example_id!r} twice ({twice})")
         seen[example_id] = row
-        where = f"the {name} split's row {row} (id {example_id!r})"
+        where = f"{where_row(config, split, name, row)} (id {example_id!r})"
         if not isinstance(question, str):
             raise FtrunError(f"{config.where('data.question_column')}: {where} has no question text, but {question!r}")
         if not isinstance(context, str) or not context.strip():

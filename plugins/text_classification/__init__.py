@@ -13,11 +13,11 @@ import numpy as np
 from pydantic import Field
 from transformers import AutoModelForSequenceClassification
 
-from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, hookimpl, require_columns
+from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, check_text_column, hookimpl, require_columns, where_row
 
 from ftrun.config import merge
 
-from ..labels import check_eval_labels, named_labels
+from ..labels import check_eval_labels, first_missing, named_labels
 from ..metrics import classification_metrics
 
 DEMO_DIR = Path(__file__).parent / "data"
@@ -98,10 +98,8 @@ class TextClassificationTask(Task):
         require_columns(splits.train, columns, config, "train")
         require_columns(splits.eval, columns, config, "eval")
         for key in ("text_column", "text_pair_column"):
-            column = getattr(data, key)
-            dtype = getattr(splits.train.features.get(column), "dtype", None) if column else "string"
-            if dtype not in ("string", "large_string"):
-                raise FtrunError(f"{config.where('data.' + key)}: column {column!r} holds {dtype}, not text")
+            for name in ("train", "eval") if getattr(data, key) else ():
+                check_text_column(getattr(splits, name), config, key, name)
         names = label_names(splits.train, config, "train")
         check_eval_labels(names, label_names(splits.eval, config, "eval", used_only=True), config.where("data.label_column"))
         if len(names) < 2:
@@ -113,6 +111,17 @@ class TextClassificationTask(Task):
         for row in split.select_columns(columns).iter(batch_size=1000):
             for column in columns:
                 yield from row[column]
+
+    def inputs_of(self, split: Any, config: RunConfig) -> list[tuple[str, ...]]:
+        columns = [c for c in (config.data.text_column, config.data.text_pair_column) if c]
+        texts = split.select_columns(columns)[:]  # as lists: a Column reads row by row
+        return list(zip(*(texts[column] for column in columns)))
+
+    def labels_of(self, split: Any, config: RunConfig) -> list[list[str]]:
+        column = config.data.label_column
+        names = getattr(split.features[column], "names", None) or config.data.label_names
+        values = split.select_columns([column])[:][column]
+        return [[value if isinstance(value, str) else names[value] if names else str(value)] for value in values]
 
     def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
         settings: TextClassificationData = config.data
@@ -132,6 +141,30 @@ class TextClassificationTask(Task):
         if best not in names:
             raise FtrunError(f"{config.where('metrics.best')}: {best!r} is not among metrics.names ({', '.join(names)})")
         return Metrics(compute=lambda p: compute(np.argmax(p.predictions, axis=-1), p.label_ids), best=best)
+
+    def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
+        """The shared report, and whether the best metric can be computed on the eval split's labels.
+
+        F1, precision and recall count the positive label (the second) of two, and every label
+        of more (their macro average): one the eval split lacks leaves the score at 0.
+        """
+        report = super().preflight(config, data)
+        best, counts = config.metrics.best, report.splits["eval"].labels or {}
+        if best in ("f1", "precision", "recall") and data.labels:
+            missing = [label for label in (data.labels[1:] if len(data.labels) == 2 else data.labels) if not counts.get(label)]
+            if len(data.labels) == 2 and missing:
+                report.warn(
+                    "metrics.best",
+                    f"{best} cannot be computed on the eval split: it has no examples of the positive label {missing[0]!r} "
+                    "(the second), so it is 0 at every evaluation and picks no best checkpoint",
+                )
+            elif missing:
+                report.warn(
+                    "metrics.best",
+                    f"{best} averages over every label, and the eval split has no examples of {', '.join(map(repr, missing[:5]))}: "
+                    "their score counts as 0 whenever the model predicts them",
+                )
+        return report
 
     def read_input(self, value: str | dict[str, Any], where: str) -> str | dict[str, str]:
         """A text, or a text pair as ``{"text": ..., "text_pair": ...}`` (what the pipeline takes)."""
@@ -153,17 +186,29 @@ def uses_indices(split: Any, config: RunConfig) -> bool:
 def label_names(split: Any, config: RunConfig, name: str, used_only: bool = False) -> list[str]:
     """The label names of a split (see ``named_labels``); integers without names are named by their values."""
     column = config.data.label_column
-    labels = split[column]
+    where = config.where("data.label_column")
+    labels = split.select_columns([column])[:][column]  # as a list: a Column reads row by row
     nested = next((value for value in labels if isinstance(value, (list, dict))), None)
     if nested is not None:  # several labels per text, or a table: not this task's
         what = "lists" if isinstance(nested, list) else "tables"
         raise FtrunError(
-            f"{config.where('data.label_column')}: labels must be strings or integers; the {name} split's {column!r} holds {what}"
+            f"{where}: labels must be strings or integers; the {name} split's {column!r} holds {what}"
             " (several labels per text need a multi-label task plugin)"
         )
+    missing = first_missing(labels)
+    if missing is not None:
+        raise FtrunError(f"{where}: {where_row(config, split, name, missing)} has no label (empty, null or missing)")
     values = Counter(labels)
     names = named_labels(values, getattr(split.features[column], "names", None), config, "label_column", name, used_only)
-    return [str(value) for value in sorted(values)] if names is None else names
+    if names is not None:
+        return names
+    negative = next((row for row, value in enumerate(labels) if value < 0), None)
+    if negative is not None:  # as GLUE's test splits mark their unlabelled rows
+        raise FtrunError(
+            f"{where}: {where_row(config, split, name, negative)} has the label {labels[negative]}: a negative label marks a row "
+            "without one; leave such rows out, or give label_names"
+        )
+    return [str(value) for value in sorted(values)]
 
 
 TASK = TextClassificationTask()

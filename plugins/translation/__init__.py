@@ -16,8 +16,10 @@ from pydantic import Field
 from transformers import AutoModelForSeq2SeqLM, EvalPrediction, Seq2SeqTrainingArguments
 
 from ftrun import (
-    DataConfig, FtrunError, Metrics, RunConfig, Seq2SeqTrainer, Splits, Task, TaskData, hookimpl, merge, model_config_dict, require_columns,
+    DataConfig, FtrunError, Metrics, RunConfig, Seq2SeqTrainer, Splits, Task, TaskData, TokenSequence, check_text_column, hookimpl, merge,
+    model_config_dict, require_columns, where_row,
 )
+from ftrun.data import describe_value
 
 from ..metrics import generation_metrics
 
@@ -155,9 +157,24 @@ class TranslationTask(Task):
         """The shared data stage, with the source prefix settled first: it is part of what is cached."""
         return super().load_data(with_prefix(config))
 
-    def check_encoding(self, config: RunConfig, splits: Splits, labels: list[str] | None, rows: int = 32) -> None:
+    def check_encoding(self, config: RunConfig, splits: Splits, labels: list[str] | None, rows: int = 32) -> TaskData:
         """The shared check, with the source prefix settled as the data stage settles it."""
-        super().check_encoding(with_prefix(config), splits, labels, rows)
+        return super().check_encoding(with_prefix(config), splits, labels, rows)
+
+    def inputs_of(self, split: Dataset, config: RunConfig) -> list[tuple[str, ...]]:
+        """The source texts: a source in both splits is an eval example the model was trained on."""
+        return [(source,) for batch in batches(split, config.data) for source in pairs_of(batch, config.data)[0]]
+
+    def sequences(self, split: Dataset, data: TaskData, config: RunConfig) -> dict[str, TokenSequence]:
+        """Sources (prefixed, as the model reads them) cut at ``max_source_length``, targets at ``max_target_length``."""
+        settings = with_prefix(config).data
+        sources, targets = pairs_of(split[:], settings)
+        return {
+            "sources": TokenSequence(
+                data.tokenizer([settings.source_prefix + text for text in sources])["input_ids"], settings.max_source_length, "data.max_source_length"
+            ),
+            "targets": TokenSequence(data.tokenizer(text_target=targets)["input_ids"], settings.max_target_length, "data.max_target_length"),
+        }
 
     def text_of(self, split: Dataset, config: RunConfig) -> Iterable[str]:
         """Sources (prefixed, as the model reads them) and targets: one vocabulary for both languages, as T5's."""
@@ -342,38 +359,35 @@ def batches(split: Dataset, data: TranslationData) -> Iterable[dict[str, list]]:
 
 
 def check_texts(split: Dataset, config: RunConfig, name: str) -> None:
-    """Every row needs a source and a target text: a missing one would fail mid-tokenization.
+    """Every row needs a source and a target text (an empty one is a text): a missing one would fail mid-tokenization.
 
     Languages are read from the rows, not from the column's type: `datasets` loads JSON
     objects whose keys differ from row to row as a ``Json`` column, which lists none.
     """
     data: TranslationData = config.data
-    keys = ("source_column", "target_column") if data.source_column else ("source_lang", "target_lang")
-    languages: set[str] = set()
-    incomplete: list[str] = []
-    for batch in batches(split, data):
-        if not data.source_column:
-            languages |= languages_of(batch[data.translation_column], config)
-        incomplete += [key for key, texts in zip(keys, pairs_of(batch, data)) if not all(isinstance(text, str) for text in texts)]
-    if not data.source_column:
-        for key in keys:
-            if getattr(data, key) not in languages:
-                raise FtrunError(
-                    f"{config.where('data.' + key)}: language {getattr(data, key)!r} not in column {data.translation_column!r} "
-                    f"of the {name} split (languages: {', '.join(sorted(languages))})"
-                )
-    if incomplete:
-        key = incomplete[0]
-        raise FtrunError(f"{config.where('data.' + key)}: the {name} split has rows whose {getattr(data, key)!r} text is missing or not a string")
-
-
-def languages_of(pairs: list, config: RunConfig) -> set[str]:
-    """The languages with a text in a batch of {language: text} pairs."""
-    for pair in pairs:
-        if not isinstance(pair, dict):
-            column = config.data.translation_column
-            raise FtrunError(f"{config.where('data.translation_column')}: column {column!r} holds {type(pair).__name__}, not {{language: text}} pairs")
-    return {lang for pair in pairs for lang, text in pair.items() if text is not None}
+    if data.source_column:
+        for key in ("source_column", "target_column"):
+            check_text_column(split, config, key, name)
+        return
+    column = data.translation_column
+    pairs = split.select_columns([column])[:][column]  # as a list: a Column reads row by row
+    bad = next((row for row, pair in enumerate(pairs) if not isinstance(pair, dict)), None)
+    if bad is not None:
+        what = f"has no {column!r} (null or missing)" if pairs[bad] is None else f"holds {describe_value(pairs[bad])} in {column!r}, not {{language: text}} pairs"
+        raise FtrunError(f"{config.where('data.translation_column')}: {where_row(config, split, name, bad)} {what}")
+    languages = {lang for pair in pairs for lang, text in pair.items() if text is not None}
+    for key in ("source_lang", "target_lang"):
+        lang = getattr(data, key)
+        if lang not in languages:
+            raise FtrunError(
+                f"{config.where('data.' + key)}: language {lang!r} not in column {column!r} "
+                f"of the {name} split (languages: {', '.join(sorted(languages))})"
+            )
+        row = next((row for row, pair in enumerate(pairs) if not isinstance(pair.get(lang), str)), None)
+        if row is not None:
+            text = pairs[row].get(lang)
+            what = f"has no {lang!r} text (null or missing)" if text is None else f"holds {describe_value(text)} as its {lang!r} text"
+            raise FtrunError(f"{config.where('data.' + key)}: {where_row(config, split, name, row)} {what}")
 
 
 TASK = TranslationTask()

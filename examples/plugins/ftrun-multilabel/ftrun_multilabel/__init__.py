@@ -125,6 +125,14 @@ class MultiLabelTask(Task):
     def text_of(self, split: Any, config: RunConfig) -> Iterable[str]:
         return split[config.data.text_column]
 
+    def inputs_of(self, split: Any, config: RunConfig) -> list[tuple[str, ...]]:
+        """The texts, for `ftrun check`'s empty-input, duplicate and train/eval overlap checks (and its token lengths)."""
+        return [(text,) for text in split.select_columns([config.data.text_column])[:][config.data.text_column]]
+
+    def labels_of(self, split: Any, config: RunConfig) -> list[list[str]]:
+        """Each text's labels, for `ftrun check`'s label counts and the eval labels train lacks."""
+        return split.select_columns([config.data.labels_column])[:][config.data.labels_column]
+
     def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
         encoded = data.tokenizer(batch[config.data.text_column], truncation=True, max_length=config.data.max_length)
         # One float per label (1.0: the text has it), as the head's BCEWithLogitsLoss wants.

@@ -38,6 +38,15 @@ def test_check_reads_the_example_and_its_labels(ftrun_cli):
     assert "train 240 / eval 60 examples" in result.out and f"4 labels ({', '.join(LABELS)})" in result.out
 
 
+def test_check_counts_each_label(ftrun_cli):
+    result = ftrun_cli("check", "--manifest", EXAMPLE, "--json")
+    assert result.code == 0, result
+    report = json.loads(result.out)
+    train, evaluation = report["splits"]["train"], report["splits"]["eval"]
+    assert set(train["labels"]) == set(LABELS) and sum(train["labels"].values()) >= train["examples"] // 2
+    assert (train["empty"], evaluation["unseen"]) == (0, [])
+
+
 def test_the_example_manifest_runs_end_to_end(ftrun_cli, tmp_path):
     result = ftrun_cli(
         "--task", "multilabel-classification",
