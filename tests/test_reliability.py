@@ -429,7 +429,6 @@ def ftrun_trainer_callbacks():
 
 def test_a_second_run_in_the_same_output_dir_refuses_naming_the_first(ftrun_cli, run_manifest, ftrun_plugin_module, forker, tmp_path):
     """A run holding the folder (waiting at step 1) makes a second refuse at once; killed, it leaves the folder free for --resume."""
-
     manifest, out, started = run_manifest(num_train_epochs=1), tmp_path / "out", tmp_path / "started"
     module = ftrun_plugin_module("ftrun_test_wait", WAIT)
     ended = []
@@ -487,9 +486,15 @@ def test_replacing_an_earlier_run_survives_a_kill_between_any_two_renames(tmp_pa
     for kill in range(len(renames)):
         shutil.rmtree(out)
         out.mkdir()
-        fake_run(out, "earlier"), fake_run(out / NEXT_NAME, "new")
-        calls = iter(range(len(renames)))
-        monkeypatch.setattr(ftrun.output_dir.os, "replace", lambda *a: real_replace(*a) if next(calls) < kill else (_ for _ in ()).throw(Killed()))
+        fake_run(out, "earlier")
+        fake_run(out / NEXT_NAME, "new")
+
+        def dying(*paths: Path, calls=iter(range(len(renames))), kill=kill) -> None:  # the kill-th rename never happens
+            if next(calls) == kill:
+                raise Killed
+            real_replace(*paths)
+
+        monkeypatch.setattr(ftrun.output_dir.os, "replace", dying)
         with pytest.raises(Killed):
             replace_earlier_run(out)
         # Whatever the moment, the folder's manifest is the earlier run's with all of its files, or there is none yet.
@@ -557,6 +562,7 @@ def test_a_run_killed_anywhere_ends_as_an_uninterrupted_one(run_manifest, forker
     outputs, the earlier run must be whole.
     """
     import random
+    from collections import Counter
 
     from ftrun.output_dir import EARLIER_NAME, INCOMING_NAME, NEXT_NAME
     from ftrun.testing import files_under
@@ -570,7 +576,7 @@ def test_a_run_killed_anywhere_ends_as_an_uninterrupted_one(run_manifest, forker
 
     before = outside()
     draw = random.Random(int(os.environ.get("FTRUN_SOAK_SEED", "0")))
-    kills, rounds, start = 0, 0, time.monotonic()
+    kills, rounds, start, where = 0, 0, time.monotonic(), Counter()
     while kills < SOAK_KILLS:
         replacing = rounds > 0 and draw.random() < 0.5
         if rounds and not replacing:
@@ -589,6 +595,7 @@ def test_a_run_killed_anywhere_ends_as_an_uninterrupted_one(run_manifest, forker
                 break
             assert ended.code == -signal.SIGKILL, (kill, ended)
             kills += 1
+            where["at a random moment" if "kill_after" in kill else f"in {kill['kill_at'][1]}"] += 1
             command[-1] = "--resume"
             assert outside() == before
             swapping = (out / EARLIER_NAME).exists() or (out / INCOMING_NAME).exists() or (out / NEXT_NAME / "ftrun.toml").exists()
@@ -598,4 +605,5 @@ def test_a_run_killed_anywhere_ends_as_an_uninterrupted_one(run_manifest, forker
         assert_same_run(out, tmp_path / "whole", after=0)
         assert not [path.name for path in out.iterdir() if path.name.startswith(".")]
     assert outside() == before
-    record_property("figure", f"soak: {kills} kills survived in {rounds} rounds, {time.monotonic() - start:.0f} s")
+    kinds = ", ".join(f"{count} {kind}" for kind, count in where.most_common())
+    record_property("figure", f"soak: {kills} kills survived ({kinds}) in {rounds} rounds, {time.monotonic() - start:.0f} s")
