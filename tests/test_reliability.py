@@ -252,7 +252,7 @@ SAME_SEED = {
         "model": {"config": TINY_BERT, "tokenizer_vocab_size": 300},
         "data": {
             "train_file": "question_answering/data/squad-train.jsonl.gz", "eval_file": "question_answering/data/squad-eval.jsonl.gz",
-            "max_length": 128, "doc_stride": 32,
+            "max_length": 128, "doc_stride": 32, "max_train_samples": 8,  # a SQuAD context makes several windows
         },
     },
     "translation": {
@@ -276,7 +276,7 @@ def test_every_task_gives_the_same_run_twice(ftrun_cli, ftrun_manifest, tmp_path
         {
             "task": task,
             "model": tables["model"],
-            "data": {**data, "max_train_samples": 32, "max_eval_samples": 8},
+            "data": {"max_train_samples": 32, "max_eval_samples": 8, **data},
             "training": {**TINY_TRAINING, "per_device_train_batch_size": 4, "save_strategy": "no", "load_best_model_at_end": False, **tables.get("training", {})},
             "predict": {"examples": []},
         }
