@@ -37,10 +37,14 @@ def resident_bytes() -> int:
 
 
 def mapped_for_a_big_tensor() -> int:
-    """Bytes glibc mapped on their own (outside its heap) for a new 64 MiB tensor."""
-    before = mallinfo().hblkhd
-    tensor = torch.ones(BIG // 4)
-    mapped = mallinfo().hblkhd - before
+    """Bytes glibc mapped on their own (outside its heap) for a new tensor of at least 64 MiB.
+
+    The tensor asks for more than the heap holds free, so that no free chunk an earlier run in
+    this process left behind can serve it; it is left untouched, so it costs no memory.
+    """
+    before = mallinfo()
+    tensor = torch.empty(BIG + before.fordblks, dtype=torch.uint8)
+    mapped = mallinfo().hblkhd - before.hblkhd
     del tensor
     return mapped
 
@@ -49,7 +53,8 @@ def test_on_the_cpu_large_blocks_come_from_the_heap_and_glibc_s_defaults_come_ba
     assert mapped_for_a_big_tensor() >= BIG
     with keep_freed_memory(torch.device("cpu")):
         assert mapped_for_a_big_tensor() == 0
-        holding = resident_bytes()  # the tensor's pages: freed, and kept
+        torch.ones(BIG // 4).sum()  # its pages touched, then freed: the heap keeps them
+        holding = resident_bytes()
     assert resident_bytes() <= holding - BIG  # what the heap held free went back to the system
     assert mapped_for_a_big_tensor() >= BIG
 
