@@ -20,6 +20,7 @@ _PUBLIC = {
     "ModelConfig": "config",
     "PredictConfig": "config",
     "RunConfig": "config",
+    "load_run": "config",
     "merge": "config",
     "FtrunError": "errors",
     "first_line": "errors",

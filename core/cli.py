@@ -125,49 +125,23 @@ def quiet_libraries(verbose: bool) -> None:
 
 
 def load_config(args: argparse.Namespace, announce: Callable[[str], None] = print) -> tuple[PluginManager, RunConfig]:
-    """Manifest and flags → (plugin manager, validated RunConfig)."""
-    from .config import Origin, build_config, manifest_plugins, read_manifest
-    from .hub import go_offline_unless_reachable, unavailable_offline
-    from .plugin_manager import get_plugin_manager
+    """Manifest and flags → (plugin manager, validated RunConfig), by :func:`ftrun.config.load_run`."""
+    from .config import load_run
 
-    manifest: dict[str, Any] = {}
-    source, base_dir = f"--task {args.task}", Path.cwd()
-    if args.manifest:
-        manifest = read_manifest(args.manifest)
-        source, base_dir = Path(args.manifest).name, Path(args.manifest).resolve().parent
-    plugins = manifest_plugins(manifest, Origin(source))
-    manager = get_plugin_manager(plugins=[*args.plugin, *plugins], blocked=_blocked(args))
-    name = args.task or manifest.get("task")
-    if manifest.get("task") is not None and not isinstance(manifest["task"], str):
-        raise FtrunError(f"{source}: task: expected a string")
-    if args.task and manifest.get("task") and args.task != manifest["task"]:
-        raise FtrunError(f"--task {args.task}: the manifest {source} is for task {manifest['task']!r}")
-    if not name:
-        installed = ", ".join(sorted(manager.tasks())) or "none"
-        raise FtrunError(f"{source + ': ' if args.manifest else ''}name a task with --task or the manifest's task key (installed: {installed})")
-    task = manager.task(name, where=f"--task {args.task}" if args.task else f"{source}: task")
-    demo = args.demo
-    if not go_offline_unless_reachable() and not demo and not args.manifest and not _names_sources(args.overrides):
-        missing = unavailable_offline(task.defaults.get("model", {}).get("name"), task.defaults.get("data", {}).get("dataset"))
-        if missing:
-            announce(
-                f"ftrun: the Hugging Face Hub is unreachable and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not cached: "
-                f"running the embedded {task.name} demo instead (name a model and dataset to change this; "
-                "--overwrite replaces the results of an earlier demo run)"
-            )
-            demo = True
-    config = build_config(task, manifest, source=source, base_dir=base_dir, overrides=args.overrides, demo=demo)
-    return manager, config
+    return load_run(
+        task=args.task,
+        manifest=args.manifest,
+        overrides=args.overrides,
+        demo=args.demo,
+        plugins=args.plugin,
+        blocked=blocked_plugins(args),
+        announce=announce,
+    )
 
 
-def _blocked(args: argparse.Namespace) -> list[str]:
+def blocked_plugins(args: argparse.Namespace) -> list[str]:
     """Plugins not to load: ``--no-plugin`` and the comma-separated ``FTRUN_NO_PLUGINS``."""
     return [*args.no_plugin, *(name.strip() for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name.strip())]
-
-
-def _names_sources(overrides: list[str]) -> bool:
-    """Whether --set names a model or data source: then nothing may fall back to the demo."""
-    return any(item.split("=", 1)[0].strip().startswith(("model.", "data.")) for item in overrides)
 
 
 # -- commands ---------------------------------------------------------------------
@@ -214,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from .plugin_manager import get_plugin_manager
 
-    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked(args))
+    manager = get_plugin_manager(plugins=args.plugin, blocked=blocked_plugins(args))
     for name, (task, plugin) in sorted(manager.tasks().items()):
         print(f"{name:<24} {manager.info[plugin].label:<48} {task.description}")
     return 0
@@ -223,7 +197,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .plugin_manager import get_plugin_manager
 
-    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked(args))
+    manager = get_plugin_manager(plugins=args.plugin, blocked=blocked_plugins(args))
     for name, info in manager.info.items():
         hooks = sorted(caller.name for caller in manager.get_hookcallers(manager.get_plugin(name)) or ())
         where = f"{info.dist} {info.version}" if info.dist else info.module
@@ -278,7 +252,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # The run's manifest says which task made the model, and which plugins it needed.
     manifest_path = model_dir / MANIFEST_NAME
     manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
-    manager = get_plugin_manager(plugins=[*args.plugin, *manifest_plugins(manifest, Origin(str(manifest_path)))], blocked=_blocked(args))
+    manager = get_plugin_manager(plugins=[*args.plugin, *manifest_plugins(manifest, Origin(str(manifest_path)))], blocked=blocked_plugins(args))
     name = args.task
     if name is None:
         if not manifest_path.exists():
@@ -321,6 +295,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from .plugin_manager import get_plugin_manager
     from .schema import manifest_schema
 
-    manager = get_plugin_manager(plugins=args.plugin, blocked=_blocked(args))
+    manager = get_plugin_manager(plugins=args.plugin, blocked=blocked_plugins(args))
     print(json.dumps(manifest_schema(manager), indent=2, ensure_ascii=False))
     return 0

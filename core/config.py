@@ -1,7 +1,8 @@
 """Manifests: read TOML, layer defaults, manifest and ``--set`` overrides, validate.
 
 Everything is checked here, before any model or dataset loads, and every problem is
-reported as ``SOURCE: section.key: what is wrong``.
+reported as ``SOURCE: section.key: what is wrong``. A manifest is validated by one pydantic
+model per task (:func:`manifest_model`), whose JSON Schema is also ``ftrun schema``'s.
 """
 
 from __future__ import annotations
@@ -9,14 +10,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import enum
+import functools
 import sys
 import types
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WrapValidator, create_model, field_validator
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from .errors import FtrunError
 
@@ -26,6 +32,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
+    from .plugin_manager import PluginManager
     from .task import Task
 
 
@@ -38,12 +45,16 @@ class Section(BaseModel):
 class ModelConfig(Section):
     """``[model]``: pretrained weights by ``name``, or a fresh model built from ``config``."""
 
-    name: str | None = Field(None, description="Hub id or local directory of a pretrained model.")
+    name: str | None = Field(None, description="Hub id or local directory of a pretrained model.", json_schema_extra={"path": "local-or-hub"})
     config: dict[str, Any] | str | None = Field(
-        None, description="Build the model from this config (a table, or a config.json path) instead of weights."
+        None,
+        description="Build the model from this config (a table, or a config.json path) instead of weights.",
+        json_schema_extra={"path": "local-or-hub"},
     )
     tokenizer: str | None = Field(
-        None, description="Hub id or directory of the tokenizer; default: the model's, or one trained on the data."
+        None,
+        description="Hub id or directory of the tokenizer; default: the model's, or one trained on the data.",
+        json_schema_extra={"path": "local-or-hub"},
     )
     tokenizer_vocab_size: int = Field(8000, gt=0, description="Vocabulary size when a tokenizer is trained.")
     tokenizer_lowercase: bool = Field(True, description="Lowercase text in a trained tokenizer (keep case for names: false).")
@@ -54,10 +65,10 @@ class ModelConfig(Section):
 class DataConfig(Section):
     """``[data]``: where the splits come from and how much of them to use. Tasks add their columns."""
 
-    dataset: str | None = Field(None, description="Hub id or local path of a dataset.")
+    dataset: str | None = Field(None, description="Hub id or local path of a dataset.", json_schema_extra={"path": "local-or-hub"})
     dataset_config: str | None = Field(None, description="Configuration name of a Hub dataset.")
-    train_file: str | None = Field(None, description="Local csv, json, jsonl, jsonl.gz or parquet file.")
-    eval_file: str | None = Field(None, description="Local csv, json, jsonl, jsonl.gz or parquet file.")
+    train_file: str | None = Field(None, description="Local csv, json, jsonl, jsonl.gz or parquet file.", json_schema_extra={"path": "local"})
+    eval_file: str | None = Field(None, description="Local csv, json, jsonl, jsonl.gz or parquet file.", json_schema_extra={"path": "local"})
     train_split: str = "train"
     eval_split: str = "test"
     max_train_samples: int | None = Field(None, gt=0)
@@ -116,7 +127,46 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 #: What every task's evaluation needs: its post-processing sees every output of the split at once.
 REQUIRED_TRAINING: dict[str, Any] = {"eval_do_concat_batches": True, "batch_eval_metrics": False}
 
-TOP_LEVEL_KEYS = ("task", "model", "data", "training", "metrics", "predict", "plugins", "output_dir", "resume", "nproc")
+
+class Manifest(Section):
+    """A whole manifest: the top-level keys of every task's. :func:`manifest_model` types a task's own tables."""
+
+    task: str = Field(description="The task to run (see `ftrun tasks`).")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
+    plugins: list[str] = Field(default_factory=list, description="Plugin modules to import for this run.")
+    output_dir: str | None = Field(None, description="Where the results go; --output-dir wins over it.")
+    resume: bool | str = Field(
+        False,
+        description="Continue from the newest complete checkpoint of the output directory (true), or from this checkpoint.",
+        json_schema_extra={"path": "local"},
+    )
+    nproc: int | None = Field(
+        None, ge=1, description="Train in this many processes on this machine, started with torchrun; --nproc wins over it."
+    )
+
+    @field_validator("plugins", "output_dir", "resume", "nproc", mode="wrap")
+    @classmethod
+    def _in_ftrun_words(cls, value: Any, handler: Callable[[Any], Any], info: Any) -> Any:
+        # What each key takes, said whole: pydantic's words would list the members of a union.
+        try:
+            return handler(value)
+        except ValidationError:
+            raise _said(TOP_LEVEL_EXPECTED[info.field_name].format(kind=_type_name(value), value=value)) from None
+
+
+#: What a wrong top-level value is told (``kind``: the TOML type it has, ``value``: the value).
+TOP_LEVEL_EXPECTED = {
+    "plugins": "expected an array of module names",
+    "output_dir": "expected a string, got {kind}",
+    "resume": "expected true, false or a checkpoint path, got {kind}",
+    "nproc": "expected a positive number of processes, got {value!r}",
+}
+
+TOP_LEVEL_KEYS = tuple(Manifest.model_fields)
 
 
 @dataclasses.dataclass
@@ -227,23 +277,31 @@ def did_you_mean(key: str, choices: typing.Iterable[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _validate_section(where: Origin, name: str, model: type[Section], value: Any) -> Section:
-    if not isinstance(value, dict):
-        raise FtrunError(f"{where(name)}: expected a table, got {_type_name(value)}")
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join([name, *(str(part) for part in error["loc"])])
-        if error["type"] == "extra_forbidden":
-            hint = did_you_mean(str(error["loc"][-1]), model.model_fields)
-            raise FtrunError(f"{where(key)}: unknown key{hint}") from None
-        if error["type"] == "value_error":  # a task's own validator: its message as it wrote it
-            message = str(error["ctx"]["error"])
-        else:
-            message = error["msg"][:1].lower() + error["msg"][1:]
-        got = f", got {error['input']!r}" if error["loc"] else ""  # not the whole table, for a check across keys
-        raise FtrunError(f"{where(key)}: {message}{got}") from None
+def _said(message: str) -> PydanticCustomError:
+    """An error whose message ftrun wrote whole: reported as it is, without the value appended."""
+    return PydanticCustomError("ftrun", "{message}", {"message": message})
+
+
+def _problem(where: Origin, model: type[BaseModel], exc: ValidationError) -> FtrunError:
+    """The first error of a manifest's validation, as ``SOURCE: section.key: what is wrong``."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        table = model
+        for part in loc[:-1]:
+            table = table.model_fields[part].annotation
+        return FtrunError(f"{where(key)}: unknown key{did_you_mean(loc[-1], table.model_fields)}")
+    if error["type"] == "ftrun":
+        return FtrunError(f"{where(key)}: {error['msg']}")
+    if error["type"] == "model_type":
+        return FtrunError(f"{where(key)}: expected a table, got {_type_name(error['input'])}")
+    if error["type"] == "value_error":  # a task's own validator: its message as it wrote it
+        message = str(error["ctx"]["error"])
+    else:
+        message = error["msg"][:1].lower() + error["msg"][1:]
+    got = f", got {error['input']!r}" if len(loc) > 1 else ""  # not the whole table, for a check across its keys
+    return FtrunError(f"{where(key)}: {message}{got}")
 
 
 def _type_name(value: Any) -> str:
@@ -252,30 +310,7 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _accepts(annotation: Any, value: Any) -> bool:
-    """Whether ``value`` fits a TrainingArguments annotation; unknown kinds are left to the dataclass."""
-    if isinstance(annotation, str):
-        return True
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts(arg, value) for arg in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if origin in (list, tuple) or annotation in (list, tuple):
-        return isinstance(value, list)
-    if origin is dict or annotation is dict:
-        return isinstance(value, dict)
-    if isinstance(annotation, type) and issubclass(annotation, str):  # str-valued enums
-        return isinstance(value, str)
-    return True
+# -- [training]: read from the TrainingArguments dataclass -------------------------------------
 
 
 #: ``[training]`` keys where 0 is as absurd as a negative number: nothing would be trained or logged.
@@ -283,44 +318,138 @@ POSITIVE = frozenset(
     ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_steps")
 )
 
+#: ``[training]`` numbers that may be negative though their default is not; any other may only
+#: be where its default is (``max_steps = -1``: no limit).
+SIGNED = frozenset(("seed", "data_seed"))
 
 #: Where a TrainingArguments annotation says less than the field takes: ``fsdp`` is typed
 #: ``str`` (its older strategy names), but ``fsdp = true`` is how FSDP is turned on now.
 ANNOTATION_FIXES: dict[str, Any] = {"fsdp": bool | str | None}
 
 
-def training_annotations(args_class: type) -> dict[str, Any]:
-    """The type of each field of a TrainingArguments class, as manifest values are checked against it."""
-    return {**typing.get_type_hints(args_class), **ANNOTATION_FIXES}
+@functools.cache
+def training_model(args_class: type) -> type[Section]:
+    """``[training]`` as a pydantic model with one field per field of a ``TrainingArguments`` dataclass.
+
+    The one reading of the dataclass: manifests are validated against this model and the schema's
+    ``[training]`` is its JSON Schema. Defaults are ftrun's (:data:`TRAINING_DEFAULTS`) where it
+    has one, else the dataclass's; a task's own (``Task.defaults``) may differ again.
+    """
+    hints = {**typing.get_type_hints(args_class), **ANNOTATION_FIXES}
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(args_class):
+        if not field.init:
+            continue
+        if field.name == "output_dir":  # a field only to be refused, so that it is named: the output directory is --output-dir
+            fields[field.name] = (SkipJsonSchema[Annotated[Any, BeforeValidator(_refuse_output_dir)]], None)
+        else:
+            fields[field.name] = _training_field(field, hints[field.name])
+    return create_model(
+        args_class.__name__, __base__=Section, __cls_kwargs__={"title": f"[training]: transformers.{args_class.__name__}"}, **fields
+    )
 
 
-def _validate_training(where: Origin, training: Any, args_class: type) -> dict[str, Any]:
-    if not isinstance(training, dict):
-        raise FtrunError(f"{where('training')}: expected a table, got {_type_name(training)}")
-    fields = {f.name: f for f in dataclasses.fields(args_class) if f.init}
-    hints = training_annotations(args_class)
-    for key, value in training.items():
-        if key == "output_dir":
-            raise FtrunError(f"{where('training.output_dir')}: set the output directory with --output-dir or a top-level output_dir")
-        if key not in fields:
-            raise FtrunError(f"{where('training.' + key)}: unknown key{did_you_mean(key, fields)}")
-        annotation = hints.get(key, fields[key].type)
-        if not _accepts(annotation, value):
-            expected = getattr(annotation, "__name__", annotation)  # float, not <class 'float'>
-            raise FtrunError(f"{where('training.' + key)}: expected {expected}, got {_type_name(value)} {value!r}")
-        if key in POSITIVE and isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-            raise FtrunError(f"{where('training.' + key)}: must be greater than 0, got {value}")
-        default = fields[key].default
-        may_be_negative = key in ("seed", "data_seed") or (isinstance(default, (int, float)) and default < 0)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 and not may_be_negative:
-            raise FtrunError(f"{where('training.' + key)}: must not be negative, got {value}")
-    return dict(training)
+def _training_field(field: dataclasses.Field, annotation: Any) -> tuple[Any, FieldInfo]:
+    """One dataclass field as a pydantic field: its type as TOML spells it, its bounds, default and help."""
+    default = field.default
+    if field.name in POSITIVE:
+        bounds = {"gt": 0}
+    elif field.name in SIGNED or (isinstance(default, (int, float)) and default < 0):
+        bounds = {}
+    else:
+        bounds = {"ge": 0}
+    if "choices" in field.metadata:
+        kind = Literal[tuple(getattr(choice, "value", choice) for choice in field.metadata["choices"])]
+    else:
+        kind = toml_type(annotation, bounds)
+    expected = getattr(annotation, "__name__", annotation)  # float, not <class 'float'>
+    help_text = " ".join(str(field.metadata["help"]).split()) if field.metadata.get("help") else None
+    default = TRAINING_DEFAULTS.get(field.name, default)
+    if default is dataclasses.MISSING:
+        info = Field(default_factory=field.default_factory, description=help_text)
+    else:
+        info = Field(default.value if isinstance(default, enum.Enum) else default, description=help_text)
+    return Annotated[kind, WrapValidator(functools.partial(_in_training_words, expected))], info
+
+
+def toml_type(annotation: Any, bounds: dict[str, float] | None = None) -> Any:
+    """A dataclass annotation as the type a TOML value is checked against; ``Any`` where TOML cannot spell it.
+
+    ``bounds`` (``gt``, ``ge``) constrain its numbers. TOML has no null, so ``None`` is dropped.
+    """
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if any(_is_enum(arg) for arg in args):  # ``SchedulerType | str``: the str is one of the enum's values
+            args = [arg for arg in args if arg is not str]
+        options = [toml_type(arg, bounds) for arg in args]
+        return Any if Any in options else typing.Union[tuple(options)]
+    if origin is typing.Literal or annotation in (bool, str):
+        return annotation
+    if annotation in (int, float):  # strict: an int is a float, a bool is neither
+        return Annotated[annotation, Field(**bounds)] if bounds else annotation
+    if _is_enum(annotation):
+        return Literal[tuple(member.value for member in annotation)]
+    if annotation is list or origin is list:
+        items = typing.get_args(annotation)
+        return list[toml_type(items[0]) if items else Any]
+    if annotation is tuple or origin is tuple:
+        return list[Any]
+    if annotation is dict or origin is dict:
+        return dict[str, Any]
+    return Any
+
+
+def _is_enum(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+
+
+def _in_training_words(expected: str, value: Any, handler: Callable[[Any], Any]) -> Any:
+    """Validate a ``[training]`` value, its errors in the words of the dataclass annotation ``expected``."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if error["type"] == "greater_than":  # the only bound is 0 (POSITIVE): "0", not "0.0" for a float field
+            raise _said(f"must be greater than 0, got {value}") from None
+        if error["type"] == "greater_than_equal":
+            raise _said(f"must not be negative, got {value}") from None
+        if error["type"] == "literal_error":
+            raise  # pydantic's words list the values it takes
+        raise _said(f"expected {expected}, got {_type_name(value)} {value!r}") from None
+
+
+def _refuse_output_dir(value: Any) -> Any:
+    raise _said("set the output directory with --output-dir or a top-level output_dir")
+
+
+# -- a whole manifest ---------------------------------------------------------------------------
+
+
+def manifest_model(task: Task) -> type[Manifest]:
+    """The model a manifest of ``task`` is validated by: :class:`Manifest` with the task's own tables."""
+    return _manifest_model(type(task))
+
+
+@functools.cache
+def _manifest_model(task_class: type[Task]) -> type[Manifest]:
+    tables = {
+        "task": Literal[task_class.name],
+        "data": task_class.data_config,
+        "training": training_model(task_class.training_arguments_class),
+        "metrics": task_class.metrics_config,
+    }
+    return create_model(
+        f"{task_class.__name__}Manifest",
+        __base__=Manifest,
+        __doc__=task_class.description or None,
+        __cls_kwargs__={"title": f"{task_class.name} manifest"},
+        **{key: (kind, Manifest.model_fields[key]) for key, kind in tables.items()},  # the field as Manifest declares it, retyped
+    )
 
 
 def _validate_model_config(where: Origin, settings: dict[str, Any]) -> None:
     """``[model] config`` keys must be the model family's: a config class keeps a misspelt one as an unused attribute."""
-    import dataclasses
-
     from transformers import CONFIG_MAPPING, GenerationConfig
 
     model_type = settings.get("model_type")
@@ -341,7 +470,7 @@ def manifest_plugins(manifest: dict[str, Any], where: Callable[[str], str]) -> l
     """The manifest's ``plugins = [...]``: needed before the task can be known, so read early."""
     plugins = manifest.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise FtrunError(f"{where('plugins')}: expected an array of module names")
+        raise FtrunError(f"{where('plugins')}: {TOP_LEVEL_EXPECTED['plugins']}")
     return plugins
 
 
@@ -360,54 +489,103 @@ def build_config(
     """
     manifest = apply_overrides(manifest, list(overrides))
     where = Origin(source, frozenset(".".join(parse_override(text)[0]) for text in overrides))
-    for key in manifest:
-        if key not in TOP_LEVEL_KEYS:
-            raise FtrunError(f"{where(key)}: unknown key{did_you_mean(key, TOP_LEVEL_KEYS)}")
-    resolve_paths(manifest, base_dir)
+    model = manifest_model(task)
+    resolve_paths(manifest, model, base_dir)
     defaults = drop_replaced_sources(merge({"training": TRAINING_DEFAULTS}, task.demo() if demo else task.defaults), manifest)
     effective = merge(defaults, manifest)
     effective["task"] = task.name
-    plugins = manifest_plugins(effective, where)
-    output_dir = effective.get("output_dir")
-    if output_dir is not None and not isinstance(output_dir, str):
-        raise FtrunError(f"{where('output_dir')}: expected a string, got {_type_name(output_dir)}")
-    resume = effective.get("resume", False)
-    if not isinstance(resume, (bool, str)):
-        raise FtrunError(f"{where('resume')}: expected true, false or a checkpoint path, got {_type_name(resume)}")
-    if isinstance(resume, str):
-        resume = str(base_dir / Path(resume).expanduser())  # a checkpoint, relative to the manifest's folder
-    nproc = effective.get("nproc")
-    if nproc is not None and (not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1):
-        raise FtrunError(f"{where('nproc')}: expected a positive number of processes, got {nproc!r}")
-    training = _validate_training(where, effective.get("training", {}), task.training_arguments_class)
+    try:
+        checked = model.model_validate(effective)
+    except ValidationError as exc:
+        raise _problem(where, model, exc) from None
+    training = dict(effective["training"])  # as written: TrainingArguments converts the values itself
     for who, required in ((f"task {task.name}", task.required_training), ("ftrun", REQUIRED_TRAINING)):
         for key, value in required.items():
             if key in training and training[key] != value:
                 raise FtrunError(f"{where('training.' + key)}: {who} needs {key} = {tomli_w.dumps({'v': value})[4:].strip()}")
     effective["training"] = training = {**training, **REQUIRED_TRAINING, **task.required_training}
-    predict = _validate_section(where, "predict", PredictConfig, effective.get("predict", {}))
-    for number, example in enumerate(predict.examples, 1):
+    for number, example in enumerate(checked.predict.examples, 1):
         task.read_input(example, f"{where('predict.examples')}[{number}]")
-    model = _validate_section(where, "model", ModelConfig, effective.get("model", {}))
-    if isinstance(model.config, dict):
-        _validate_model_config(where, model.config)
+    if isinstance(checked.model.config, dict):
+        _validate_model_config(where, checked.model.config)
     return RunConfig(
         task=task.name,
-        model=model,
-        data=_validate_section(where, "data", task.data_config, effective.get("data", {})),
+        model=checked.model,
+        data=checked.data,
         training=training,
-        metrics=_validate_section(where, "metrics", task.metrics_config, effective.get("metrics", {})),
-        predict=predict,
-        plugins=plugins,
-        output_dir=output_dir,
+        metrics=checked.metrics,
+        predict=checked.predict,
+        plugins=checked.plugins,
+        output_dir=checked.output_dir,
         source=source,
         manifest=effective,
         overridden=where.overridden,
         training_defaults=frozenset(training) - set(manifest.get("training", {})),
         demo=demo,
-        resume=resume,
-        nproc=nproc,
+        resume=checked.resume,
+        nproc=checked.nproc,
     )
+
+
+def load_run(
+    *,
+    task: str | None = None,
+    manifest: str | Path | dict[str, Any] | None = None,
+    overrides: Iterable[str] = (),
+    demo: bool = False,
+    plugins: Iterable[str | object] = (),
+    blocked: Iterable[str] = (),
+    source: str | None = None,
+    base_dir: str | Path | None = None,
+    announce: Callable[[str], None] = print,
+) -> tuple[PluginManager, RunConfig]:
+    """The plugin manager and validated config of a run, as ``ftrun run`` builds them, without a command line.
+
+    ``manifest`` is a TOML file or its tables; the plugins it names join ``plugins`` (module names
+    or objects with hook implementations), less the ``blocked`` names. ``source`` names it in
+    messages (default: the file's name, or ``--task TASK``); relative paths resolve against
+    ``base_dir`` (default: the file's folder, or the current directory). With no manifest and
+    the Hub out of reach, a task whose default model or data is not cached runs its demo, which
+    ``announce`` says.
+    """
+    from .hub import go_offline_unless_reachable, unavailable_offline
+    from .plugin_manager import get_plugin_manager
+
+    tables: dict[str, Any] = {}
+    default_source, default_dir = f"--task {task}", Path.cwd()
+    if isinstance(manifest, dict):
+        tables, default_source = manifest, "manifest"
+    elif manifest is not None:
+        tables = read_manifest(manifest)
+        default_source, default_dir = Path(manifest).name, Path(manifest).resolve().parent
+    source = source or default_source
+    base_dir = Path(base_dir) if base_dir is not None else default_dir
+    manager = get_plugin_manager(plugins=[*plugins, *manifest_plugins(tables, Origin(source))], blocked=blocked)
+    named = tables.get("task")
+    if named is not None and not isinstance(named, str):
+        raise FtrunError(f"{source}: task: expected a string")
+    if task and named and task != named:
+        raise FtrunError(f"--task {task}: the manifest {source} is for task {named!r}")
+    if not (task or named):
+        installed = ", ".join(sorted(manager.tasks())) or "none"
+        raise FtrunError(f"{source + ': task: ' if manifest is not None else ''}name a task with --task or the manifest's task key (installed: {installed})")
+    chosen = manager.task(task or named, where=f"--task {task}" if task else f"{source}: task")
+    overrides = list(overrides)
+    if not go_offline_unless_reachable() and not demo and manifest is None and not _names_sources(overrides):
+        missing = unavailable_offline(chosen.defaults.get("model", {}).get("name"), chosen.defaults.get("data", {}).get("dataset"))
+        if missing:
+            announce(
+                f"ftrun: the Hugging Face Hub is unreachable and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not cached: "
+                f"running the embedded {chosen.name} demo instead (name a model and dataset to change this; "
+                "--overwrite replaces the results of an earlier demo run)"
+            )
+            demo = True
+    return manager, build_config(chosen, tables, source=source, base_dir=base_dir, overrides=overrides, demo=demo)
+
+
+def _names_sources(overrides: list[str]) -> bool:
+    """Whether --set names a model or data source: then nothing may fall back to the demo."""
+    return any(item.split("=", 1)[0].strip().startswith(("model.", "data.")) for item in overrides)
 
 
 #: Per table: the keys that name a source of its own, and every key describing the default
@@ -432,21 +610,22 @@ def drop_replaced_sources(defaults: dict[str, Any], manifest: dict[str, Any]) ->
     return defaults
 
 
-#: Keys whose values are always local paths, and those that may be a path or a Hub id.
-PATH_KEYS = {("data", "train_file"), ("data", "eval_file")}
-PATH_OR_HUB_KEYS = {("data", "dataset"), ("model", "name"), ("model", "tokenizer"), ("model", "config")}
+def resolve_paths(manifest: dict[str, Any], model: type[BaseModel], base_dir: Path) -> None:
+    """Make relative local paths absolute against the manifest's folder, in place.
 
-
-def resolve_paths(manifest: dict[str, Any], base_dir: Path) -> None:
-    """Make relative local paths absolute against the manifest's folder, in place."""
-    for section, key in PATH_KEYS | PATH_OR_HUB_KEYS:
-        table = manifest.get(section)
-        if not isinstance(table, dict) or not isinstance(table.get(key), str):
-            continue
-        value = Path(table[key]).expanduser()
-        candidate = value if value.is_absolute() else base_dir / value
-        if (section, key) in PATH_KEYS or candidate.exists() or looks_like_path(table[key]):
-            table[key] = str(candidate)
+    The fields that hold paths say so (``json_schema_extra={"path": "local"}``, or
+    ``"local-or-hub"`` for a Hub id or a path), so a task's own tables mark their own.
+    """
+    for key, field in model.model_fields.items():
+        value = manifest.get(key)
+        kind = field.json_schema_extra.get("path") if isinstance(field.json_schema_extra, dict) else None
+        if isinstance(value, dict) and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            resolve_paths(value, field.annotation, base_dir)
+        elif kind and isinstance(value, str):
+            path = Path(value).expanduser()
+            candidate = path if path.is_absolute() else base_dir / path
+            if kind == "local" or candidate.exists() or looks_like_path(value):
+                manifest[key] = str(candidate)
 
 
 def looks_like_path(value: str) -> bool:

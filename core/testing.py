@@ -157,18 +157,11 @@ def make_config(
     validated. Relative paths are resolved against ``base_dir`` (the current directory by
     default); errors name ``source``, as they would a manifest file of that name.
     """
-    from .config import Origin, build_config, manifest_plugins
-    from .errors import FtrunError
-    from .plugin_manager import get_plugin_manager
+    from .config import load_run
 
     manifest = tomllib.loads(tomli_w.dumps(tables))  # what a manifest file of these tables gives a run
-    manager = get_plugin_manager(plugins=[*plugins, *manifest_plugins(manifest, Origin(source))], blocked=blocked)
-    name = manifest.get("task")
-    if not isinstance(name, str):
-        installed = ", ".join(sorted(manager.tasks())) or "none"
-        raise FtrunError(f"{source}: task: expected the name of a task (installed: {installed})")
-    task = manager.task(name, where=f"{source}: task")
-    return build_config(task, manifest, source=source, base_dir=Path(base_dir or Path.cwd()), overrides=list(overrides))
+    _, config = load_run(manifest=manifest, overrides=overrides, plugins=plugins, blocked=blocked, source=source, base_dir=base_dir)
+    return config
 
 
 @dataclasses.dataclass(repr=False)

@@ -5,11 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 from transformers.trainer_utils import IntervalStrategy
 
-from ftrun.config import TOP_LEVEL_KEYS
+from ftrun.config import TOP_LEVEL_KEYS, toml_type
 from ftrun.plugin_manager import get_plugin_manager
-from ftrun.schema import annotation_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "docs" / "manifest.schema.json"
@@ -59,12 +59,12 @@ def test_training_is_read_from_the_training_arguments(schema):
         (float | None, {"type": "number"}),
         (IntervalStrategy | str, {"type": "string", "enum": ["no", "steps", "epoch"]}),
         (str | list[str] | None, {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
-        (dict | str | None, {"anyOf": [{"type": "object"}, {"type": "string"}]}),
+        (dict | str | None, {"anyOf": [{"type": "object", "additionalProperties": True}, {"type": "string"}]}),
         (Path | None, {}),  # what TOML cannot spell is left to TrainingArguments
     ],
 )
 def test_annotations_become_json_schema(annotation, expected):
-    assert annotation_schema(annotation) == expected
+    assert TypeAdapter(toml_type(annotation)).json_schema() == expected
 
 
 def test_a_plugin_task_brings_its_own_keys(ftrun_cli, ftrun_plugin_module):

@@ -1,0 +1,98 @@
+"""ftrun.config: one pydantic model per task validates a manifest, and the schema is its JSON Schema."""
+
+import pytest
+from pydantic import Field, ValidationError
+from transformers import TrainingArguments
+
+from ftrun import FtrunError, hookimpl, load_run
+from ftrun.config import TOP_LEVEL_KEYS, build_config, manifest_model, training_model
+from ftrun.plugin_manager import get_plugin_manager
+from ftrun.plugins.text_classification import TextClassificationData, TextClassificationTask
+from ftrun.schema import manifest_schema
+
+
+class GlossaryData(TextClassificationData):
+    glossary_file: str | None = Field(None, json_schema_extra={"path": "local"})
+    glossary: str | None = Field(None, json_schema_extra={"path": "local-or-hub"})
+
+
+class GlossaryTask(TextClassificationTask):
+    name = "glossary"
+    data_config = GlossaryData
+
+
+class GlossaryPlugin:
+    @hookimpl
+    def ftrun_register_tasks(self, register):
+        register(GlossaryTask())
+
+
+@pytest.fixture(scope="module")
+def text_classification():
+    return get_plugin_manager().task("text-classification")
+
+
+def test_a_task_s_own_path_fields_are_resolved(ftrun_config, tmp_path):
+    config = ftrun_config({"task": "glossary", "data": {"glossary_file": "terms.txt", "glossary": "someone/terms"}}, GlossaryPlugin())
+    assert config.data.glossary_file == str(tmp_path / "terms.txt")  # local: resolved, existing or not
+    assert config.data.glossary == "someone/terms"  # local-or-hub: a Hub id stays one
+
+
+def test_the_manifest_model_holds_the_task_s_tables(text_classification):
+    model = manifest_model(text_classification)
+    assert model is manifest_model(get_plugin_manager().task("text-classification"))  # one per task class
+    assert tuple(model.model_fields) == TOP_LEVEL_KEYS
+    assert model.model_fields["data"].annotation is TextClassificationData
+    assert model.model_fields["training"].annotation is training_model(TrainingArguments)
+
+
+def test_training_takes_an_int_for_a_float_and_no_bool_for_an_int():
+    model = training_model(TrainingArguments)
+    assert model.model_validate({"num_train_epochs": 2}).num_train_epochs == 2
+    with pytest.raises(ValidationError):
+        model.model_validate({"seed": True})
+    with pytest.raises(ValidationError):
+        model.model_validate({"learning_rate": True})
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ({"seed": True}, "run.toml: training.seed: expected int, got a boolean True"),
+        ({"seed": -3, "max_steps": -1}, None),  # seeds may be negative; max_steps where its default is
+        ({"warmup_steps": -1}, "run.toml: training.warmup_steps: must not be negative, got -1"),
+        ({"save_steps": 0}, "run.toml: training.save_steps: must be greater than 0, got 0"),
+        ({"fsdp": True}, None),  # typed str by transformers, turned on with true
+        ({"output_dir": "out"}, "run.toml: training.output_dir: set the output directory with --output-dir or a top-level output_dir"),
+    ],
+)
+def test_training_values_are_checked_with_ftrun_s_messages(text_classification, tmp_path, training, message):
+    if message is None:
+        config = build_config(text_classification, {"training": training}, source="run.toml", base_dir=tmp_path)
+        assert config.training.items() >= training.items()
+        return
+    with pytest.raises(FtrunError) as caught:
+        build_config(text_classification, {"training": training}, source="run.toml", base_dir=tmp_path)
+    assert str(caught.value) == message
+
+
+def test_the_schema_s_training_is_the_training_model_s(text_classification):
+    schema = manifest_schema(get_plugin_manager())
+    model = training_model(TrainingArguments)
+    assert schema["$defs"]["TrainingArguments"] == model.model_json_schema()
+    assert schema["$defs"]["TrainingArguments"]["properties"]["eval_strategy"]["default"] == model.model_fields["eval_strategy"].default == "epoch"
+    assert schema["$defs"]["task:text-classification"]["properties"]["data"]["$ref"] == "#/$defs/TextClassificationData"
+
+
+def test_load_run_builds_a_config_without_a_command_line():
+    manager, config = load_run(task="text-classification", demo=True, overrides=["training.num_train_epochs=1"])
+    assert (config.task, config.demo, config.source) == ("text-classification", True, "--task text-classification")
+    assert config.training["num_train_epochs"] == 1 and "training.num_train_epochs" in config.overridden
+    assert manager.task("text-classification").name == "text-classification"
+
+
+def test_load_run_takes_a_manifest_s_tables(tmp_path):
+    _, config = load_run(manifest={"task": "text-classification", "data": {"train_file": "t.jsonl", "eval_file": "e.jsonl"}}, base_dir=tmp_path)
+    assert config.data.train_file == str(tmp_path / "t.jsonl") and config.source == "manifest"
+    with pytest.raises(FtrunError, match=r"^--task ner: the manifest manifest is for task 'text-classification'$"):
+        load_run(task="ner", manifest={"task": "text-classification"})
