@@ -70,6 +70,7 @@ import ftrun
 from ftrun import FtrunError, RunConfig, Task, TaskData, hookimpl
 from ftrun.config import build_config, parse_override
 from ftrun.display import Display
+from ftrun.head import build_head, check_model
 from ftrun.plugin_manager import PluginManager, get_plugin_manager
 from ftrun.precision import choose_precision, cpu_computes_in_bf16
 from ftrun.runner import run
@@ -324,7 +325,7 @@ class Bench:
     def load_model(self) -> torch.nn.Module:
         """The same pretrained weights for every configuration, the new head seeded alike."""
         set_seed(self.config.training.get("seed", 42))
-        return self.task.auto_model.from_pretrained(self.config.model.name, **self.task.head_kwargs(self.data))
+        return build_head(self.task, self.config, self.data)
 
     @property
     def seq2seq(self) -> bool:
@@ -372,7 +373,7 @@ def run_trainer(trainer: Any) -> dict[str, float]:
 
 def seed_recipe(bench: Bench) -> dict[str, float]:
     """Padding to max_length (as ``tokenizer(..., padding="max_length")`` does), random batches, fp32."""
-    collator = dataclasses.replace(bench.task.data_collator(bench.data), padding="max_length", max_length=bench.pad_to)
+    collator = dataclasses.replace(bench.task.data_collator(bench.data, None), padding="max_length", max_length=bench.pad_to)
     training = {**bench.common_training(), "train_sampling_strategy": "random", "bf16": False, "fp16": False}
     trainer_class = transformers.Seq2SeqTrainer if bench.seq2seq else transformers.Trainer
     return run_trainer(bench.trainer("seed", bench.load_model(), training, collator, bench.eval_in_order(), trainer_class))
@@ -403,7 +404,7 @@ def hand_tuned(bench: Bench) -> dict[str, float]:
     }
     trainer_class = HandTunedSeq2SeqTrainer if bench.seq2seq else HandTunedTrainer
     model = bench.load_model()
-    collator = bench.task.data_collator(bench.data)
+    collator = bench.task.data_collator(bench.data, None)
     if bench.seq2seq:  # as run_translation.py: the collator makes the decoder inputs with the model
         collator.model = model
     return run_trainer(bench.trainer("hand-tuned", model, training, collator, bench.eval_sorted(), trainer_class))
@@ -432,7 +433,7 @@ def bare_loop(bench: Bench) -> dict[str, float]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).train()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(bench.hand_precision)
-    collator = bench.task.data_collator(bench.data)
+    collator = bench.task.data_collator(bench.data, None)
     batch_size = training.get("per_device_train_batch_size", 8)
     lengths = [len(ids) for ids in bench.data.train["input_ids"]]
     sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(seed))
@@ -472,7 +473,7 @@ def bare_evaluate(bench: Bench, model: Any, device: torch.device, dtype: torch.d
     training = bench.config.training
     generate = training.get("predict_with_generate", False)
     evaluation, examples = bench.eval_sorted()
-    collator = bench.task.data_collator(bench.data)
+    collator = bench.task.data_collator(bench.data, None)
     loader = DataLoader(evaluation, batch_size=training.get("per_device_eval_batch_size", 8), collate_fn=collator)
     model.eval()
     start = time.perf_counter()
@@ -521,11 +522,11 @@ def data_files(folder: Path) -> tuple[Path, Path]:
 
 def build_from_config(task: Task, config: RunConfig, directory: Path) -> str:
     """The model of ``config`` (built from a config, with its tokenizer or one trained on the training texts), saved as pretrained."""
-    from ftrun.data import load_splits
+    from ftrun.data import load_splits, load_tokenizer
 
-    tokenizer = task.load_tokenizer(config, load_splits(config, task.read_file))
+    tokenizer = load_tokenizer(task, config, load_splits(config, task.read_file))
     set_seed(config.training.get("seed", 42))
-    model = task.build_head(config, TaskData(train=None, eval=None, tokenizer=tokenizer))
+    model = build_head(task, config, TaskData(train=None, eval=None, tokenizer=tokenizer))
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
@@ -601,8 +602,8 @@ def prepare(name: str, args: argparse.Namespace, workdir: Path) -> Bench:
     if model is None:  # every configuration starts from the same weights: save them as a pretrained model
         manifest["model"] = {"name": build_from_config(task, config, workdir / "model")}
         config = build_config(task, manifest, source=f"benchmark {name}", base_dir=Path.cwd(), overrides=args.overrides)
-    task.check_model(config)
-    data = manager.call_stage("ftrun_load_data", TaskData, task=task, config=config)
+    check_model(config)
+    data = manager.load_data(task, config)
     hand_settings = {path[-1]: value for path, value in (parse_override(f"x.{item}") for item in args.hand)}
     return Bench(task, config, manager, meter, data, setup, pad_to, args.hand_precision, hand_settings, workdir)
 

@@ -209,23 +209,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from .data import load_splits
+    from .head import check_model
     from .preflight import remote_code_warning, show
 
     manager, config = load_config(args)
     if config.model.trust_remote_code:
         print(f"ftrun: warning: {remote_code_warning(config)}", file=sys.stderr)
     task = manager.task(config.task)
-    splits = load_splits(config, task.read_file)  # as a run reads them: with the task's own file formats
-    labels = task.check_data(splits, config)
-    task.check_model(config)
-    data = task.check_encoding(config, splits, labels)  # what would fail at tokenization fails now
+    # As a run loads it, through the data stage, encoding a sample: what would fail at tokenization fails now.
+    data = manager.load_data(task, config, sample=CHECK_SAMPLE)
+    check_model(config)
     report = task.preflight(config, data)
     failed = report.errors + (report.warnings if args.strict else [])
     if args.json:
         print(json.dumps({"ok": not failed, **report.as_dict()}, indent=2, ensure_ascii=False))
     else:
-        summary = f"{config.source}: {'failed' if failed else 'ok'}: task {config.task}, train {len(splits.train)} / eval {len(splits.eval)} examples"
+        labels = data.labels
+        summary = f"{config.source}: {'failed' if failed else 'ok'}: task {config.task}, train {len(data.raw.train)} / eval {len(data.raw.eval)} examples"
         if labels is not None:
             summary += f", {len(labels)} labels ({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})"
         counts = [f"{len(found)} {word}{'s' if len(found) != 1 else ''}" for found, word in ((report.errors, "error"), (report.warnings, "warning")) if found]
@@ -241,10 +241,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+#: Examples of each split that ``ftrun check`` encodes.
+CHECK_SAMPLE = 32
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .config import Origin, build_config, manifest_plugins, read_manifest
     from .output import MANIFEST_NAME, as_record
     from .plugin_manager import get_plugin_manager
+    from .predict import load_trained
 
     model_dir = Path(args.model)
     if not model_dir.is_dir():
@@ -270,7 +275,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     inputs = [task.read_input(value, f"predict: {where} {i}") for value, (where, i, _) in zip(given, lines)]
     # The run's own settings (column names, lengths) where the model directory has them.
     config = build_config(task, manifest if manifest.get("task") == task.name else {}, source=str(manifest_path), base_dir=model_dir)
-    model, tokenizer = task.load_trained(model_dir)
+    model, tokenizer = load_trained(manager, task, config, model_dir)
     for value, prediction in zip(given, task.predict(model, tokenizer, inputs, config)):
         if args.json:
             print(json.dumps(as_record(value, prediction), ensure_ascii=False))

@@ -491,7 +491,7 @@ def build_config(
     where = Origin(source, frozenset(".".join(parse_override(text)[0]) for text in overrides))
     model = manifest_model(task)
     resolve_paths(manifest, model, base_dir)
-    defaults = drop_replaced_sources(merge({"training": TRAINING_DEFAULTS}, task.demo() if demo else task.defaults), manifest)
+    defaults = drop_replaced_sources(merge({"training": TRAINING_DEFAULTS}, demo_manifest(task) if demo else task.defaults), manifest)
     effective = merge(defaults, manifest)
     effective["task"] = task.name
     try:
@@ -508,7 +508,7 @@ def build_config(
         task.read_input(example, f"{where('predict.examples')}[{number}]")
     if isinstance(checked.model.config, dict):
         _validate_model_config(where, checked.model.config)
-    return RunConfig(
+    return task.settle(RunConfig(
         task=task.name,
         model=checked.model,
         data=checked.data,
@@ -524,7 +524,7 @@ def build_config(
         demo=demo,
         resume=checked.resume,
         nproc=checked.nproc,
-    )
+    ))
 
 
 def load_run(
@@ -586,6 +586,13 @@ def load_run(
 def _names_sources(overrides: list[str]) -> bool:
     """Whether --set names a model or data source: then nothing may fall back to the demo."""
     return any(item.split("=", 1)[0].strip().startswith(("model.", "data.")) for item in overrides)
+
+
+def demo_manifest(task: Task) -> dict[str, Any]:
+    """The task's embedded default: its ``demo`` laid over its ``defaults`` as a manifest would be."""
+    if task.demo is None:
+        raise FtrunError(f"task {task.name} has no embedded demo")
+    return merge(drop_replaced_sources(copy.deepcopy(task.defaults), task.demo), task.demo)
 
 
 #: Per table: the keys that name a source of its own, and every key describing the default

@@ -1,4 +1,8 @@
-"""Loading splits from the Hub or local files, subsetting them, and cached tokenization."""
+"""The data stage: load the splits (Hub or local files), check them, get a tokenizer, encode (cached).
+
+:func:`load_data` is the stage as ftrun's default plugin runs it; the rest are its parts, and
+the helpers tasks use to check their columns and name a bad row.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,10 @@ from .errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
 
     from .config import RunConfig
+    from .task import Task
 
 #: csv and tsv cells are read as they are written. pandas by default reads an empty cell (the only
 #: way a csv writes an empty text) and texts such as "NA", "null" or "nan" as missing values, which
@@ -43,6 +49,120 @@ class Splits:
 
     train: Dataset
     eval: Dataset
+
+
+@dataclasses.dataclass
+class TaskData:
+    """What the data stage returns: encoded splits and what the head needs to know."""
+
+    train: Any
+    eval: Any
+    tokenizer: PreTrainedTokenizerBase
+    labels: list[str] | None = None
+    raw: Splits | None = None
+    stats: dict[str, TokenizeStats] = dataclasses.field(default_factory=dict)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels or [])}
+
+
+def load_data(task: Task, config: RunConfig, sample: int | None = None) -> TaskData:
+    """Load and check the splits, get a tokenizer, encode both splits (cached on disk).
+
+    With ``sample`` (``ftrun check``), only that many examples of each split are encoded, to
+    fail now what would fail at tokenization: the result then holds no encoded splits, and its
+    ``stats`` count the features those examples became.
+    """
+    splits = load_splits(config, task.read_file)
+    labels = task.check_data(splits, config)
+    data = TaskData(train=None, eval=None, tokenizer=load_tokenizer(task, config, splits), labels=labels, raw=splits)
+    # The task's code is part of the key: a changed encode never reuses stale features.
+    key = repr((code_identity(task), tokenizer_fingerprint(data.tokenizer), config.data.model_dump(), labels))
+    for name in ("train", "eval"):
+        split = getattr(splits, name)
+        if sample is None:
+            encoded, data.stats[name] = tokenize(split, lambda batch, name=name: encode_batch(task, batch, data, config, name), key=key, desc=f"Tokenizing {name}")
+            setattr(data, name, encoded)
+        else:
+            start, count = time.perf_counter(), min(sample, len(split))
+            features = encode_batch(task, split.select(range(count))[:], data, config, name)
+            data.stats[name] = TokenizeStats(count, len(next(iter(features.values()), ())), time.perf_counter() - start, cached=False)
+    return data
+
+
+def load_tokenizer(task: Task, config: RunConfig, splits: Splits) -> PreTrainedTokenizerBase:
+    """The named tokenizer, the model's own, or one trained on the training texts; then the task's own check of it."""
+    from transformers import AutoTokenizer
+
+    from .head import check_local, model_config_dict
+    from .tokenizer import cached_tokenizer, train_tokenizer
+
+    model = config.model
+    source = model.tokenizer or model.name
+    key = "model.tokenizer" if model.tokenizer else "model.name"
+    if source is None:
+        settings = model_config_dict(config)
+        tokenizer = cached_tokenizer(
+            splits.train,
+            (task.name, model.model_dump(), config.data.model_dump()),
+            lambda: train_tokenizer(
+                task.text_of(splits.train, config),
+                model_type=settings.get("model_type"),
+                vocab_size=model.tokenizer_vocab_size,
+                model_max_length=settings.get("max_position_embeddings", 512),
+                lowercase=model.tokenizer_lowercase,
+            ),
+            where=config.where("model.tokenizer"),
+        )
+    else:
+        check_local(config, key, source)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=model.revision, trust_remote_code=model.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise FtrunError(f"{config.where(key)}: cannot load tokenizer {source!r}: {first_line(exc)}") from exc
+    task.check_tokenizer(tokenizer, config, config.where(key))
+    return tokenizer
+
+
+def encode_batch(task: Task, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
+    """The task's ``encode``, with a failure reported as one line naming the task and the split."""
+    try:
+        return task.encode(batch, data, config, split)
+    except (FtrunError, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # BaseException: a Rust tokenizer's panic (pyo3's PanicException) is not an Exception
+        raise FtrunError(f"{config.where('data')}: task {task.name} cannot encode the {split} split: {type(exc).__name__}: {first_line(exc)}") from exc
+
+
+def code_identity(task: Task) -> tuple[str, ...]:
+    """The task's name, its distribution's version and a hash of its code, for the encoded-split cache key.
+
+    The code is the source of each module defining the task's class and its bases up to
+    :class:`ftrun.Task`; a module in a package brings every ``.py`` file of its folder, where
+    helpers of the task's ``encode`` usually live.
+    """
+    import importlib.metadata
+    import inspect
+    import sys
+
+    from .task import Task
+
+    digest = hashlib.sha256()
+    for name in sorted({cls.__module__ for cls in type(task).__mro__ if issubclass(cls, Task) and cls is not Task}):
+        module = sys.modules.get(name)
+        path = Path(getattr(module, "__file__", None) or "")
+        in_package = bool(getattr(module, "__package__", None)) and path.is_file()
+        files = sorted(path.parent.rglob("*.py")) if in_package else [path] if path.is_file() else []
+        for file in files:
+            digest.update(file.read_bytes())
+        if not files:  # defined without a file of its own (exec, a notebook): its source where inspect finds it
+            try:
+                digest.update(inspect.getsource(type(task)).encode())
+            except (OSError, TypeError):
+                digest.update(type(task).__qualname__.encode())
+    dists = sorted(set(importlib.metadata.packages_distributions().get(type(task).__module__.partition(".")[0], [])))
+    return (task.name, *(f"{dist} {importlib.metadata.version(dist)}" for dist in dists), digest.hexdigest()[:16])
 
 
 def builder_for(path: Path, where: str) -> tuple[str, dict[str, Any]]:

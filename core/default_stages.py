@@ -1,22 +1,26 @@
-"""The built-in implementation of every stage: call the task's own method.
+"""The built-in implementation of every stage: the shared stage code, run with the task's own parts.
 
-Registered ``trylast``, so any plugin implementing a stage hook runs first and wins
-when it returns something; returning ``None`` leaves the stage to the task.
+Registered ``trylast``, so any plugin implementing a stage hook runs first and wins when it
+returns something; returning ``None`` leaves the stage to these. ftrun refuses to block this
+plugin: without it no stage has an answer.
 """
 
 from __future__ import annotations
 
 from . import hookimpl
+from .data import load_data
+from .head import build_head
+from .training import build_trainer
 
 
 @hookimpl(trylast=True)
-def ftrun_load_data(task, config):
-    return task.load_data(config)
+def ftrun_load_data(task, config, sample):
+    return load_data(task, config, sample)
 
 
 @hookimpl(trylast=True)
 def ftrun_build_head(task, config, data):
-    return task.build_head(config, data)
+    return build_head(task, config, data)
 
 
 @hookimpl(trylast=True)
@@ -26,4 +30,4 @@ def ftrun_build_metrics(task, config, data):
 
 @hookimpl(trylast=True)
 def ftrun_build_trainer(task, config, data, model, metrics, callbacks, output_dir):
-    return task.build_trainer(config, data, model, metrics, callbacks, output_dir)
+    return build_trainer(task, config, data, model, metrics, callbacks, output_dir)

@@ -2,7 +2,7 @@
 
 A run calls the hooks in this order::
 
-    ftrun_register_tasks              once, when the plugin manager is built
+    ftrun_register_tasks              once, when the tasks are first asked for
     ftrun_load_data                   data stage
     ftrun_build_head                  head stage
     ftrun_build_metrics               metric stage
@@ -10,9 +10,11 @@ A run calls the hooks in this order::
     ftrun_build_trainer               trainer stage
 
 The four stage hooks are ``firstresult``: the first plugin that returns something other
-than ``None`` wins. The built-in implementations (``ftrun.default_stages``) are
-``trylast`` and call the task's own method of the same stage, so a plugin overrides one
-stage of one task by implementing the hook and returning ``None`` for every other task::
+than ``None`` wins. The built-in implementations (``ftrun.default_stages``, which cannot be
+blocked) are ``trylast`` and run the shared stage code (``ftrun.data``, ``ftrun.head``,
+the task's ``build_metrics``, ``ftrun.training``) with the task's own parts, so a plugin
+overrides one stage of one task by implementing the hook and returning ``None`` for every
+other task::
 
     @hookimpl
     def ftrun_build_metrics(task, config, data):
@@ -20,8 +22,9 @@ stage of one task by implementing the hook and returning ``None`` for every othe
             return Metrics(compute=my_compute, best="f1")
 
 Arguments are passed by name; an implementation may accept any subset of them, so a spec
-can grow an argument without breaking a plugin. The runner checks the type of each stage's
-answer and names the plugin that gave a wrong one. A new-style wrapper
+can grow an argument without breaking a plugin. The plugin manager's typed methods
+(``plugins.load_data(task, config)``, ...) call the stages, check the type of each answer and
+name the plugin that gave a wrong one. A new-style wrapper
 (``@hookimpl(wrapper=True)``) changes a stage's answer, whoever gives it. docs/plugins.md is
 the guide to all of this.
 """
@@ -36,7 +39,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, Trainer, TrainerCallback
 
     from .config import RunConfig
-    from .task import Metrics, Task, TaskData
+    from .data import TaskData
+    from .task import Metrics, Task
 
 hookspec = pluggy.HookspecMarker("ftrun")
 
@@ -52,12 +56,15 @@ def ftrun_register_tasks(register: Callable[[Task], None]) -> None:
 
 
 @hookspec(firstresult=True)
-def ftrun_load_data(task: Task, config: RunConfig) -> TaskData | None:
+def ftrun_load_data(task: Task, config: RunConfig, sample: int | None) -> TaskData | None:
     """Data stage: load the train and eval splits, check them, and tokenize them.
 
-    Called first in a run, before any model weights are loaded. Receives the task and
-    the validated run config. Returns a :class:`ftrun.TaskData` holding the tokenized
-    splits, the tokenizer and the label names; bad data raises :class:`ftrun.FtrunError`.
+    Called first in a run, before any model weights are loaded, and by ``ftrun check``.
+    Receives the task, the validated run config and ``sample``: ``None`` in a run; in
+    ``ftrun check`` the number of examples of each split to encode, to fail fast what would
+    fail at tokenization (an implementation may ignore it and encode everything). Returns a
+    :class:`ftrun.TaskData` holding the tokenized splits (none with a ``sample``), the
+    tokenizer, the label names and the raw splits; bad data raises :class:`ftrun.FtrunError`.
     ``firstresult``: stops at the first non-``None`` result.
     """
 
@@ -68,7 +75,9 @@ def ftrun_build_head(task: Task, config: RunConfig, data: TaskData) -> PreTraine
 
     Called after the data stage. Receives the task, the config and the data stage's
     result (label names, tokenizer). Returns a ``transformers.PreTrainedModel``, loaded
-    from ``config.model.name`` or built from ``config.model.config``.
+    from ``config.model.name`` or built from ``config.model.config``. ``ftrun predict``
+    loads the trained model through it too: ``config.model.name`` is then the run's output
+    directory, and ``data`` holds its tokenizer only.
     ``firstresult``: stops at the first non-``None`` result.
     """
 

@@ -9,7 +9,7 @@ import dataclasses
 import difflib
 import importlib
 import importlib.metadata
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -17,6 +17,13 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from . import __version__, hookspecs
 from .errors import FtrunError, first_line
 from .task import Task
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, Trainer, TrainerCallback
+
+    from .config import RunConfig
+    from .data import TaskData
+    from .task import Metrics
 
 #: Modules registered before any entry point: the default implementation of each stage.
 DEFAULT_PLUGINS = ("ftrun.default_stages",)
@@ -98,38 +105,84 @@ class PluginManager(pluggy.PluginManager):
             raise FtrunError(f"{prefix}unknown task {name!r} ({hint}installed: {', '.join(sorted(tasks)) or 'none'})")
         return tasks[name][0]
 
-    def call_stage(self, name: str, expected: type, **kwargs: Any) -> Any:
-        """Call the ``firstresult`` stage hook ``name``; an answer that is not an ``expected`` names who gave it.
+    # -- the stages, called through pluggy, each answer checked ----------------------------
 
-        pluggy does not say which implementation a firstresult answer came from, so the plain
-        implementations are called here, in pluggy's order (``tryfirst`` first, ftrun's
-        ``trylast`` defaults last) up to the first answer, each with the arguments it names.
-        Wrappers (``wrapper=True``) still wrap that call, through pluggy's ``call_extra``.
+    def load_data(self, task: Task, config: RunConfig, sample: int | None = None) -> TaskData:
+        """The data stage (``ftrun_load_data``); ``sample``: ``ftrun check``'s number of examples to encode per split."""
+        from .data import TaskData
+
+        return self._stage("ftrun_load_data", TaskData, task=task, config=config, sample=sample)
+
+    def build_head(self, task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel:
+        """The head stage (``ftrun_build_head``)."""
+        from transformers import PreTrainedModel
+
+        return self._stage("ftrun_build_head", PreTrainedModel, task=task, config=config, data=data)
+
+    def build_metrics(self, task: Task, config: RunConfig, data: TaskData) -> Metrics:
+        """The metric stage (``ftrun_build_metrics``)."""
+        from .task import Metrics
+
+        return self._stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
+
+    def trainer_callbacks(self, task: Task, config: RunConfig) -> list[TrainerCallback]:
+        """Every plugin's ``ftrun_trainer_callbacks``, joined; anything but lists of callbacks is an error."""
+        from transformers import TrainerCallback
+
+        hook = self.hook.ftrun_trainer_callbacks
+        callbacks: list[TrainerCallback] = []
+        for group in hook(task=task, config=config):
+            is_list = isinstance(group, (list, tuple))
+            wrong = [c for c in group if not isinstance(c, TrainerCallback)] if is_list else [group]
+            if wrong:
+                # pluggy joins the answers without saying whose is whose: name every plugin that gives some.
+                plugins = " or ".join(self.label(impl.plugin_name) for impl in hook.get_hookimpls())
+                what = f"a list holding {type(wrong[0]).__name__}" if is_list else type(group).__name__
+                raise FtrunError(f"{plugins}: ftrun_trainer_callbacks returned {what}, expected a list of transformers.TrainerCallback")
+            callbacks += group
+        return callbacks
+
+    def build_trainer(
+        self, task: Task, config: RunConfig, data: TaskData, model: PreTrainedModel, metrics: Metrics, callbacks: list[TrainerCallback], output_dir: str
+    ) -> Trainer:
+        """The trainer stage (``ftrun_build_trainer``)."""
+        from transformers import Trainer
+
+        return self._stage(
+            "ftrun_build_trainer", Trainer, task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=output_dir
+        )
+
+    def _stage(self, name: str, expected: type, **kwargs: Any) -> Any:
+        """Call the ``firstresult`` stage hook ``name`` through pluggy; an answer that is not an ``expected`` is an error naming who gave it."""
+        answer = getattr(self.hook, name)(**kwargs)
+        if not isinstance(answer, expected):
+            package = expected.__module__.partition(".")[0]
+            raise FtrunError(f"{self._answered_by(name, expected, kwargs)} returned {type(answer).__name__}, expected {package}.{expected.__qualname__}")
+        return answer
+
+    def _answered_by(self, name: str, expected: type, kwargs: dict[str, Any]) -> str:
+        """Who gave a stage's wrong answer: the first plain implementation whose own answer is wrong, else the wrappers.
+
+        pluggy does not say which implementation a ``firstresult`` answer came from, so, on this
+        error path only, the plain implementations are called again one by one in pluggy's order
+        (``tryfirst`` first, ftrun's ``trylast`` defaults last) up to the first answer.
         """
         impls = getattr(self.hook, name).get_hookimpls()
-        plain = [impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]
-        wrappers = [impl for impl in impls if impl.wrapper or impl.hookwrapper]
-
-        def first_answer() -> Any:
-            for impl in reversed(plain):
-                answer = _call(impl, kwargs)
-                if answer is not None:
-                    return checked(answer, expected, self._answered_by(impl, name, kwargs["task"]))
-            raise FtrunError(f"{name}: no plugin answered (is {DEFAULT_PLUGINS[0]}, which runs the tasks' own stages, blocked?)")
-
-        if not wrappers:
-            return first_answer()
-        around = self.subset_hook_caller(name, remove_plugins=[impl.plugin for impl in plain])
-        answer = around.call_extra([first_answer], kwargs)
-        return checked(answer, expected, f"{' or '.join(self.label(impl.plugin_name) for impl in wrappers)}: {name} (a wrapper)")
-
-    def _answered_by(self, impl: pluggy.HookImpl, name: str, task: Task) -> str:
-        """Who to blame for an answer: the plugin, or, for ftrun's default stages, the task's own method."""
-        if impl.plugin_name not in DEFAULT_PLUGINS:
-            return f"{self.label(impl.plugin_name)}: {name}"
-        # ftrun.default_stages answers each stage hook with the task's method of the same name.
-        owner = self.tasks().get(task.name, (task, impl.plugin_name))[1]
-        return f"{self.label(owner)}: {type(task).__name__}.{name.removeprefix('ftrun_')} (stage {name})"
+        for impl in reversed([impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]):
+            answer = _call(impl, kwargs)
+            if answer is None:
+                continue
+            if isinstance(answer, expected):
+                break  # a right answer that a wrapper changed
+            if impl.plugin_name not in DEFAULT_PLUGINS:
+                return f"{self.label(impl.plugin_name)}: {name}"
+            # ftrun's default stages answer with what the task's own declarations and methods give.
+            task = kwargs["task"]
+            owner = self.label(self.tasks().get(task.name, (task, impl.plugin_name))[1])
+            method = name.removeprefix("ftrun_")
+            return f"{owner}: {type(task).__name__}.{method} (stage {name})" if hasattr(task, method) else f"{owner}: task {task.name} (stage {name})"
+        wrappers = [self.label(impl.plugin_name) for impl in impls if impl.wrapper or impl.hookwrapper]
+        return f"{' or '.join(wrappers) or 'ftrun'}: {name}" + (" (a wrapper)" if wrappers else "")
 
 
 def get_plugin_manager(plugins: Iterable[str | object] = (), blocked: Iterable[str] = ()) -> PluginManager:
@@ -142,6 +195,8 @@ def get_plugin_manager(plugins: Iterable[str | object] = (), blocked: Iterable[s
     """
     manager = PluginManager()
     for name in blocked:
+        if name in DEFAULT_PLUGINS:  # as pytest refuses to block its essential plugins
+            raise FtrunError(f"{name} cannot be blocked: it runs every task's stages (a plugin that implements a stage hook replaces that stage)")
         manager.set_blocked(name)
     for name in DEFAULT_PLUGINS:
         if not manager.is_blocked(name):
@@ -185,14 +240,6 @@ def check_ftrun_requires(plugin: object, info: PluginInfo) -> None:
         raise FtrunError(f"{info.label}: ftrun_requires = {required!r} is not a version specifier (such as \">=0.1,<0.2\")") from exc
     if not specifier.contains(__version__, prereleases=True):
         raise FtrunError(f"{info.label} requires ftrun {required}, but this is ftrun {__version__}")
-
-
-def checked(answer: Any, expected: type, who: str) -> Any:
-    """``answer`` if it is an ``expected``; else one line saying who returned what instead."""
-    if not isinstance(answer, expected):
-        package = expected.__module__.partition(".")[0]
-        raise FtrunError(f"{who} returned {type(answer).__name__}, expected {package}.{expected.__qualname__}")
-    return answer
 
 
 def _call(impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from .config import RunConfig
-    from .task import Task, TaskData
+    from .data import TaskData
+    from .task import Task
 
 #: Examples of each split tokenized for the length figures; a larger split is sampled, and the report says so.
 SAMPLE = 1000
@@ -199,7 +200,7 @@ def preflight(task: Task, config: RunConfig, data: TaskData) -> Preflight:
     ``data`` is the data stage's (exact feature counts, from every example) or ``ftrun check``'s
     (``Task.check_encoding``: features counted on the rows it encoded, and extrapolated).
     """
-    from .task import model_config_of
+    from .head import model_config_of
 
     model = model_config_of(config).to_dict()
     (train, train_hashes), (evaluation, eval_hashes) = (describe(task, config, data, name) for name in ("train", "eval"))

@@ -9,19 +9,22 @@ import signal
 from pathlib import Path
 from typing import Any, Iterator
 
-from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
+from transformers import Trainer, set_seed
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .config import RunConfig
+from .data import TaskData
 from .display import Display, RichProgressCallback
 from .distributed import check_engines, process_state
 from .errors import FtrunError
+from .head import check_model
 from .memory import keep_freed_memory
 from .output import write_outputs
-from .output_dir import claimed
+from .output_dir import OutputDir, claimed
 from .plugin_manager import PluginManager
 from .precision import choose_precision
 from .preflight import Preflight, remote_code_warning
-from .task import Metrics, Task, TaskData
+from .task import Task
 from .training import SealCheckpoints, StopOnSignal, check_resumable, latest_checkpoint
 
 
@@ -47,7 +50,7 @@ def writing(output_dir: Path) -> Iterator[None]:
 
 def run(
     config: RunConfig,
-    manager: PluginManager,
+    plugins: PluginManager,
     output_dir: Path,
     *,
     overwrite: bool = False,
@@ -60,69 +63,39 @@ def run(
     the current step with a checkpoint, raising :class:`Interrupted`.
     """
     display = display or Display()
-    task = manager.task(config.task)
-    stage = manager.call_stage  # each stage hook, with a check of the type of its answer
+    task = plugins.task(config.task)
     state = process_state(config)  # which process of a distributed run this is; one alone is the main one
     resume = config.resume if resume is None else resume
     where = "--resume" if resume is not config.resume else config.where("resume")
-    task.check_model(config)  # a missing model fails now, not after tokenizing
+    check_model(config)  # a missing model fails now, not after tokenizing
     check_engines(config)
-    # The output directory is this run's alone from here to its last file (a second run refuses at once).
     with claimed(output_dir, overwrite=overwrite, resume=resume, where=where, state=state, announce=display.print) as out, display.active():
-        # The others wait, then load what the first process on their machine tokenized and cached.
-        with state.local_main_process_first():
-            data = stage("ftrun_load_data", TaskData, task=task, config=config)
-        report = task.preflight(config, data)  # what `ftrun check` reports: the run's warnings come first
+        with state.local_main_process_first():  # the others load what the first process on their machine cached
+            data = plugins.load_data(task, config)
+        report = task.preflight(config, data)
         config = report.config  # with a default warmup sized to the run
-        announce(display, config, output_dir, report)
-        for name, stats in data.stats.items():
-            how = "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
-            features = f" → {stats.features} features" if stats.features != stats.examples else ""
-            display.print(f"{name}: {stats.examples} examples{features}, {how}")
+        announce(display, config, output_dir, report, data)
         set_seed(config.training["seed"])  # as run_classification.py: the same new weights on every run and process
-        model = stage("ftrun_build_head", PreTrainedModel, task=task, config=config, data=data)
-        metrics = stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
+        model = plugins.build_head(task, config, data)
+        metrics = plugins.build_metrics(task, config, data)
         stop = StopOnSignal(display.print)
-        callbacks = [SealCheckpoints(), stop, *trainer_callbacks(manager, task, config)]
-        # Only now, every check above having passed: clear what an earlier run left. An earlier run
-        # that --overwrite replaces stays whole until this one has written its outputs.
-        if state.is_main_process:
-            out.clear_leftovers(display.print)
-        state.wait_for_everyone()  # no process writes there before the leftovers are gone
-        trainer = stage(
-            "ftrun_build_trainer",
-            Trainer,
-            task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=str(out.work),
-        )
+        callbacks = [SealCheckpoints(), stop, *plugins.trainer_callbacks(task, config)]
+        clear_leftovers(out, state, display)
+        trainer = plugins.build_trainer(task, config, data, model, metrics, callbacks, str(out.work))
         use_rich_progress(trainer, display)
-        checkpoint = out.checkpoint
-        if checkpoint:  # one that another number of processes wrote, if its steps can go on
-            kept = check_resumable(checkpoint, trainer.args, where)
-            display.print(f"resuming from {checkpoint}" + (f"; {kept}" if kept else ""))
-        elif resume:
-            display.print(f"no complete checkpoint in {out.work}: starting from the beginning")
-        # Across processes a signal reaches each at another step, and one stopping alone would leave
-        # the others waiting: there torchrun ends them all, and --resume starts from the last checkpoint.
         with keep_freed_memory(trainer.args.device):
-            with writing(out.work), stop.installed(state.num_processes == 1):
-                train_metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
-            if stop.received:
-                raise Interrupted(stop.received, trainer.state.global_step, latest_checkpoint(out.work), out.replacing)
+            train_metrics = train(trainer, starting_checkpoint(out, trainer, resume, where, display), stop, state, out)
             eval_metrics = trainer.evaluate()
-        examples = config.predict.examples
-        predictions: list[Any] = []
-        if trainer.is_world_process_zero():
-            inputs = [task.read_input(example, config.where("predict.examples")) for example in examples]
-            predictions = task.predict(trainer.model, data.tokenizer, inputs, config) if examples else []
+        predictions = predict_examples(task, trainer, data, config)
         with writing(out.work):
-            write_outputs(out.work, trainer, task, config, train_metrics, eval_metrics, examples, predictions, [str(f) for f in report.warnings])
+            write_outputs(out.work, trainer, task, config, train_metrics, eval_metrics, config.predict.examples, predictions, [str(f) for f in report.warnings])
             if state.is_main_process:
                 out.finish()
     return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)
 
 
-def announce(display: Display, config: RunConfig, output_dir: Path, report: Preflight) -> None:
-    """The run's first line (task, model, precision, output, what was sized to the run), then its warnings; errors stop it."""
+def announce(display: Display, config: RunConfig, output_dir: Path, report: Preflight, data: TaskData) -> None:
+    """The run's first line (task, model, precision, output, what was sized to the run), its warnings, then each split; errors stop it."""
     from rich.markup import escape
 
     from . import __version__
@@ -138,6 +111,53 @@ def announce(display: Display, config: RunConfig, output_dir: Path, report: Pref
         display.print(f"[bold yellow]warning:[/] {escape(str(finding))}", highlight=False)
     if report.errors:
         raise FtrunError(str(report.errors[0]))
+    for name, stats in data.stats.items():
+        how = "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
+        features = f" → {stats.features} features" if stats.features != stats.examples else ""
+        display.print(f"{name}: {stats.examples} examples{features}, {how}")
+
+
+def clear_leftovers(out: OutputDir, state: Any, display: Display) -> None:
+    """Only now, every check having passed: clear what an earlier run left in the output directory.
+
+    An earlier run that --overwrite replaces stays whole until this one has written its outputs.
+    """
+    if state.is_main_process:
+        out.clear_leftovers(display.print)
+    state.wait_for_everyone()  # no process writes there before the leftovers are gone
+
+
+def starting_checkpoint(out: OutputDir, trainer: Trainer, resume: bool | str, where: str, display: Display) -> Path | None:
+    """The checkpoint to resume from (one that another number of processes wrote, if its steps can go on), or ``None``."""
+    checkpoint = out.checkpoint
+    if checkpoint:
+        kept = check_resumable(checkpoint, trainer.args, where)
+        display.print(f"resuming from {checkpoint}" + (f"; {kept}" if kept else ""))
+    elif resume:
+        display.print(f"no complete checkpoint in {out.work}: starting from the beginning")
+    return checkpoint
+
+
+def train(trainer: Trainer, checkpoint: Path | None, stop: StopOnSignal, state: Any, out: OutputDir) -> dict[str, float]:
+    """``trainer.train``, stopped cleanly by Ctrl-C or SIGTERM (raising :class:`Interrupted`), a full disk one line.
+
+    Across processes a signal reaches each at another step, and one stopping alone would leave
+    the others waiting: there torchrun ends them all, and --resume starts from the last checkpoint.
+    """
+    with writing(out.work), stop.installed(state.num_processes == 1):
+        metrics = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics
+    if stop.received:
+        raise Interrupted(stop.received, trainer.state.global_step, latest_checkpoint(out.work), out.replacing)
+    return metrics
+
+
+def predict_examples(task: Task, trainer: Trainer, data: TaskData, config: RunConfig) -> list[Any]:
+    """The task's predictions on ``[predict] examples``, by the main process, as a smoke test of the trained model."""
+    examples = config.predict.examples
+    if not examples or not trainer.is_world_process_zero():
+        return []
+    inputs = [task.read_input(example, config.where("predict.examples")) for example in examples]
+    return task.predict(trainer.model, data.tokenizer, inputs, config)
 
 
 class Interrupted(FtrunError):
@@ -152,26 +172,8 @@ class Interrupted(FtrunError):
         super().__init__(f"{received.name} at step {step}: {saved}")
 
 
-def trainer_callbacks(manager: PluginManager, task: Task, config: RunConfig) -> list[Any]:
-    """Every plugin's ``ftrun_trainer_callbacks``, joined; anything but lists of callbacks is an error."""
-    hook = manager.hook.ftrun_trainer_callbacks
-    callbacks: list[Any] = []
-    for group in hook(task=task, config=config):
-        is_list = isinstance(group, (list, tuple))
-        wrong = [c for c in group if not isinstance(c, TrainerCallback)] if is_list else [group]
-        if wrong:
-            # pluggy joins the answers without saying whose is whose: name every plugin that gives some.
-            plugins = " or ".join(manager.label(impl.plugin_name) for impl in hook.get_hookimpls())
-            what = f"a list holding {type(wrong[0]).__name__}" if is_list else type(group).__name__
-            raise FtrunError(f"{plugins}: ftrun_trainer_callbacks returned {what}, expected a list of transformers.TrainerCallback")
-        callbacks += group
-    return callbacks
-
-
 def use_rich_progress(trainer: Any, display: Display) -> None:
     """Swap the Trainer's tqdm bars and printed log dicts for the run's rich display."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(RichProgressCallback(display))

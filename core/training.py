@@ -22,7 +22,7 @@ import shutil
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -32,7 +32,14 @@ from transformers import EvalPrediction, TrainerCallback
 from transformers.trainer_utils import EvalLoopOutput, denumpify_detensorize
 from transformers.trainer_pt_utils import LengthGroupedSampler as _LengthGroupedSampler
 
-from .errors import FtrunError
+from .errors import FtrunError, first_line
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from .config import RunConfig
+    from .data import TaskData
+    from .task import Metrics, Task
 
 #: The file that marks a checkpoint as completely written: the size of each of its files.
 SEAL_NAME = "ftrun-checkpoint.json"
@@ -101,11 +108,10 @@ class TrainerMixin:
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         # Each eval batch is padded to its longest example. The Trainer's length grouping sorts only
-        # within random groups of up to 50 batches (one batch for a small set): benchmarks/throughput.py
-        # measured its evaluation of MiniLM on IMDB at the seed recipe's speed (3.9 against 3.8
-        # samples/s), and 2.8x it with sorted batches. evaluation_loop puts the outputs back in the
-        # split's order. Several processes (torchrun) keep the Trainer's sampler, which accelerate
-        # shards and gathers in order.
+        # within random groups of up to 50 batches (one batch for a small set), so it pads nearly as
+        # much as random batches; sorted batches pad least (the README's Performance section has
+        # the figures). evaluation_loop puts the outputs back in the split's order. Several
+        # processes (torchrun) keep the Trainer's sampler, which accelerate shards and gathers in order.
         lengths = lengths_of(eval_dataset, self._model_input_name()) if self.args.world_size == 1 else None
         if lengths is None:
             return super()._get_eval_sampler(eval_dataset)
@@ -180,6 +186,49 @@ class Trainer(TrainerMixin, transformers.Trainer):
 
 class Seq2SeqTrainer(TrainerMixin, transformers.Seq2SeqTrainer):
     """``transformers.Seq2SeqTrainer`` with exact resume, a NaN check and sorted evaluation (and generation)."""
+
+
+# -- the trainer stage ------------------------------------------------------------------------
+
+
+def build_trainer(
+    task: Task,
+    config: RunConfig,
+    data: TaskData,
+    model: PreTrainedModel,
+    metrics: Metrics,
+    callbacks: list[TrainerCallback],
+    output_dir: str,
+) -> transformers.Trainer:
+    """Arguments from ``[training]`` (with the precision chosen for the machine), the task's collator and Trainer class.
+
+    A seq2seq model's generation config takes the run's generation settings, so that the saved
+    model generates as it was evaluated.
+    """
+    from .precision import choose_precision
+
+    settings = {"metric_for_best_model": metrics.best, "greater_is_better": metrics.greater_is_better}
+    settings.update(choose_precision(config.training).settings)
+    settings.update(config.training)
+    try:
+        args = task.training_arguments_class(output_dir=output_dir, **settings)
+    except (ValueError, TypeError) as exc:
+        raise FtrunError(f"{config.where('training')}: {first_line(exc)}") from exc
+    if isinstance(args, transformers.Seq2SeqTrainingArguments):
+        if args.generation_max_length is not None:
+            model.generation_config.max_length = args.generation_max_length
+        if args.generation_num_beams is not None:
+            model.generation_config.num_beams = args.generation_num_beams
+    return task.trainer_class(
+        model=model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        processing_class=data.tokenizer,
+        data_collator=task.data_collator(data, model),
+        compute_metrics=lambda outputs: metrics.compute(task.postprocess(outputs, data.eval, data.raw.eval, data, config)),
+        callbacks=callbacks,
+    )
 
 
 # -- checkpoints ------------------------------------------------------------------------------
@@ -314,7 +363,6 @@ class StopOnSignal(TrainerCallback):
     def __init__(self, announce: Callable[[str], None] = print) -> None:
         self.announce = announce
         self.received: signal.Signals | None = None
-        self.stopped_at: int | None = None
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None:
@@ -338,5 +386,4 @@ class StopOnSignal(TrainerCallback):
         if self.received is not None:
             control.should_save = True
             control.should_training_stop = True
-            self.stopped_at = state.global_step
         return control

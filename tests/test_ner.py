@@ -11,6 +11,8 @@ import pytest
 import tomli_w
 from transformers import EvalPrediction
 
+from ftrun.data import load_data
+from ftrun.head import build_head
 from ftrun.cli import main
 from ftrun.config import build_config, read_manifest
 from ftrun.plugin_manager import get_plugin_manager
@@ -70,7 +72,7 @@ def test_label_all_tokens_continues_a_b_tag_as_i():
 
 
 def test_words_split_into_sub_tokens_are_labelled_once(task, tmp_path):
-    data = task.load_data(config_for(task, tmp_path, files(tmp_path, SENTENCES)))
+    data = load_data(task, config_for(task, tmp_path, files(tmp_path, SENTENCES)))
     assert data.labels == TAGS
     for row, encoded in zip(SENTENCES, data.train):
         ids, labels = encoded["input_ids"], encoded["labels"]
@@ -87,7 +89,7 @@ def test_words_split_into_sub_tokens_are_labelled_once(task, tmp_path):
 
 def test_label_all_tokens_labels_every_sub_token(task, tmp_path):
     config = config_for(task, tmp_path, {**files(tmp_path, SENTENCES), "label_all_tokens": True})
-    data = task.load_data(config)
+    data = load_data(task, config)
     encoded = data.train[0]  # Angela Merkel visited Paris .
     words = word_ids(data, SENTENCES[0]["tokens"])
     tags = [data.labels[label] if label != IGNORED else None for label in encoded["labels"]]
@@ -98,7 +100,7 @@ def test_label_all_tokens_labels_every_sub_token(task, tmp_path):
 
 
 def test_truncation_to_max_length(task, tmp_path):
-    data = task.load_data(config_for(task, tmp_path, {**files(tmp_path, SENTENCES), "max_length": 8}))
+    data = load_data(task, config_for(task, tmp_path, {**files(tmp_path, SENTENCES), "max_length": 8}))
     assert max(len(ids) for ids in data.train["input_ids"]) == 8
     cut = data.train[1]  # "EU rejects German call to boycott British lamb .": nine words, more than 8 sub-tokens
     assert cut["input_ids"][-1] == data.tokenizer.sep_token_id and cut["labels"][-1] == IGNORED
@@ -107,8 +109,8 @@ def test_truncation_to_max_length(task, tmp_path):
 
 
 def test_collator_pads_labels_with_minus_100(task, tmp_path):
-    data = task.load_data(config_for(task, tmp_path, files(tmp_path, SENTENCES)))
-    batch = task.data_collator(data)([data.train[0], data.train[2]])
+    data = load_data(task, config_for(task, tmp_path, files(tmp_path, SENTENCES)))
+    batch = task.data_collator(data, None)([data.train[0], data.train[2]])
     assert batch["input_ids"].shape == batch["labels"].shape
     padded = batch["attention_mask"] == 0
     assert padded.any() and (batch["labels"][padded] == IGNORED).all()
@@ -119,8 +121,8 @@ def test_collator_pads_labels_with_minus_100(task, tmp_path):
 
 def test_string_tags_keep_their_names(task, tmp_path):
     config = config_for(task, tmp_path, files(tmp_path, SENTENCES))
-    data = task.load_data(config)
-    model = task.build_head(config, data)
+    data = load_data(task, config)
+    model = build_head(task, config, data)
     assert model.config.id2label == dict(enumerate(TAGS))
     assert model.config.label2id == {tag: i for i, tag in enumerate(TAGS)}
 
@@ -133,7 +135,7 @@ def test_classlabel_tags_take_the_dataset_names(task, tmp_path):
     rows = {"tokens": [row["tokens"] for row in SENTENCES], "ner_tags": [[names.index(tag) for tag in row["ner_tags"]] for row in SENTENCES]}
     split = Dataset.from_dict(rows, features=features)
     DatasetDict({"train": split, "validation": split}).save_to_disk(tmp_path / "saved")
-    data = task.load_data(config_for(task, tmp_path, {"dataset": str(tmp_path / "saved"), "eval_split": "validation"}))
+    data = load_data(task, config_for(task, tmp_path, {"dataset": str(tmp_path / "saved"), "eval_split": "validation"}))
     assert data.labels == names  # every name of the feature, in its order, used or not
     assert [data.labels[label] for label in data.train[0]["labels"] if label != IGNORED] == SENTENCES[0]["ner_tags"]
 
@@ -141,7 +143,7 @@ def test_classlabel_tags_take_the_dataset_names(task, tmp_path):
 def test_integer_tags_named_by_label_names(task, tmp_path):
     names = ["O", "B-PER", "I-PER", "B-LOC"]
     rows = [{"tokens": ["Angela", "Merkel", "in", "Paris"], "ner_tags": [1, 2, 0, 3]}]
-    data = task.load_data(config_for(task, tmp_path, {**files(tmp_path, rows), "label_names": names}))
+    data = load_data(task, config_for(task, tmp_path, {**files(tmp_path, rows), "label_names": names}))
     assert data.labels == names
     assert [label for label in data.train[0]["labels"] if label != IGNORED] == [1, 2, 0, 3]
 
@@ -194,9 +196,9 @@ def test_conll_files_load_as_splits(task, tmp_path, suffix):
     (tmp_path / f"train{suffix}").write_text(CONLL, encoding="utf-8")
     (tmp_path / f"eval{suffix}").write_text(CONLL, encoding="utf-8")
     config = config_for(task, tmp_path, {"train_file": f"train{suffix}", "eval_file": f"eval{suffix}"})
-    data = task.load_data(config)
+    data = load_data(task, config)
     assert data.labels == TAGS and len(data.train) == 3
-    again = task.load_data(config)
+    again = load_data(task, config)
     assert again.stats["train"].cached  # Arrow-backed: tokenized once
 
 

@@ -58,6 +58,6 @@ def test_plugins_import_from_the_unpacked_wheel(wheel, tmp_path):
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "import ftrun, ftrun.plugins.text_classification as tc;"
         "assert ftrun.__file__.startswith(sys.argv[1]), ftrun.__file__;"
-        "assert (tc.DEMO_DIR / 'imdb-train.jsonl.gz').is_file()"
+        "assert (tc.task.DEMO_DIR / 'imdb-train.jsonl.gz').is_file()"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)

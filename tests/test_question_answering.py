@@ -21,6 +21,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, EvalPrediction
 
+from ftrun.data import load_tokenizer
 from ftrun import FtrunError, Splits, TaskData
 from ftrun.cli import main
 from ftrun.plugins.question_answering.answers import best_answer, best_answers, window_spans
@@ -338,7 +339,7 @@ def test_a_slow_tokenizer_is_refused(task, ftrun_config, tmp_path):
         PLUGIN,
     )
     with pytest.raises(FtrunError) as error:
-        task.load_tokenizer(config, splits_of(sample_rows(limit=2)))
+        load_tokenizer(task, config, splits_of(sample_rows(limit=2)))
     assert str(error.value) == (
         "run.toml: model.tokenizer: ByT5Tokenizer is a slow (Python) tokenizer; "
         "question-answering needs a fast one, which maps tokens to characters (offset_mapping)"

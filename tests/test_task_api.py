@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from ftrun.data import load_data
 from ftrun.testing import TINY_BERT, TINY_TRAINING, files_under, write_jsonl
 
 PLUGIN = '''
@@ -64,7 +65,7 @@ class HalvesTask(Task):
         ENCODED.append((split, len(texts), len(halves)))
         return encoded
 
-    def head_kwargs(self, data):
+    def head_kwargs(self, data, config):
         return {"num_labels": 1, "problem_type": "regression"}
 
     def postprocess(self, outputs, features, examples, data, config):
@@ -254,7 +255,7 @@ def test_the_cache_key_holds_the_task_code(ftrun_config, ftrun_plugin_module, ha
     def load():
         manager = get_plugin_manager(plugins=["ftrun_halves"])
         task = manager.task("halves")
-        return task.load_data(ftrun_config(tables, "ftrun_halves")).stats["train"].cached
+        return load_data(task, ftrun_config(tables, "ftrun_halves")).stats["train"].cached
 
     assert load() is False
     assert load() is True

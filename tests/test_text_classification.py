@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
+from ftrun.data import load_data
+from ftrun.head import build_head
 from ftrun.config import build_config
 from ftrun.data import tokenize
 from ftrun.plugin_manager import get_plugin_manager
@@ -45,10 +47,10 @@ def write_rows(tmp_path: Path, train: list[dict], evaluation: list[dict], suffix
 def test_string_labels_keep_their_names_in_every_file_format(task, tmp_path, suffix):
     rows = [{"text": f"review number {i}, with a comma", "label": ["bad", "good", "meh"][i % 3]} for i in range(12)]
     config = config_for(task, tmp_path, write_rows(tmp_path, rows, rows[:6], suffix))
-    data = task.load_data(config)
+    data = load_data(task, config)
     assert data.labels == ["bad", "good", "meh"]
     assert data.train["labels"][:4] == [0, 1, 2, 0]
-    model = task.build_head(config, data)
+    model = build_head(task, config, data)
     assert model.config.id2label == {0: "bad", 1: "good", 2: "meh"}
     assert model.config.num_labels == 3
 
@@ -56,14 +58,14 @@ def test_string_labels_keep_their_names_in_every_file_format(task, tmp_path, suf
 def test_integer_labels_named_by_label_names(task, tmp_path):
     rows = [{"text": f"text {i}", "label": i % 2} for i in range(8)]
     config = config_for(task, tmp_path, {**write_rows(tmp_path, rows, rows), "label_names": ["negative", "positive"]})
-    data = task.load_data(config)
+    data = load_data(task, config)
     assert data.labels == ["negative", "positive"]
     assert data.train["labels"] == [i % 2 for i in range(8)]
 
 
 def test_integer_labels_without_names_use_their_values(task, tmp_path):
     rows = [{"text": f"text {i}", "label": [3, 7][i % 2]} for i in range(8)]
-    data = task.load_data(config_for(task, tmp_path, write_rows(tmp_path, rows, rows)))
+    data = load_data(task, config_for(task, tmp_path, write_rows(tmp_path, rows, rows)))
     assert data.labels == ["3", "7"]
     assert data.train["labels"] == [i % 2 for i in range(8)]
 
@@ -74,7 +76,7 @@ def test_classlabel_names_come_from_the_dataset(task, tmp_path):
     features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
     rows = {"text": ["fine", "awful", "great", "poor"], "label": [1, 0, 1, 0]}
     DatasetDict({"train": Dataset.from_dict(rows, features=features), "test": Dataset.from_dict(rows, features=features)}).save_to_disk(tmp_path / "saved")
-    data = task.load_data(config_for(task, tmp_path, {"dataset": str(tmp_path / "saved")}))
+    data = load_data(task, config_for(task, tmp_path, {"dataset": str(tmp_path / "saved")}))
     assert data.labels == ["neg", "pos"]
     assert data.train["labels"] == [1, 0, 1, 0]
 
@@ -83,7 +85,7 @@ def test_text_pairs_are_encoded_together(task, tmp_path, ftrun_tiny_bert):
     rows = [{"premise": f"a cat sat {i}", "hypothesis": "an animal sat", "label": ["entailment", "neutral"][i % 2]} for i in range(8)]
     data_settings = {**write_rows(tmp_path, rows, rows), "text_column": "premise", "text_pair_column": "hypothesis"}
     config = config_for(task, tmp_path, data_settings, model={"name": str(ftrun_tiny_bert)})
-    data = task.load_data(config)
+    data = load_data(task, config)
     ids = data.train[0]["input_ids"]
     assert ids.count(data.tokenizer.sep_token_id) == 2  # [CLS] premise [SEP] hypothesis [SEP]
     assert set(data.train[0]["token_type_ids"]) == {0, 1}
@@ -91,22 +93,22 @@ def test_text_pairs_are_encoded_together(task, tmp_path, ftrun_tiny_bert):
 
 def test_truncation_to_max_length_and_no_padding(task, tmp_path):
     rows = [{"text": "word " * (5 + 40 * i), "label": ["a", "b"][i % 2]} for i in range(4)]
-    data = task.load_data(config_for(task, tmp_path, {**write_rows(tmp_path, rows, rows), "max_length": 32}))
+    data = load_data(task, config_for(task, tmp_path, {**write_rows(tmp_path, rows, rows), "max_length": 32}))
     lengths = [len(ids) for ids in data.train["input_ids"]]
     assert max(lengths) == 32 and min(lengths) < 32  # truncated, and padded only per batch by the collator
 
 
 def test_an_extremely_long_text_is_truncated_to_what_the_model_takes(task, tmp_path):
     rows = [{"text": "word " * 200_000, "label": "a"}, {"text": "short", "label": "b"}]
-    data = task.load_data(config_for(task, tmp_path, write_rows(tmp_path, rows, rows)))  # no max_length
+    data = load_data(task, config_for(task, tmp_path, write_rows(tmp_path, rows, rows)))  # no max_length
     assert [len(ids) for ids in data.train["input_ids"]] == [TINY_BERT["max_position_embeddings"], 3]
 
 
 def test_subsets_are_shuffled_with_the_seed(task, tmp_path):
     rows = [{"text": f"text {i}", "label": ["a", "b"][i % 2]} for i in range(50)]
     files = write_rows(tmp_path, rows, rows)
-    first = task.load_data(config_for(task, tmp_path, {**files, "max_train_samples": 10}))
-    second = task.load_data(config_for(task, tmp_path, {**files, "max_train_samples": 10}))
+    first = load_data(task, config_for(task, tmp_path, {**files, "max_train_samples": 10}))
+    second = load_data(task, config_for(task, tmp_path, {**files, "max_train_samples": 10}))
     assert len(first.train) == 10 and first.raw.train["text"] == second.raw.train["text"]
     assert first.raw.train["text"] != [f"text {i}" for i in range(10)]
 
@@ -114,7 +116,7 @@ def test_subsets_are_shuffled_with_the_seed(task, tmp_path):
 def test_metrics_binary_and_macro_f1(task, tmp_path):
     rows = [{"text": "x", "label": label} for label in ["a", "b", "c"]]
     config = config_for(task, tmp_path, write_rows(tmp_path, rows, rows))
-    data = task.load_data(config)
+    data = load_data(task, config)
     metrics = task.build_metrics(config, data)
     assert metrics.best == "accuracy" and metrics.greater_is_better
     logits = np.eye(3)[[0, 1, 2, 2]]
@@ -126,7 +128,7 @@ def test_metrics_binary_and_macro_f1(task, tmp_path):
 def test_unknown_metric_fails_before_training(task, tmp_path):
     rows = [{"text": "x", "label": label} for label in ["a", "b"]]
     config = config_for(task, tmp_path, write_rows(tmp_path, rows, rows), metrics={"names": ["accuracy", "no_such_metric"]})
-    data = task.load_data(config)
+    data = load_data(task, config)
     from ftrun import FtrunError
 
     with pytest.raises(FtrunError, match=r"test.toml: metrics.names: cannot load metric 'no_such_metric'.*offline metrics are accuracy, f1"):

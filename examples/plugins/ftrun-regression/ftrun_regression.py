@@ -36,7 +36,7 @@ class TextRegressionTask(Task):
         encoded["labels"] = [float(value) for value in batch[config.data.target_column]]
         return encoded
 
-    def head_kwargs(self, data):
+    def head_kwargs(self, data, config):
         return {"num_labels": 1, "problem_type": "regression"}
 
     def build_metrics(self, config, data):

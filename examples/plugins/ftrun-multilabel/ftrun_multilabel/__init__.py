@@ -26,7 +26,6 @@ from ftrun import (
     Task,
     TaskData,
     hookimpl,
-    merge,
     require_columns,
 )
 
@@ -81,27 +80,23 @@ class MultiLabelTask(Task):
         "predict": {"examples": ["My parcel never came and I was charged twice.", "I cannot log in to my account."]},
     }
 
-    def demo(self) -> dict[str, Any]:
-        """The package's sample of customer messages and a small BERT trained from scratch on it."""
-        return merge(
-            {key: value for key, value in self.defaults.items() if key != "model"},
-            {
-                "model": {
-                    "config": {
-                        "model_type": "bert",
-                        "hidden_size": 64,
-                        "num_hidden_layers": 2,
-                        "num_attention_heads": 2,
-                        "intermediate_size": 128,
-                        "max_position_embeddings": 128,
-                    },
-                    "tokenizer_vocab_size": 1000,
-                },
-                "data": {"train_file": str(DATA / "train.jsonl"), "eval_file": str(DATA / "eval.jsonl"), "max_length": 64},
-                # A model trained from scratch wants a higher rate.
-                "training": {"num_train_epochs": 8, "learning_rate": 2e-3, "per_device_train_batch_size": 16},
+    #: The package's sample of customer messages and a small BERT trained from scratch on it.
+    demo = {
+        "model": {
+            "config": {
+                "model_type": "bert",
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 128,
+                "max_position_embeddings": 128,
             },
-        )
+            "tokenizer_vocab_size": 1000,
+        },
+        "data": {"train_file": str(DATA / "train.jsonl"), "eval_file": str(DATA / "eval.jsonl"), "max_length": 64},
+        # A model trained from scratch wants a higher rate.
+        "training": {"num_train_epochs": 8, "learning_rate": 2e-3, "per_device_train_batch_size": 16},
+    }
 
     # -- data stage ------------------------------------------------------------------
 
@@ -141,14 +136,9 @@ class MultiLabelTask(Task):
 
     # -- head stage --------------------------------------------------------------------
 
-    def head_kwargs(self, data: TaskData) -> dict[str, Any]:
-        return {**super().head_kwargs(data), "problem_type": "multi_label_classification"}
-
-    def build_head(self, config: RunConfig, data: TaskData) -> Any:
-        model = super().build_head(config, data)
-        # Saved in config.json, so that predictions (here and in `ftrun predict`) use the threshold the run was scored with.
-        model.config.multilabel_threshold = config.metrics.threshold
-        return model
+    def head_kwargs(self, data: TaskData, config: RunConfig) -> dict[str, Any]:
+        # The threshold is saved in config.json, so that predictions (here and in `ftrun predict`) use the one the run was scored with.
+        return {**super().head_kwargs(data, config), "problem_type": "multi_label_classification", "multilabel_threshold": config.metrics.threshold}
 
     # -- metric stage ------------------------------------------------------------------
 
