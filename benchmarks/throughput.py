@@ -41,8 +41,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:
     import resource
@@ -666,7 +667,11 @@ def ratios(configurations: dict[str, dict[str, Any]]) -> dict[str, Any]:
             out[target] = {"ratio": ratio, "target": TARGETS[target], "met": ratio >= TARGETS[target]}
     if ftrun_figures and "seed" in configurations:
         # Accuracy no worse than the seed's on the same examples.
-        out["metric_vs_seed"] = {"ftrun": ftrun_figures["metric"], "seed": configurations["seed"]["metric"], "met": ftrun_figures["metric"] >= configurations["seed"]["metric"]}
+        out["metric_vs_seed"] = {
+            "ftrun": ftrun_figures["metric"],
+            "seed": configurations["seed"]["metric"],
+            "met": ftrun_figures["metric"] >= configurations["seed"]["metric"],
+        }
     return out
 
 
@@ -743,7 +748,10 @@ def show(results: list[dict[str, Any]], console: Console) -> None:
         for target in ("train_vs_seed", "train_vs_hand_tuned", "eval_vs_seed"):
             if target in result:
                 item = result[target]
-                console.print(f"  ftrun {target.replace('_vs_', ' / ').replace('_', '-')}: {item['ratio']:.2f}x (target {item['target']}x): {'met' if item['met'] else 'NOT met'}", highlight=False)
+                console.print(
+                    f"  ftrun {target.replace('_vs_', ' / ').replace('_', '-')}: {item['ratio']:.2f}x (target {item['target']}x): {'met' if item['met'] else 'NOT met'}",
+                    highlight=False,
+                )
         if "metric_vs_seed" in result:
             item = result["metric_vs_seed"]
             console.print(f"  ftrun {result['metric']} {item['ftrun']:.4f} vs seed {item['seed']:.4f}: {'met' if item['met'] else 'NOT met'}", highlight=False)
@@ -761,24 +769,66 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=list(SETUPS), action="append", help="task to benchmark (repeatable; default: all three)")
     parser.add_argument("--model", help="pretrained model directory (default: ../shared's MiniLM; a T5 built from a config for translation)")
-    parser.add_argument("--model-config", help="instead of --model: a model with random weights built from this config, as JSON (e.g. '{\"model_type\": \"bert\"}', bert-base's size) or a config.json path; the same weights for every configuration")
+    parser.add_argument(
+        "--model-config",
+        help='instead of --model: a model with random weights built from this config, as JSON (e.g. \'{"model_type": "bert"}\', bert-base\'s size) or a config.json path; the same weights for every configuration',
+    )
     parser.add_argument("--tokenizer", help="with --model-config: the tokenizer's directory (default: one trained on the training texts)")
     parser.add_argument("--data", help="folder with a train.* and a validation/dev/test.* file (default: the task's folder in ../shared/data)")
     parser.add_argument("--train-file", help="train data file, instead of --data")
     parser.add_argument("--eval-file", help="eval data file, instead of --data")
-    parser.add_argument("--train-samples", type=int, help="train examples (default per task: " + ", ".join(f"{k} {v.train_samples}" for k, v in SETUPS.items()) + ")")
-    parser.add_argument("--eval-samples", type=int, help="eval examples (default per task: " + ", ".join(f"{k} {v.eval_samples}" for k, v in SETUPS.items()) + ")")
-    parser.add_argument("--pad-to", type=int, help="the seed recipe's max_length, also every configuration's truncation (default per task: " + ", ".join(f"{k} {v.pad_to}" for k, v in SETUPS.items()) + ")")
+    parser.add_argument(
+        "--train-samples", type=int, help="train examples (default per task: " + ", ".join(f"{k} {v.train_samples}" for k, v in SETUPS.items()) + ")"
+    )
+    parser.add_argument(
+        "--eval-samples", type=int, help="eval examples (default per task: " + ", ".join(f"{k} {v.eval_samples}" for k, v in SETUPS.items()) + ")"
+    )
+    parser.add_argument(
+        "--pad-to",
+        type=int,
+        help="the seed recipe's max_length, also every configuration's truncation (default per task: "
+        + ", ".join(f"{k} {v.pad_to}" for k, v in SETUPS.items())
+        + ")",
+    )
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--batch-size", type=int, default=8, help="train batch size (default 8)")
     parser.add_argument("--eval-batch-size", type=int, default=8, help="eval batch size (default 8)")
     parser.add_argument("--warmup-steps", type=int, default=2, help="training steps not timed (default 2)")
     parser.add_argument("--threads", type=int, help="torch threads, the same for every configuration (default: torch's)")
-    parser.add_argument("--configurations", nargs="+", choices=CONFIGURATIONS, default=list(CONFIGURATIONS), metavar="NAME", help=f"which to run (default: all of {', '.join(CONFIGURATIONS)})")
-    parser.add_argument("--hand-precision", choices=("fp32", "bf16", "fp16"), default=choose_precision({}).name, help="the hand-tuned Trainer's and bare loop's precision (default: the hardware's best, %(default)s here)")
-    parser.add_argument("--hand", action="append", default=[], metavar="KEY=VALUE", help="extra TrainingArguments for the hand-tuned Trainer, e.g. torch_compile=true (value parsed as TOML; repeatable)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="manifest override for every configuration, as ftrun's --set, e.g. training.learning_rate=1e-4")
-    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak in TFLOP/s, for model FLOPs utilization (default: known for " + ", ".join(PEAK_TFLOPS) + "; none on a CPU)")
+    parser.add_argument(
+        "--configurations",
+        nargs="+",
+        choices=CONFIGURATIONS,
+        default=list(CONFIGURATIONS),
+        metavar="NAME",
+        help=f"which to run (default: all of {', '.join(CONFIGURATIONS)})",
+    )
+    parser.add_argument(
+        "--hand-precision",
+        choices=("fp32", "bf16", "fp16"),
+        default=choose_precision({}).name,
+        help="the hand-tuned Trainer's and bare loop's precision (default: the hardware's best, %(default)s here)",
+    )
+    parser.add_argument(
+        "--hand",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra TrainingArguments for the hand-tuned Trainer, e.g. torch_compile=true (value parsed as TOML; repeatable)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="manifest override for every configuration, as ftrun's --set, e.g. training.learning_rate=1e-4",
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        help="the device's bf16 peak in TFLOP/s, for model FLOPs utilization (default: known for " + ", ".join(PEAK_TFLOPS) + "; none on a CPU)",
+    )
     parser.add_argument("--output", default="benchmark-results.json", help="JSON results file (default: %(default)s)")
     return parser.parse_args(argv)
 

@@ -8,8 +8,9 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .distributed import report_error
@@ -31,7 +32,13 @@ COMMANDS = {
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="also load this plugin module (repeatable)")
-    parser.add_argument("--no-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin: an installed one, or a --plugin module (repeatable; see `ftrun plugins`)")
+    parser.add_argument(
+        "--no-plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="do not load this plugin: an installed one, or a --plugin module (repeatable; see `ftrun plugins`)",
+    )
     parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' own logs and warnings")
 
@@ -39,7 +46,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", metavar="NAME", help="the task to run (see `ftrun tasks`)")
     parser.add_argument("--manifest", metavar="FILE", help="a TOML manifest describing the run")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a manifest key, e.g. training.num_train_epochs=1 (value parsed as TOML; repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a manifest key, e.g. training.num_train_epochs=1 (value parsed as TOML; repeatable)",
+    )
     parser.add_argument("--demo", action="store_true", help="run the task's embedded default: offline, small data and model")
 
 
@@ -48,7 +62,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(
             prog="ftrun",
             description="Fine-tune a Hugging Face model for a task, from a command line or a TOML manifest.",
-            epilog="commands:\n" + "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
+            epilog="commands:\n"
+            + "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
             + "\n\nexamples:\n  ftrun tasks\n  ftrun --task NAME --demo\n  ftrun --manifest run.toml --set training.num_train_epochs=1",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -57,7 +72,11 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--output-dir", metavar="DIR", help="where the model and results go (default: ftrun-runs/TASK)")
         parser.add_argument("--overwrite", action="store_true", help="replace the output directory of an earlier run")
         parser.add_argument(
-            "--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+            "--resume",
+            nargs="?",
+            const=True,
+            default=None,
+            metavar="CHECKPOINT",
             help="continue the run in the output directory from its newest complete checkpoint, or from CHECKPOINT",
         )
         parser.add_argument("--nproc", metavar="N", help="train in N processes on this machine, started with torchrun (one per GPU)")
@@ -72,7 +91,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             parser.add_argument("--task", metavar="NAME", help="the task, when DIR has no ftrun.toml")
             parser.add_argument("--json", action="store_true", help="print JSON lines")
             parser.add_argument(
-                "--json-input", action="store_true",
+                "--json-input",
+                action="store_true",
                 help="each input is a JSON object (for tasks whose inputs have several fields, e.g. a question and a context)",
             )
             parser.add_argument("text", nargs="*", help="inputs; read from stdin, one per line, when none are given")

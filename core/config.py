@@ -15,8 +15,9 @@ import functools
 import sys
 import types
 import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WrapValidator, create_model, field_validator
@@ -144,9 +145,7 @@ class Manifest(Section):
         description="Continue from the newest complete checkpoint of the output directory (true), or from this checkpoint.",
         json_schema_extra={"path": "local"},
     )
-    nproc: int | None = Field(
-        None, ge=1, description="Train in this many processes on this machine, started with torchrun; --nproc wins over it."
-    )
+    nproc: int | None = Field(None, ge=1, description="Train in this many processes on this machine, started with torchrun; --nproc wins over it.")
 
     @field_validator("plugins", "output_dir", "resume", "nproc", mode="wrap")
     @classmethod
@@ -305,18 +304,14 @@ def _problem(where: Origin, model: type[BaseModel], exc: ValidationError) -> Ftr
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a float"}.get(
-        type(value), type(value).__name__
-    )
+    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a float"}.get(type(value), type(value).__name__)
 
 
 # -- [training]: read from the TrainingArguments dataclass -------------------------------------
 
 
 #: ``[training]`` keys where 0 is as absurd as a negative number: nothing would be trained or logged.
-POSITIVE = frozenset(
-    ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_steps")
-)
+POSITIVE = frozenset(("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_steps"))
 
 #: ``[training]`` numbers that may be negative though their default is not; any other may only
 #: be where its default is (``max_steps = -1``: no limit).
@@ -344,9 +339,7 @@ def training_model(args_class: type) -> type[Section]:
             fields[field.name] = (SkipJsonSchema[Annotated[Any, BeforeValidator(_refuse_output_dir)]], None)
         else:
             fields[field.name] = _training_field(field, hints[field.name])
-    return create_model(
-        args_class.__name__, __base__=Section, __cls_kwargs__={"title": f"[training]: transformers.{args_class.__name__}"}, **fields
-    )
+    return create_model(args_class.__name__, __base__=Section, __cls_kwargs__={"title": f"[training]: transformers.{args_class.__name__}"}, **fields)
 
 
 def _training_field(field: dataclasses.Field, annotation: Any) -> tuple[Any, FieldInfo]:
@@ -383,7 +376,7 @@ def toml_type(annotation: Any, bounds: dict[str, float] | None = None) -> Any:
         if any(_is_enum(arg) for arg in args):  # ``SchedulerType | str``: the str is one of the enum's values
             args = [arg for arg in args if arg is not str]
         options = [toml_type(arg, bounds) for arg in args]
-        return Any if Any in options else typing.Union[tuple(options)]
+        return Any if Any in options else typing.Union[tuple(options)]  # noqa: UP007 - a union built at run time
     if origin is typing.Literal or annotation in (bool, str):
         return annotation
     if annotation in (int, float):  # strict: an int is a float, a bool is neither
@@ -508,23 +501,25 @@ def build_config(
         task.read_input(example, f"{where('predict.examples')}[{number}]")
     if isinstance(checked.model.config, dict):
         _validate_model_config(where, checked.model.config)
-    return task.settle(RunConfig(
-        task=task.name,
-        model=checked.model,
-        data=checked.data,
-        training=training,
-        metrics=checked.metrics,
-        predict=checked.predict,
-        plugins=checked.plugins,
-        output_dir=checked.output_dir,
-        source=source,
-        manifest=effective,
-        overridden=where.overridden,
-        training_defaults=frozenset(training) - set(manifest.get("training", {})),
-        demo=demo,
-        resume=checked.resume,
-        nproc=checked.nproc,
-    ))
+    return task.settle(
+        RunConfig(
+            task=task.name,
+            model=checked.model,
+            data=checked.data,
+            training=training,
+            metrics=checked.metrics,
+            predict=checked.predict,
+            plugins=checked.plugins,
+            output_dir=checked.output_dir,
+            source=source,
+            manifest=effective,
+            overridden=where.overridden,
+            training_defaults=frozenset(training) - set(manifest.get("training", {})),
+            demo=demo,
+            resume=checked.resume,
+            nproc=checked.nproc,
+        )
+    )
 
 
 def load_run(

@@ -13,8 +13,9 @@ import json
 import os
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from . import display
 from .errors import FtrunError, first_line
@@ -82,7 +83,9 @@ def load_data(task: Task, config: RunConfig, sample: int | None = None) -> TaskD
     for name in ("train", "eval"):
         split = getattr(splits, name)
         if sample is None:
-            encoded, data.stats[name] = tokenize(split, lambda batch, name=name: encode_batch(task, batch, data, config, name), key=key, desc=f"Tokenizing {name}")
+            encoded, data.stats[name] = tokenize(
+                split, lambda batch, name=name: encode_batch(task, batch, data, config, name), key=key, desc=f"Tokenizing {name}"
+            )
             setattr(data, name, encoded)
         else:
             start, count = time.perf_counter(), min(sample, len(split))
@@ -211,9 +214,7 @@ def load_splits(config: RunConfig, reader: FileReader | None = None) -> Splits:
         loaded = _guarded(config.where("data.dataset"), lambda: _load_dataset(config))
         for key, split in (("train_split", data.train_split), ("eval_split", data.eval_split)):
             if split not in loaded:
-                raise FtrunError(
-                    f"{config.where('data.' + key)}: split {split!r} not in {data.dataset} (splits: {', '.join(loaded)})"
-                )
+                raise FtrunError(f"{config.where('data.' + key)}: split {split!r} not in {data.dataset} (splits: {', '.join(loaded)})")
         train, evaluation = loaded[data.train_split], loaded[data.eval_split]
         where_train = where_eval = config.where("data.dataset")
     else:
@@ -492,10 +493,7 @@ def require_columns(split: Dataset, columns: dict[str, str | None], config: RunC
     """Fail with one line naming the manifest key when a configured column is absent."""
     for key, column in columns.items():
         if column is not None and column not in split.column_names:
-            raise FtrunError(
-                f"{config.where('data.' + key)}: column {column!r} not in the {name} split "
-                f"(columns: {', '.join(split.column_names)})"
-            )
+            raise FtrunError(f"{config.where('data.' + key)}: column {column!r} not in the {name} split (columns: {', '.join(split.column_names)})")
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -93,5 +93,7 @@ class RichProgressCallback(TrainerCallback):
             self.eval_id = None
         if self.train_id is None:
             return  # the final evaluation: the run's summary table shows it
-        shown = {k[5:]: v for k, v in (metrics or {}).items() if k.startswith("eval_") and isinstance(v, float) and "runtime" not in k and "per_second" not in k}
+        shown = {
+            k[5:]: v for k, v in (metrics or {}).items() if k.startswith("eval_") and isinstance(v, float) and "runtime" not in k and "per_second" not in k
+        }
         self.display.print(f"epoch {state.epoch:.2f}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))

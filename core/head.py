@@ -93,7 +93,7 @@ def model_config_of(config: RunConfig, **overrides: Any) -> PreTrainedConfig:
         return pretrained
     settings = model_config_dict(config)
     if "model_type" not in settings:
-        raise FtrunError(f"{config.where('model.config')}: needs a model_type (e.g. \"bert\")")
+        raise FtrunError(f'{config.where("model.config")}: needs a model_type (e.g. "bert")')
     try:
         return AutoConfig.for_model(**{**settings, **overrides})
     except (ValueError, TypeError, KeyError) as exc:

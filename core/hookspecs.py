@@ -31,7 +31,8 @@ the guide to all of this.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -123,4 +124,3 @@ def ftrun_build_trainer(
 def hook_names() -> list[str]:
     """The names of every hook spec, for listings and documentation checks."""
     return sorted(name for name, value in globals().items() if name.startswith("ftrun_") and callable(value))
-

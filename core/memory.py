@@ -23,7 +23,7 @@ import ctypes
 import os
 import platform
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

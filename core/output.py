@@ -15,8 +15,9 @@ import json
 import os
 import shlex
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
@@ -115,7 +116,9 @@ def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], ma
     cautions = "".join(f"- {line}\n" for line in warnings)
     if cautions:
         cautions = f"\n## Pre-flight warnings\n\nWhat ftrun's checks found before training (`ftrun check` shows the whole report):\n\n{cautions}"
-    return "\n".join(header) + f"""
+    return (
+        "\n".join(header)
+        + f"""
 
 # {task.name} model
 
@@ -141,6 +144,7 @@ Run again with `ftrun --manifest {MANIFEST_NAME}`:
 ```toml
 {manifest}```
 """
+    )
 
 
 def predict_command(task: Task, config: RunConfig, model_dir: str) -> str | None:

@@ -19,8 +19,9 @@ import datetime
 import os
 import shutil
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .errors import FtrunError
 from .output import MANIFEST_NAME
@@ -72,9 +73,7 @@ class OutputDir:
 
 
 @contextlib.contextmanager
-def claimed(
-    output_dir: Path, *, overwrite: bool, resume: bool | str, where: str, state: PartialState, announce: Callable[[str], None]
-) -> Iterator[OutputDir]:
+def claimed(output_dir: Path, *, overwrite: bool, resume: bool | str, where: str, state: PartialState, announce: Callable[[str], None]) -> Iterator[OutputDir]:
     """The output directory, held by this run alone while the ``with`` block runs; checked, and refused with one line if unfit.
 
     A run on an empty folder trains there; ``overwrite`` of an earlier run trains in

@@ -9,7 +9,8 @@ import dataclasses
 import difflib
 import importlib
 import importlib.metadata
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -237,7 +238,7 @@ def check_ftrun_requires(plugin: object, info: PluginInfo) -> None:
     try:
         specifier = SpecifierSet(required)
     except (InvalidSpecifier, TypeError, AttributeError) as exc:  # not a string, or not a specifier
-        raise FtrunError(f"{info.label}: ftrun_requires = {required!r} is not a version specifier (such as \">=0.1,<0.2\")") from exc
+        raise FtrunError(f'{info.label}: ftrun_requires = {required!r} is not a version specifier (such as ">=0.1,<0.2")') from exc
     if not specifier.contains(__version__, prereleases=True):
         raise FtrunError(f"{info.label} requires ftrun {required}, but this is ftrun {__version__}")
 

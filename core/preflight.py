@@ -409,8 +409,7 @@ def check_positions(report: Preflight) -> None:
         if lengths.limit and lengths.limit > positions:
             report.fail(
                 lengths.key,
-                f"{sequence} are cut at {lengths.limit} tokens, more than the model takes ({positions} positions): "
-                f"set {lengths.key} to {positions} or less",
+                f"{sequence} are cut at {lengths.limit} tokens, more than the model takes ({positions} positions): set {lengths.key} to {positions} or less",
             )
 
 
@@ -537,7 +536,12 @@ def split_rows(report: Preflight) -> list[tuple[str, list[str]]]:
         rows.append(row("labels", label_cell))
         rows.append(row("imbalance (most/least)", lambda s: f"{s.imbalance:.1f}" if s.imbalance else "—"))
     for sequence in dict.fromkeys(name for s in splits for name in s.lengths):
-        rows.append(row(f"{sequence}: tokens p50/90/99/max", lambda s: "/".join(f"{v:,}" for v in s.lengths[sequence].percentiles.values()) if sequence in s.lengths else "—"))
+        rows.append(
+            row(
+                f"{sequence}: tokens p50/90/99/max",
+                lambda s: "/".join(f"{v:,}" for v in s.lengths[sequence].percentiles.values()) if sequence in s.lengths else "—",
+            )
+        )
         rows.append(row(f"{sequence}: cut", lambda s: truncated_cell(s.lengths.get(sequence))))
     if any(s.empty is not None for s in splits):
         rows.append(row("empty inputs", lambda s: "—" if s.empty is None else f"{s.empty:,}"))

@@ -10,8 +10,9 @@ one task is, subclass; to change a stage for some or every task, implement its h
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from transformers import EvalPrediction, TrainingArguments
 
@@ -227,4 +228,3 @@ class Task:
         if self.has_pipeline():
             return predict_with_pipeline(self, model, tokenizer, inputs)
         return predict_with_trainer(self, model, tokenizer, inputs, config)
-

@@ -32,8 +32,9 @@ import io
 import json
 import sys
 import textwrap
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import tomli_w
@@ -86,7 +87,7 @@ TINY_CORPUS: tuple[str, ...] = (
     "Jackdaws love my big sphinx of quartz?",
     "How vexingly quick daft zebras jump: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9.",
     "We met at 10:30 on 2024-06-15 (a Saturday) and walked 7.5 km.",
-    "She said, \"It's not far - only 3 stops.\"",
+    'She said, "It\'s not far - only 3 stops."',
     "Prices rose by 12% in a year: a loaf now costs $2.49, or about 2 euros.",
     "Email me at name@example.com, or call +1 (555) 010-2938.",
     "The meeting moved from room 4B to room 12A; please don't be late.",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -17,9 +18,7 @@ T5_SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<u
 T5_SENTINELS = [f"<extra_id_{i}>" for i in range(100)]
 
 
-def train_tokenizer(
-    texts: Iterable[str], model_type: str | None, vocab_size: int, model_max_length: int, lowercase: bool = True
-) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], model_type: str | None, vocab_size: int, model_max_length: int, lowercase: bool = True) -> PreTrainedTokenizerFast:
     """A tokenizer of the kind ``model_type`` expects, trained on ``texts``."""
     if model_type in T5_FAMILY:
         return train_t5_unigram(texts, vocab_size, model_max_length, lowercase)
@@ -79,12 +78,8 @@ def train_t5_unigram(texts: Iterable[str], vocab_size: int, model_max_length: in
     tokenizer.train_from_iterator(_batches(texts), trainer)
     tokenizer.add_special_tokens(T5_SENTINELS[::-1])
     eos = T5_SPECIAL_TOKENS["eos_token"]
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.token_to_id(eos))]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, model_max_length=model_max_length, extra_special_tokens=T5_SENTINELS, **T5_SPECIAL_TOKENS
-    )
+    tokenizer.post_processor = processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.token_to_id(eos))])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=model_max_length, extra_special_tokens=T5_SENTINELS, **T5_SPECIAL_TOKENS)
 
 
 def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:

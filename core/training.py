@@ -21,16 +21,17 @@ import os
 import shutil
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import transformers
 from torch.utils.data import Sampler
 from transformers import EvalPrediction, TrainerCallback
-from transformers.trainer_utils import EvalLoopOutput, denumpify_detensorize
 from transformers.trainer_pt_utils import LengthGroupedSampler as _LengthGroupedSampler
+from transformers.trainer_utils import EvalLoopOutput, denumpify_detensorize
 
 from .errors import FtrunError, first_line
 
@@ -309,8 +310,8 @@ def is_sealed(checkpoint: Path) -> bool:
 
 def checkpoints(output_dir: Path) -> list[Path]:
     """The ``checkpoint-STEP`` folders of ``output_dir``, newest (highest step) first."""
-    found = [p for p in output_dir.glob(CHECKPOINT_PREFIX + "*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), reverse=True)
+    found = [p for p in output_dir.glob(CHECKPOINT_PREFIX + "*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX) :].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]), reverse=True)
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:

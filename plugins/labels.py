@@ -7,7 +7,8 @@ or as integers named by the task's ``label_names`` key; the saved model always g
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ftrun import FtrunError, RunConfig
 
@@ -20,9 +21,7 @@ def first_missing(labels: Iterable[Any]) -> int | None:
     return next((index for index, value in enumerate(labels) if value is None or value == ""), None)
 
 
-def named_labels(
-    values: Counter, class_names: list[str] | None, config: RunConfig, key: str, split: str, used_only: bool = False
-) -> list[str] | None:
+def named_labels(values: Counter, class_names: list[str] | None, config: RunConfig, key: str, split: str, used_only: bool = False) -> list[str] | None:
     """The label names of one split, from the count of each label value in it.
 
     ``class_names`` are the dataset's ``ClassLabel`` names, if any; ``key`` is the task's

@@ -3,7 +3,8 @@ with any other name sent to `evaluate`."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +73,4 @@ def _load(name: str, where: str, offline: list[str]):
     try:
         return evaluate.load(name)
     except Exception as exc:  # evaluate raises many kinds of error for an unknown or unreachable metric
-        raise FtrunError(
-            f"{where}: cannot load metric {name!r} ({first_line(exc)}); offline metrics are {', '.join(offline)}"
-        ) from exc
+        raise FtrunError(f"{where}: cannot load metric {name!r} ({first_line(exc)}); offline metrics are {', '.join(offline)}") from exc

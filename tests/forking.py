@@ -19,8 +19,9 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -155,7 +156,13 @@ class Forker:
                 probe.bind(("127.0.0.1", 0))
                 extra.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(probe.getsockname()[1]))
         request = {
-            "args": [str(a) for a in args], "env": extra, "path": sys.path, "kill_after": kill_after, "kill_at": kill_at, "ranks": ranks, "log": str(log),
+            "args": [str(a) for a in args],
+            "env": extra,
+            "path": sys.path,
+            "kill_after": kill_after,
+            "kill_at": kill_at,
+            "ranks": ranks,
+            "log": str(log),
         }
         self.server.stdin.write(json.dumps(request) + "\n")
         self.server.stdin.flush()

@@ -15,8 +15,9 @@ sentence; ``-DOCSTART-`` lines (document boundaries) are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -6,7 +6,8 @@ CoNLL shared tasks' conlleval script; accuracy is per labelled token.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 #: A tag of IOB1, IOB2 or IOBES: O, or a B-/I-/E-/S- prefix and an entity type.
 TAG = re.compile(r"O|[BIES]-\S+")

@@ -8,8 +8,9 @@ groups into entities. Registered through the ``ftrun`` entry-point group, like a
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from transformers import AutoModelForTokenClassification
@@ -31,14 +32,11 @@ DEMO_DIR = Path(__file__).parent / "data"
 
 class NerData(DataConfig):
     tokens_column: str = Field(TOKENS, description="Column holding each sentence as a list of words.")
-    tags_column: str = Field(
-        TAGS, description="Column holding each word's tag (IOB1, IOB2 or IOBES): strings, a Sequence(ClassLabel), or integers."
-    )
+    tags_column: str = Field(TAGS, description="Column holding each word's tag (IOB1, IOB2 or IOBES): strings, a Sequence(ClassLabel), or integers.")
     label_names: list[str] | None = Field(None, description="Names of integer tags 0..N-1, when the data has none.")
     label_all_tokens: bool = Field(
         False,
-        description="Label every sub-token of a word (B-X continues as I-X), not only the first; "
-        "as in run_ner.py, the metric then counts sub-tokens too.",
+        description="Label every sub-token of a word (B-X continues as I-X), not only the first; as in run_ner.py, the metric then counts sub-tokens too.",
     )
 
 
@@ -101,7 +99,9 @@ class NerTask(Task):
     def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase, config: RunConfig, where: str) -> None:
         """A fast one: only those map sub-tokens to words."""
         if not tokenizer.is_fast:
-            raise FtrunError(f"{where}: {type(tokenizer).__name__} is a slow (Python) tokenizer; ner needs a fast one, which maps sub-tokens to words (word_ids)")
+            raise FtrunError(
+                f"{where}: {type(tokenizer).__name__} is a slow (Python) tokenizer; ner needs a fast one, which maps sub-tokens to words (word_ids)"
+            )
 
     def text_of(self, split: Any, config: RunConfig) -> Iterable[str]:
         for batch in split.select_columns([config.data.tokens_column]).iter(batch_size=1000):
@@ -122,9 +122,7 @@ class NerTask(Task):
 
     def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
         settings: NerData = config.data
-        encoded = data.tokenizer(
-            batch[settings.tokens_column], is_split_into_words=True, truncation=True, max_length=settings.max_length
-        )
+        encoded = data.tokenizer(batch[settings.tokens_column], is_split_into_words=True, truncation=True, max_length=settings.max_length)
         label2id = data.label2id
         continuation = continuation_ids(data.labels) if settings.label_all_tokens else None
         # Integer tags index the names, which are data.labels in the same order.

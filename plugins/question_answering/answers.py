@@ -10,12 +10,15 @@ start + end logit with start <= end, at most ``max_answer_length`` tokens, insid
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 
-def window_spans(start_logits: np.ndarray, end_logits: np.ndarray, offsets: Sequence[Any], max_answer_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def window_spans(
+    start_logits: np.ndarray, end_logits: np.ndarray, offsets: Sequence[Any], max_answer_length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Every valid span of one window: its first and last token and its score (start + end logit); ``None`` without context.
 
     ``offsets`` are the window's, ``None`` outside the context; the logits may be longer

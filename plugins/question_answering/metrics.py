@@ -6,7 +6,8 @@ score, after SQuAD's normalisation (lowercase, no punctuation, no articles, sing
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from transformers import EvalPrediction

@@ -9,8 +9,9 @@ SQuAD's exact match and F1. transformers 5 has no question-answering pipeline: e
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from transformers import AutoModelForQuestionAnswering, EvalPrediction

@@ -34,9 +34,7 @@ def too_long_question(tokenizer: PreTrainedTokenizerBase, questions: list[str], 
     return None
 
 
-def encode_windows(
-    tokenizer: PreTrainedTokenizerBase, questions: list[str], contexts: list[str], max_length: int, stride: int
-) -> BatchEncoding:
+def encode_windows(tokenizer: PreTrainedTokenizerBase, questions: list[str], contexts: list[str], max_length: int, stride: int) -> BatchEncoding:
     """Each (question, context) pair as one or more windows of at most ``max_length`` tokens.
 
     Only the context is cut; ``overflow_to_sample_mapping`` gives each window's pair, and

@@ -6,15 +6,15 @@ Registered through the ``ftrun`` entry-point group, exactly as a third-party plu
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 from transformers import AutoModelForSequenceClassification
 
 from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, check_text_column, hookimpl, require_columns, where_row
-
 
 from ..labels import check_eval_labels, first_missing, named_labels
 from ..metrics import classification_metrics
@@ -123,7 +123,9 @@ class TextClassificationTask(Task):
         encoded = data.tokenizer(batch[settings.text_column], pairs, truncation=True, max_length=settings.max_length)
         indexed = uses_indices(data.raw.train, config)
         label2id = data.label2id
-        encoded["labels"] = [label2id[value if isinstance(value, str) else data.labels[value] if indexed else str(value)] for value in batch[settings.label_column]]
+        encoded["labels"] = [
+            label2id[value if isinstance(value, str) else data.labels[value] if indexed else str(value)] for value in batch[settings.label_column]
+        ]
         return encoded
 
     # -- metric stage ------------------------------------------------------------------
@@ -186,8 +188,7 @@ def label_names(split: Any, config: RunConfig, name: str, used_only: bool = Fals
     if nested is not None:  # several labels per text, or a table: not this task's
         what = "lists" if isinstance(nested, list) else "tables"
         raise FtrunError(
-            f"{where}: labels must be strings or integers; the {name} split's {column!r} holds {what}"
-            " (several labels per text need a multi-label task plugin)"
+            f"{where}: labels must be strings or integers; the {name} split's {column!r} holds {what} (several labels per text need a multi-label task plugin)"
         )
     missing = first_missing(labels)
     if missing is not None:

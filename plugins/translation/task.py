@@ -8,16 +8,31 @@ on the source texts, sources and targets truncated separately, labels padded wit
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
 from transformers import AutoModelForSeq2SeqLM, EvalPrediction, Seq2SeqTrainingArguments
 
 from ftrun import (
-    DataConfig, FtrunError, Metrics, RunConfig, Seq2SeqTrainer, Splits, Task, TaskData, TokenSequence, check_text_column, hookimpl, merge,
-    model_config_dict, model_config_of, require_columns, where_row,
+    DataConfig,
+    FtrunError,
+    Metrics,
+    RunConfig,
+    Seq2SeqTrainer,
+    Splits,
+    Task,
+    TaskData,
+    TokenSequence,
+    check_text_column,
+    hookimpl,
+    merge,
+    model_config_dict,
+    model_config_of,
+    require_columns,
+    where_row,
 )
 from ftrun.data import describe_value
 
@@ -41,18 +56,14 @@ LANGUAGE_NAMES = {
 class TranslationData(DataConfig):
     source_lang: str = Field(description="Language code of the source texts, e.g. en.")
     target_lang: str = Field(description="Language code of the target texts, e.g. de.")
-    translation_column: str = Field(
-        "translation", description="Column of {language code: text} pairs, as in the Hub's translation datasets."
-    )
+    translation_column: str = Field("translation", description="Column of {language code: text} pairs, as in the Hub's translation datasets.")
     source_column: str | None = Field(None, description="Flat form: column of source texts (instead of translation_column).")
     target_column: str | None = Field(None, description="Flat form: column of target texts (instead of translation_column).")
     source_prefix: str | None = Field(
         None, description='Put before every source text; default: "translate English to German: " (etc.) for T5 models, none for others.'
     )
     max_source_length: int = Field(1024, gt=0, description="Truncate source texts to this many tokens.")
-    max_target_length: int = Field(
-        128, gt=0, description="Truncate target texts to this many tokens; also how long generated translations may be."
-    )
+    max_target_length: int = Field(128, gt=0, description="Truncate target texts to this many tokens; also how long generated translations may be.")
 
 
 class TranslationTask(Task):
@@ -341,15 +352,16 @@ def check_texts(split: Dataset, config: RunConfig, name: str) -> None:
     pairs = split.select_columns([column])[:][column]  # as a list: a Column reads row by row
     bad = next((row for row, pair in enumerate(pairs) if not isinstance(pair, dict)), None)
     if bad is not None:
-        what = f"has no {column!r} (null or missing)" if pairs[bad] is None else f"holds {describe_value(pairs[bad])} in {column!r}, not {{language: text}} pairs"
+        what = (
+            f"has no {column!r} (null or missing)" if pairs[bad] is None else f"holds {describe_value(pairs[bad])} in {column!r}, not {{language: text}} pairs"
+        )
         raise FtrunError(f"{config.where('data.translation_column')}: {where_row(config, split, name, bad)} {what}")
     languages = {lang for pair in pairs for lang, text in pair.items() if text is not None}
     for key in ("source_lang", "target_lang"):
         lang = getattr(data, key)
         if lang not in languages:
             raise FtrunError(
-                f"{config.where('data.' + key)}: language {lang!r} not in column {column!r} "
-                f"of the {name} split (languages: {', '.join(sorted(languages))})"
+                f"{config.where('data.' + key)}: language {lang!r} not in column {column!r} of the {name} split (languages: {', '.join(sorted(languages))})"
             )
         row = next((row for row, pair in enumerate(pairs) if not isinstance(pair.get(lang), str)), None)
         if row is not None:

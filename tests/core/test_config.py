@@ -1,13 +1,25 @@
 """ftrun.config: one pydantic model per task validates a manifest, and the schema is its JSON Schema."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import Field, ValidationError
 from transformers import TrainingArguments
 
 from ftrun import FtrunError, hookimpl, load_run
-from ftrun.config import TOP_LEVEL_KEYS, build_config, manifest_model, training_model
+from ftrun.config import (
+    TOP_LEVEL_KEYS,
+    apply_overrides,
+    build_config,
+    manifest_model,
+    parse_override,
+    training_model,
+)
 from ftrun.plugin_manager import get_plugin_manager
-from ftrun.plugins.text_classification import TextClassificationData, TextClassificationTask
+from ftrun.plugins.text_classification import (
+    TextClassificationData,
+    TextClassificationTask,
+)
 from ftrun.schema import manifest_schema
 
 
@@ -96,3 +108,79 @@ def test_load_run_takes_a_manifest_s_tables(tmp_path):
     assert config.data.train_file == str(tmp_path / "t.jsonl") and config.source == "manifest"
     with pytest.raises(FtrunError, match=r"^--task ner: the manifest manifest is for task 'text-classification'$"):
         load_run(task="ner", manifest={"task": "text-classification"})
+
+
+# -- --set, paths, defaults, [model] config (from the command line's point of view) -----------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("training.num_train_epochs=2", (["training", "num_train_epochs"], 2)),
+        ("training.learning_rate=1e-4", (["training", "learning_rate"], 1e-4)),
+        ("model.name=bert-base-uncased", (["model", "name"], "bert-base-uncased")),  # bare word: a string
+        ("model.name='a=b'", (["model", "name"], "a=b")),
+        ("metrics.names=['accuracy', 'f1']", (["metrics", "names"], ["accuracy", "f1"])),
+        ("model.config.hidden_size=64", (["model", "config", "hidden_size"], 64)),
+        ("training.fp16=false", (["training", "fp16"], False)),
+    ],
+)
+def test_set_values_are_parsed_as_toml(text, expected):
+    assert parse_override(text) == expected
+
+
+def test_overrides_create_nested_tables():
+    assert apply_overrides({"model": {"name": "x"}}, ["model.config.layers=2"]) == {"model": {"name": "x", "config": {"layers": 2}}}
+
+
+def test_errors_about_overridden_keys_name_the_flag(tmp_path):
+    task = get_plugin_manager().task("text-classification")
+    with pytest.raises(FtrunError, match=r"^--set training.num_train_epochs: expected float, got a string 'three'$"):
+        build_config(task, {}, source="run.toml", base_dir=tmp_path, overrides=["training.num_train_epochs='three'"])
+    with pytest.raises(FtrunError, match=r"^run.toml: training.num_train_epochs: expected float"):
+        build_config(task, {"training": {"num_train_epochs": "three"}}, source="run.toml", base_dir=tmp_path)
+
+
+def test_relative_paths_resolve_against_the_manifest_folder(tmp_path):
+    task = get_plugin_manager().task("text-classification")
+    (tmp_path / "model").mkdir()
+    manifest = {"model": {"name": "model"}, "data": {"train_file": "d/train.csv", "eval_file": "d/eval.csv"}}
+    config = build_config(task, manifest, source="run.toml", base_dir=tmp_path)
+    assert config.data.train_file == str(tmp_path / "d" / "train.csv")
+    assert config.model.name == str(tmp_path / "model")
+    hub = build_config(task, {"model": {"name": "bert-base-cased"}}, source="run.toml", base_dir=tmp_path)
+    assert hub.model.name == "bert-base-cased"  # not a local folder: a Hub id
+
+
+def test_defaults_are_the_seed_recipe(tmp_path):
+    task = get_plugin_manager().task("text-classification")
+    config = build_config(task, {}, source="--task text-classification", base_dir=tmp_path)
+    assert config.model.name == "bert-base-uncased"
+    assert (config.data.dataset, config.data.train_split, config.data.eval_split) == ("imdb", "train", "test")
+    assert (config.data.max_train_samples, config.data.max_eval_samples, config.data.shuffle_seed) == (1000, 200, 42)
+    training = config.training
+    assert training["num_train_epochs"] == 3 and training["per_device_train_batch_size"] == 8
+    assert training["warmup_steps"] == 500 and training["weight_decay"] == 0.01 and training["logging_steps"] == 10
+    assert training["eval_strategy"] == training["save_strategy"] == "epoch" and training["load_best_model_at_end"]
+    assert training["train_sampling_strategy"] == "group_by_length"
+    assert config.metrics.best == "accuracy" and len(config.predict.examples) == 2
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.config.hidden_sise=64", "--set model.config.hidden_sise: unknown key for a bert config (did you mean hidden_size?)"),
+        ("model.config.model_type='bertt'", "--set model.config.model_type: unknown model type 'bertt' (did you mean bert?)"),
+    ],
+)
+def test_model_config_keys_are_the_model_family_s(ftrun_cli, override, message):
+    offline = Path(__file__).resolve().parents[2] / "examples" / "offline.toml"
+    result = ftrun_cli("check", "--manifest", offline, "--set", override)
+    assert (result.code, result.err.strip()) == (2, f"ftrun: error: {message}")
+
+
+def test_model_config_takes_aliases_properties_and_generation_settings(ftrun_cli):
+    offline = Path(__file__).resolve().parents[2] / "examples" / "offline.toml"
+    for override in ("model.config.num_labels=2", "model.config.layer_norm_eps=1e-6", "model.config.max_length=20"):
+        result = ftrun_cli("check", "--manifest", offline, "--set", override)
+        assert result.code == 0, (override, result)

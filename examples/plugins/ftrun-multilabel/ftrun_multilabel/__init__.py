@@ -9,8 +9,9 @@ every label that scores at least ``[metrics] threshold``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 from pydantic import Field

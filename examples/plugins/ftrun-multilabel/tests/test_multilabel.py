@@ -49,13 +49,19 @@ def test_check_counts_each_label(ftrun_cli):
 
 def test_the_example_manifest_runs_end_to_end(ftrun_cli, tmp_path):
     result = ftrun_cli(
-        "--task", "multilabel-classification",
-        "--manifest", EXAMPLE,
+        "--task",
+        "multilabel-classification",
+        "--manifest",
+        EXAMPLE,
         # The whole flow on a slice of the sample, in seconds.
-        "--set", "training.num_train_epochs=1",
-        "--set", "data.max_train_samples=64",
-        "--set", "data.max_eval_samples=16",
-        "--output-dir", tmp_path / "out",
+        "--set",
+        "training.num_train_epochs=1",
+        "--set",
+        "data.max_train_samples=64",
+        "--set",
+        "data.max_eval_samples=16",
+        "--output-dir",
+        tmp_path / "out",
     )
     assert result.code == 0, result
     out = result.output_dir
@@ -119,7 +125,9 @@ def test_the_threshold_decides_which_labels_are_predicted(config_for):
     [
         pytest.param(rows(["a"], "b"), {}, ("run.toml: data.labels_column:", "the train split has 'b', not a list of label names"), id="label-not-a-list"),
         pytest.param(rows(["a"], ["a"]), {}, ("data.labels_column:", "needs two or more"), id="one-label"),
-        pytest.param(rows(["a"], ["b"]), {"metrics": {"threshold": 1.5}}, ("run.toml: metrics.threshold: input should be less than 1, got 1.5",), id="threshold"),
+        pytest.param(
+            rows(["a"], ["b"]), {"metrics": {"threshold": 1.5}}, ("run.toml: metrics.threshold: input should be less than 1, got 1.5",), id="threshold"
+        ),
         pytest.param(rows(["a"], ["b"]), {"metrics": {"names": ["f1"]}}, ("metrics.names:", "unknown metric 'f1'", "f1_micro"), id="metric"),
     ],
 )

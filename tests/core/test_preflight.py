@@ -203,7 +203,9 @@ def test_a_limit_beyond_the_model_positions_is_an_error(ftrun_cli, classificatio
     tokenizer = AutoTokenizer.from_pretrained(ftrun_tiny_bert)  # its maximum: 128 tokens
     short = save_tiny_pretrained(tmp_path / "short", {**TINY_BERT, "max_position_embeddings": 64}, tokenizer, AutoModel)
     manifest = classification(model={"name": str(short)}, data={"max_length": None}, training={"learning_rate": 5e-5})  # the tokenizer's maximum
-    expected = "ftrun: error: run.toml: data.max_length: inputs are cut at 128 tokens, more than the model takes (64 positions): set data.max_length to 64 or less"
+    expected = (
+        "ftrun: error: run.toml: data.max_length: inputs are cut at 128 tokens, more than the model takes (64 positions): set data.max_length to 64 or less"
+    )
     for args in (("check",), ("--output-dir", tmp_path / "out")):
         result = ftrun_cli(*args, "--manifest", manifest)
         assert result.code == 2, result
@@ -293,8 +295,7 @@ def test_an_eval_split_too_small_to_tell_runs_apart(check, classification):
 def test_a_learning_rate_far_outside_the_usual_range(check, classification, ftrun_tiny_bert):
     _, scratch = check(classification(training={"learning_rate": 1e-6}))
     assert line(scratch, "training.learning_rate") == (
-        "run.toml: training.learning_rate: 1e-06 is far below the usual 0.0003 to 0.01 for a bert trained from random weights "
-        "(a model built from a config)"
+        "run.toml: training.learning_rate: 1e-06 is far below the usual 0.0003 to 0.01 for a bert trained from random weights (a model built from a config)"
     )
     _, pretrained = check(classification(model={"name": str(ftrun_tiny_bert)}, training={"learning_rate": 0.1}))
     assert line(pretrained, "training.learning_rate") == (

@@ -48,8 +48,11 @@ def test_minilm_fine_tuned_on_1000_imdb_reviews(ftrun_cli, ftrun_manifest, tmp_p
     assert result.code == 0, result
     metrics = json.loads((out / "eval_results.json").read_text())
     train = json.loads((out / "train_results.json").read_text())
-    record_property("figure", f"all-MiniLM-L6-v2 on 1000 IMDB reviews, 3 epochs, 128 tokens: eval accuracy {metrics['eval_accuracy']:.4f}, "
-                    f"F1 {metrics['eval_f1']:.4f} on 500 dev reviews; train {train['train_samples_per_second']:.2f} samples/s")
+    record_property(
+        "figure",
+        f"all-MiniLM-L6-v2 on 1000 IMDB reviews, 3 epochs, 128 tokens: eval accuracy {metrics['eval_accuracy']:.4f}, "
+        f"F1 {metrics['eval_f1']:.4f} on 500 dev reviews; train {train['train_samples_per_second']:.2f} samples/s",
+    )
     assert metrics["eval_accuracy"] >= 0.80
     predictions = [json.loads(line)["label"] for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert predictions == ["pos", "neg"]
@@ -89,16 +92,19 @@ def test_minilm_fine_tuned_for_ner_on_1500_conll_sentences(ftrun_cli, ftrun_mani
     assert result.code == 0, result
     metrics = json.loads((out / "eval_results.json").read_text())
     train = json.loads((out / "train_results.json").read_text())
-    record_property("figure", f"all-MiniLM-L6-v2 on 1500 CoNLL-2003 sentences, 2 epochs: entity F1 {metrics['eval_f1']:.4f} "
-                    f"(precision {metrics['eval_precision']:.4f}, recall {metrics['eval_recall']:.4f}) on 500 dev sentences; "
-                    f"train {train['train_samples_per_second']:.2f} samples/s")
+    record_property(
+        "figure",
+        f"all-MiniLM-L6-v2 on 1500 CoNLL-2003 sentences, 2 epochs: entity F1 {metrics['eval_f1']:.4f} "
+        f"(precision {metrics['eval_precision']:.4f}, recall {metrics['eval_recall']:.4f}) on 500 dev sentences; "
+        f"train {train['train_samples_per_second']:.2f} samples/s",
+    )
     assert metrics["eval_f1"] >= 0.70
     (prediction,) = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [(e["type"], e["text"]) for e in prediction["entities"]] == [("PER", "Angela Merkel"), ("LOC", "Paris")]
 
 
 MULTI30K = SHARED / "data" / "multi30k"
-MULTI30K_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multi30k.toml"
+MULTI30K_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multi30k.toml"
 
 
 @pytest.mark.skipif(not MULTI30K.is_dir(), reason="../shared/data/multi30k is absent")
@@ -128,9 +134,12 @@ def test_t5_from_a_config_translates_multi30k(ftrun_cli, tmp_path, record_proper
     references = subset(datasets.load_dataset("json", data_files=str(MULTI30K / "validation.jsonl"), split="train"), 500, 42)
     tokenizer = AutoTokenizer.from_pretrained(out)
     lengths = [len(tokenizer(text_target=pair["de"], add_special_tokens=False)["input_ids"]) for pair in references["translation"]]
-    record_property("figure", f"T5 (2 layers, d_model 128) from scratch on 12000 Multi30k en-de pairs, 2 epochs: BLEU {metrics['eval_bleu']:.2f}, "
-                    f"chrF {metrics['eval_chrf']:.2f} on 500 validation pairs (4 beams); mean length {metrics['eval_gen_len']:.1f} tokens "
-                    f"against {sum(lengths) / len(lengths):.1f} in the references; train {train['train_samples_per_second']:.1f} samples/s")
+    record_property(
+        "figure",
+        f"T5 (2 layers, d_model 128) from scratch on 12000 Multi30k en-de pairs, 2 epochs: BLEU {metrics['eval_bleu']:.2f}, "
+        f"chrF {metrics['eval_chrf']:.2f} on 500 validation pairs (4 beams); mean length {metrics['eval_gen_len']:.1f} tokens "
+        f"against {sum(lengths) / len(lengths):.1f} in the references; train {train['train_samples_per_second']:.1f} samples/s",
+    )
     # The trained Unigram tokenizer differs from run to run (the tokenizers library's trainer is
     # not deterministic, even on one thread), and the model with it: 11 runs on 2-core CPUs, in
     # bf16 and fp32, gave BLEU 3.75 to 6.06 (mean 4.8), and chrF 22.2 to 24.2 in the 10 that

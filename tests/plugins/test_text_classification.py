@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from ftrun.data import load_data
-from ftrun.head import build_head
 from ftrun.config import build_config
-from ftrun.data import tokenize
+from ftrun.data import load_data, tokenize
+from ftrun.head import build_head
 from ftrun.plugin_manager import get_plugin_manager
 from ftrun.testing import TINY_BERT, write_jsonl
 
@@ -189,7 +188,18 @@ def test_overwrite_replaces_an_earlier_run(ftrun_cli, tiny_manifest, tmp_path):
 
 def test_set_overrides_manifest_keys(ftrun_cli, tiny_manifest, tmp_path):
     out = tmp_path / "out"
-    result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", out, "--set", "training.max_steps=2", "--set", "data.max_train_samples=16", "--set", "metrics.names=['accuracy']")
+    result = ftrun_cli(
+        "--manifest",
+        tiny_manifest,
+        "--output-dir",
+        out,
+        "--set",
+        "training.max_steps=2",
+        "--set",
+        "data.max_train_samples=16",
+        "--set",
+        "metrics.names=['accuracy']",
+    )
     assert result.code == 0, result
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2
@@ -231,8 +241,18 @@ def test_a_named_model_or_dataset_never_silently_changes(ftrun_cli, tmp_path, na
 
 def test_a_named_hub_model_that_is_not_cached_fails_in_one_line(ftrun_cli, reviews, tmp_path):
     train, evaluation = reviews
-    result = ftrun_cli("--task", "text-classification", "--output-dir", tmp_path / "out", "--set", "model.name=bert-base-cased",
-                 "--set", f"data.train_file='{train}'", "--set", f"data.eval_file='{evaluation}'")
+    result = ftrun_cli(
+        "--task",
+        "text-classification",
+        "--output-dir",
+        tmp_path / "out",
+        "--set",
+        "model.name=bert-base-cased",
+        "--set",
+        f"data.train_file='{train}'",
+        "--set",
+        f"data.eval_file='{evaluation}'",
+    )
     assert result.code == 2
     (line,) = result.err.strip().splitlines()
     assert line.startswith("ftrun: error: --set model.name: cannot load 'bert-base-cased'")
@@ -245,4 +265,3 @@ def test_demo_flag_runs_the_embedded_default(ftrun_cli, tmp_path):
     assert "unreachable" not in result.out
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
     assert "train: 1000 examples" in result.out
-

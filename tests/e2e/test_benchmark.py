@@ -15,7 +15,7 @@ from conftest import sample_reviews
 
 from ftrun.testing import write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIGURES = {
     "train_samples_per_second",
     "train_tokens_per_second",
@@ -90,7 +90,10 @@ def test_every_configuration_reports_every_figure(throughput, task, ftrun_tiny_b
 
 def test_missing_data_is_one_clear_line(throughput, tmp_path, capsys):
     assert throughput.main(["--task", "ner", "--data", str(tmp_path / "absent"), "--output", str(tmp_path / "r.json")]) == 2
-    assert capsys.readouterr().err.strip() == f"benchmark: error: --data: {tmp_path / 'absent'} not found (name a data folder with --data, or files with --train-file/--eval-file)"
+    assert (
+        capsys.readouterr().err.strip()
+        == f"benchmark: error: --data: {tmp_path / 'absent'} not found (name a data folder with --data, or files with --train-file/--eval-file)"
+    )
 
 
 def test_model_built_from_a_config_with_flops_utilization(throughput, ftrun_tiny_bert, tmp_path):

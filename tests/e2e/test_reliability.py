@@ -48,7 +48,7 @@ TRAINING = {
 TOLERANCE = 1e-6
 
 #: A plugin that records each training batch, and stops its process at a given step.
-PLUGIN = '''
+PLUGIN = """
 import hashlib, os, signal
 from transformers import TrainerCallback
 from ftrun import hookimpl
@@ -88,7 +88,7 @@ def ftrun_build_trainer():
 
     trainer.training_step, trainer._save_rng_state = recorded_step, dying_save
     return trainer
-'''
+"""
 
 
 @pytest.fixture
@@ -251,15 +251,22 @@ SAME_SEED = {
     "question-answering": {
         "model": {"config": TINY_BERT, "tokenizer_vocab_size": 300},
         "data": {
-            "train_file": "question_answering/data/squad-train.jsonl.gz", "eval_file": "question_answering/data/squad-eval.jsonl.gz",
-            "max_length": 128, "doc_stride": 32, "max_train_samples": 8,  # a SQuAD context makes several windows
+            "train_file": "question_answering/data/squad-train.jsonl.gz",
+            "eval_file": "question_answering/data/squad-eval.jsonl.gz",
+            "max_length": 128,
+            "doc_stride": 32,
+            "max_train_samples": 8,  # a SQuAD context makes several windows
         },
     },
     "translation": {
         "model": {"config": TINY_T5, "tokenizer_vocab_size": 300},
         "data": {
-            "train_file": "translation/data/multi30k-train.jsonl.gz", "eval_file": "translation/data/multi30k-eval.jsonl.gz",
-            "source_lang": "en", "target_lang": "de", "max_source_length": 32, "max_target_length": 16,
+            "train_file": "translation/data/multi30k-train.jsonl.gz",
+            "eval_file": "translation/data/multi30k-eval.jsonl.gz",
+            "source_lang": "en",
+            "target_lang": "de",
+            "max_source_length": 32,
+            "max_target_length": 16,
         },
         "training": {"generation_num_beams": 1},
     },
@@ -277,7 +284,13 @@ def test_every_task_gives_the_same_run_twice(ftrun_cli, ftrun_manifest, tmp_path
             "task": task,
             "model": tables["model"],
             "data": {"max_train_samples": 32, "max_eval_samples": 8, **data},
-            "training": {**TINY_TRAINING, "per_device_train_batch_size": 4, "save_strategy": "no", "load_best_model_at_end": False, **tables.get("training", {})},
+            "training": {
+                **TINY_TRAINING,
+                "per_device_train_batch_size": 4,
+                "save_strategy": "no",
+                "load_best_model_at_end": False,
+                **tables.get("training", {}),
+            },
             "predict": {"examples": []},
         }
     )
@@ -373,7 +386,12 @@ def test_resume_from_a_named_checkpoint_and_from_the_manifest(ftrun_cli, run_man
     ("setup", "args", "words"),
     [
         pytest.param("none", ("--resume", "{tmp}/nope"), ("--resume:", "nope", "is not a checkpoint directory"), id="no-such-checkpoint"),
-        pytest.param("unsealed", ("--resume", "{tmp}/half/checkpoint-5"), ("--resume:", "checkpoint-5", "not a complete checkpoint", SEAL_NAME), id="half-written-checkpoint"),
+        pytest.param(
+            "unsealed",
+            ("--resume", "{tmp}/half/checkpoint-5"),
+            ("--resume:", "checkpoint-5", "not a complete checkpoint", SEAL_NAME),
+            id="half-written-checkpoint",
+        ),
         pytest.param("other", ("--resume",), ("--output-dir:", "not an ftrun run", "refusing to resume"), id="not-an-ftrun-folder"),
         pytest.param("other", ("--resume", "--overwrite"), ("--overwrite and --resume: choose one",), id="resume-and-overwrite"),
         pytest.param("other", (), ("--output-dir:", "is not empty", "--overwrite", "--resume"), id="not-empty"),
@@ -407,7 +425,7 @@ def test_check_warns_when_a_manifest_lets_repository_code_run(ftrun_cli, run_man
 # -- one writer per output directory; --overwrite loses nothing ---------------------------------
 
 #: Holds its run at step 1 until it is killed: the run a second one finds in its output directory.
-WAIT = '''
+WAIT = """
 import os, time
 from pathlib import Path
 from transformers import TrainerCallback
@@ -424,7 +442,7 @@ class Wait(TrainerCallback):
 @hookimpl
 def ftrun_trainer_callbacks():
     return [Wait()]
-'''
+"""
 
 
 def test_a_second_run_in_the_same_output_dir_refuses_naming_the_first(ftrun_cli, run_manifest, ftrun_plugin_module, forker, tmp_path):
@@ -489,7 +507,7 @@ def test_replacing_an_earlier_run_survives_a_kill_between_any_two_renames(tmp_pa
         fake_run(out, "earlier")
         fake_run(out / NEXT_NAME, "new")
 
-        def dying(*paths: Path, calls=iter(range(len(renames))), kill=kill) -> None:  # the kill-th rename never happens
+        def dying(*paths: Path, calls=iter(range(len(renames))), kill=kill) -> None:  # noqa: B008 - the kill-th rename never happens
             if next(calls) == kill:
                 raise Killed
             real_replace(*paths)

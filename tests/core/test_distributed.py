@@ -223,6 +223,7 @@ def test_a_run_of_two_processes_resumes_in_one_keeping_the_batch_of_a_step(ftrun
     assert f"resuming from {checkpoint}; trained in 2 processes, resumed in 1 process: the 8 examples of a step are kept" in said
     alone = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "alone", *steps, *batch_of_8)
     assert alone.code == 0, alone
+
     # The steps after the checkpoint saw the examples and the learning rate of one uninterrupted run.
     def losses(folder: Path) -> dict:
         log = json.loads((folder / "trainer_state.json").read_text())["log_history"]

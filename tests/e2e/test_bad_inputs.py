@@ -10,14 +10,14 @@ import gzip
 import importlib.util
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from ftrun import FtrunError
 from ftrun.plugin_manager import get_plugin_manager
-from ftrun.testing import TINY_BERT, TINY_T5, TINY_TRAINING, files_under, write_jsonl
+from ftrun.testing import TINY_BERT, TINY_T5, TINY_TRAINING, write_jsonl
 
 #: How an unknown-task error lists the installed tasks.
 INSTALLED = "installed: " + ", ".join(sorted(get_plugin_manager().tasks()))
@@ -36,31 +36,6 @@ def tables(reviews) -> dict:
         "data": {"train_file": str(train), "eval_file": str(evaluation), "max_length": 64},
         "training": dict(TINY_TRAINING),
     }
-
-
-@pytest.fixture
-def fails(ftrun_cli, tmp_path, monkeypatch):
-    """fails(*args, words, stdin=None): run ftrun, expect one ``ftrun: error:`` line holding every word.
-
-    The working directory is ``tmp_path``, so a default output directory would land there too.
-    """
-    monkeypatch.chdir(tmp_path)
-
-    def call(*args, words: tuple[str, ...], stdin: str | None = None) -> str:
-        before = files_under(tmp_path)
-        result = ftrun_cli(*args, stdin=stdin)
-        assert result.code == 2, result
-        assert "Traceback" not in result.err and "Traceback" not in result.out, result
-        lines = result.err.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("ftrun: error: "), result
-        for word in words:
-            assert word in lines[0], (word, lines[0])
-        assert files_under(tmp_path) == before, "files written or changed"
-        assert not (tmp_path / "out").exists() and not (tmp_path / "ftrun-runs").exists()
-        return lines[0]
-
-    return call
-
 
 
 def spoil(tables: dict, dotted: str, value) -> dict:
@@ -205,13 +180,22 @@ def write_csv(path: Path, records: list[dict]) -> Path:
     [
         pytest.param(".jsonl", [], rows("neg", "pos"), "data.train_file", ("bad-train.jsonl is empty",), id="empty-train"),
         pytest.param(".jsonl", rows("neg", "pos"), [], "data.eval_file", ("bad-eval.jsonl is empty",), id="empty-eval"),
-        pytest.param(".jsonl", rows("neg", "pos"), rows("neg", "meh"), "data.label_column", ("eval labels missing from the train split: meh",), id="unseen-eval-label"),
+        pytest.param(
+            ".jsonl", rows("neg", "pos"), rows("neg", "meh"), "data.label_column", ("eval labels missing from the train split: meh",), id="unseen-eval-label"
+        ),
         pytest.param(".jsonl", rows("neg", 1, "pos"), rows("neg", "pos"), "data.label_column", ("all strings or all integers",), id="mixed-labels-jsonl"),
         pytest.param(".csv", rows("neg", "pos", text=123), rows("neg", "pos", text=456), "data.text_column", ("'text'", "not text"), id="numeric-text-csv"),
         pytest.param(".jsonl", rows("neg", "pos", text=3), rows("neg", "pos", text=4), "data.text_column", ("'text'", "not text"), id="numeric-text-jsonl"),
         pytest.param(".jsonl", rows("neg", "neg"), rows("neg", "neg"), "data.label_column", ("only the label 'neg'",), id="single-label"),
         pytest.param(".jsonl", rows("pos"), rows("pos"), "data.label_column", ("only the label 'pos'",), id="one-row-train"),
-        pytest.param(".jsonl", [{"text": "A film.", "label": ["pos"]}] * 2, rows("neg", "pos"), "data.label_column", ("labels must be strings or integers", "'label' holds lists", "multi-label"), id="list-labels"),
+        pytest.param(
+            ".jsonl",
+            [{"text": "A film.", "label": ["pos"]}] * 2,
+            rows("neg", "pos"),
+            "data.label_column",
+            ("labels must be strings or integers", "'label' holds lists", "multi-label"),
+            id="list-labels",
+        ),
     ],
 )
 def test_bad_data(fails, tables, ftrun_manifest, tmp_path, suffix, train, evaluation, key, words):
@@ -234,9 +218,7 @@ NER_ROWS = [{"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}, {"tokens"
 PAIRS = [{"translation": {"en": "A dog.", "de": "Ein Hund."}}, {"translation": {"en": "A cat.", "de": "Eine Katze."}}] * 2
 QA_ROWS = [
     {"id": f"q{i}", "question": question, "context": context, "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
-    for i, (question, context, answer) in enumerate(
-        [("Who wrote it?", "It was written by Ada.", "Ada"), ("Where is it?", "It is in Rome.", "Rome")] * 2, 1
-    )
+    for i, (question, context, answer) in enumerate([("Who wrote it?", "It was written by Ada.", "Ada"), ("Where is it?", "It is in Rome.", "Rome")] * 2, 1)
 ]
 GOOD_ROWS = {"text-classification": TC_ROWS, "ner": NER_ROWS, "translation": PAIRS, "question-answering": QA_ROWS}
 MODELS = {
@@ -254,6 +236,7 @@ def jsonl(*rows: dict) -> bytes:
 
 def parquet(columns: dict) -> Callable[[Path], None]:
     """Write a parquet file of ``columns`` (Arrow arrays or lists)."""
+
     def write(path: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -274,6 +257,7 @@ def not_utf8_texts(path: Path) -> None:
 
 def truncated(write: Callable[[Path], None]) -> Callable[[Path], None]:
     """A file ``write`` writes, cut in the middle, as a copy interrupted leaves it."""
+
     def cut(path: Path) -> None:
         write(path)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -283,6 +267,7 @@ def truncated(write: Callable[[Path], None]) -> Callable[[Path], None]:
 
 def saved(**splits: list[dict]) -> Callable[[Path], None]:
     """A folder written by ``DatasetDict.save_to_disk``."""
+
     def write(path: Path) -> None:
         from datasets import Dataset, DatasetDict
 
@@ -316,46 +301,115 @@ def qa_row(**changes) -> dict:
     """A fifth question, with ``changes``."""
     return {"id": "q5", "question": "Who read it?", "context": "Bo read it.", "answers": {"text": ["Bo"], "answer_start": [0]}, **changes}
 
+
 CSV_OK = b"text,label\nA film.,pos\nDull.,neg\n"
 DATASET = {"train_file": None, "eval_file": None, "train_split": "train", "eval_split": "test"}
 
 CATALOGUE = [
     # Encodings: the line, and what to do.
-    case("jsonl-not-utf8", TC, {"train.jsonl": jsonl(TC_ROWS[0]) + b'{"text": "caf\xe9", "label": "neg"}\n'},
-         ("data.train_file: train.jsonl", "line 2: not UTF-8 (byte 0xe9 at column 14)", "save the file as UTF-8")),
-    case("csv-not-utf8", TC, {"train.csv": "text,label\ncaf\xe9 cr\xe8me,pos\nbad,neg\n".encode("latin-1")},
-         ("train.csv", "line 2: not UTF-8 (byte 0xe9 at column 4)"), train_file="train.csv"),
-    case("tsv-not-utf8", TC, {"train.tsv": "text\tlabel\nok\tpos\nna\xefve\tneg\n".encode("latin-1")},
-         ("train.tsv", "line 3: not UTF-8"), train_file="train.tsv"),
+    case(
+        "jsonl-not-utf8",
+        TC,
+        {"train.jsonl": jsonl(TC_ROWS[0]) + b'{"text": "caf\xe9", "label": "neg"}\n'},
+        ("data.train_file: train.jsonl", "line 2: not UTF-8 (byte 0xe9 at column 14)", "save the file as UTF-8"),
+    ),
+    case(
+        "csv-not-utf8",
+        TC,
+        {"train.csv": "text,label\ncaf\xe9 cr\xe8me,pos\nbad,neg\n".encode("latin-1")},
+        ("train.csv", "line 2: not UTF-8 (byte 0xe9 at column 4)"),
+        train_file="train.csv",
+    ),
+    case(
+        "tsv-not-utf8", TC, {"train.tsv": "text\tlabel\nok\tpos\nna\xefve\tneg\n".encode("latin-1")}, ("train.tsv", "line 3: not UTF-8"), train_file="train.tsv"
+    ),
     case("csv-utf16", TC, {"train.csv": CSV_OK.decode().encode("utf-16")}, ("train.csv", "line 1: not UTF-8 (byte 0xff at column 1)"), train_file="train.csv"),
-    case("gz-not-utf8", TC, {"train.jsonl.gz": gzip.compress(jsonl(TC_ROWS[0]) + b'{"text": "\xff", "label": "neg"}\n')},
-         ("train.jsonl.gz", "line 2: not UTF-8"), train_file="train.jsonl.gz"),
-    case("parquet-not-utf8", TC, {"train.parquet": not_utf8_texts}, ("data.train_file: row 2 of train.parquet", "column 'text'", "not UTF-8"), train_file="train.parquet"),
-    case("conll-not-utf8", NER, {"train.conll": b"EU B-ORG\nrejects O\n\nM\xfcller B-PER\n"},
-         ("data.train_file: train.conll", "line 4: not UTF-8 (byte 0xfc at column 2)"), train_file="train.conll"),
+    case(
+        "gz-not-utf8",
+        TC,
+        {"train.jsonl.gz": gzip.compress(jsonl(TC_ROWS[0]) + b'{"text": "\xff", "label": "neg"}\n')},
+        ("train.jsonl.gz", "line 2: not UTF-8"),
+        train_file="train.jsonl.gz",
+    ),
+    case(
+        "parquet-not-utf8",
+        TC,
+        {"train.parquet": not_utf8_texts},
+        ("data.train_file: row 2 of train.parquet", "column 'text'", "not UTF-8"),
+        train_file="train.parquet",
+    ),
+    case(
+        "conll-not-utf8",
+        NER,
+        {"train.conll": b"EU B-ORG\nrejects O\n\nM\xfcller B-PER\n"},
+        ("data.train_file: train.conll", "line 4: not UTF-8 (byte 0xfc at column 2)"),
+        train_file="train.conll",
+    ),
     # Malformed lines and documents.
-    case("jsonl-bad-line", TC, {"train.jsonl": jsonl(TC_ROWS[0]) + b'{"text": "Dull." "label": "neg"}\n' + jsonl(TC_ROWS[1])},
-         ("train.jsonl", "line 2: not valid JSON", "column 18")),
+    case(
+        "jsonl-bad-line",
+        TC,
+        {"train.jsonl": jsonl(TC_ROWS[0]) + b'{"text": "Dull." "label": "neg"}\n' + jsonl(TC_ROWS[1])},
+        ("train.jsonl", "line 2: not valid JSON", "column 18"),
+    ),
     case("jsonl-truncated", TC, {"train.jsonl": b'{"text": "A film.", "label": "pos"}\n{"text": "Unfinished'}, ("train.jsonl", "line 2: not valid JSON")),
-    case("jsonl-line-not-an-object", TC, {"train.jsonl": jsonl(TC_ROWS[0]) + b'["Dull.", "neg"]\n'}, ("train.jsonl", "line 2: holds a list, not a JSON object")),
-    case("json-document-broken", TC, {"train.json": json.dumps(TC_ROWS, indent=1).encode()[:-40]}, ("train.json", "line 15: not valid JSON (Expecting property name"), train_file="train.json"),
+    case(
+        "jsonl-line-not-an-object", TC, {"train.jsonl": jsonl(TC_ROWS[0]) + b'["Dull.", "neg"]\n'}, ("train.jsonl", "line 2: holds a list, not a JSON object")
+    ),
+    case(
+        "json-document-broken",
+        TC,
+        {"train.json": json.dumps(TC_ROWS, indent=1).encode()[:-40]},
+        ("train.json", "line 15: not valid JSON (Expecting property name"),
+        train_file="train.json",
+    ),
     case("csv-extra-field", TC, {"train.csv": CSV_OK + b"Long, and dull.,neg\n"}, ("train.csv", "Expected 2 fields in line 4, saw 3"), train_file="train.csv"),
-    case("csv-unclosed-quote", TC, {"train.csv": CSV_OK + b'"Long and dull.,neg\nGood.,pos\n'}, ("train.csv", "EOF inside string starting at row 3"), train_file="train.csv"),
-    case("conll-line-without-tag", NER, {"train.conll": b"EU B-ORG\nrejects\n"}, ("train.conll", "line 2: expected a token and its tag"), train_file="train.conll"),
+    case(
+        "csv-unclosed-quote",
+        TC,
+        {"train.csv": CSV_OK + b'"Long and dull.,neg\nGood.,pos\n'},
+        ("train.csv", "EOF inside string starting at row 3"),
+        train_file="train.csv",
+    ),
+    case(
+        "conll-line-without-tag",
+        NER,
+        {"train.conll": b"EU B-ORG\nrejects\n"},
+        ("train.conll", "line 2: expected a token and its tag"),
+        train_file="train.conll",
+    ),
     # Truncated or corrupt archives, and files that are not what their name says.
-    case("gz-truncated", TC, {"train.jsonl.gz": truncated(lambda path: path.write_bytes(gzip.compress(jsonl(*TC_ROWS))))},
-         ("train.jsonl.gz", "the gzip file is truncated"), train_file="train.jsonl.gz"),
+    case(
+        "gz-truncated",
+        TC,
+        {"train.jsonl.gz": truncated(lambda path: path.write_bytes(gzip.compress(jsonl(*TC_ROWS))))},
+        ("train.jsonl.gz", "the gzip file is truncated"),
+        train_file="train.jsonl.gz",
+    ),
     case("gz-corrupt", TC, {"train.jsonl.gz": b"\x1f\x8b\x08 this is not gzip"}, ("train.jsonl.gz", "not a valid gzip file"), train_file="train.jsonl.gz"),
-    case("gz-not-compressed", TC, {"train.jsonl.gz": jsonl(*TC_ROWS)}, ("train.jsonl.gz", "not a valid gzip file", "Not a gzipped file"), train_file="train.jsonl.gz"),
+    case(
+        "gz-not-compressed",
+        TC,
+        {"train.jsonl.gz": jsonl(*TC_ROWS)},
+        ("train.jsonl.gz", "not a valid gzip file", "Not a gzipped file"),
+        train_file="train.jsonl.gz",
+    ),
     case("parquet-corrupt", TC, {"train.parquet": b"PAR1 not really parquet PAR1"}, ("train.parquet", "cannot load data"), train_file="train.parquet"),
-    case("parquet-truncated", TC, {"train.parquet": truncated(parquet({"text": ["A film."] * 50, "label": ["pos", "neg"] * 25}))},
-         ("train.parquet", "cannot load data", "magic bytes"), train_file="train.parquet"),
+    case(
+        "parquet-truncated",
+        TC,
+        {"train.parquet": truncated(parquet({"text": ["A film."] * 50, "label": ["pos", "neg"] * 25}))},
+        ("train.parquet", "cannot load data", "magic bytes"),
+        train_file="train.parquet",
+    ),
     case("saved-dataset-corrupt", TC, {"saved": corrupt_arrow}, ("data.dataset", "cannot load data"), dataset="saved", **DATASET),
     # Paths that are not data files.
     case("path-is-a-directory", TC, {"train.jsonl": folder}, ("data.train_file", "is a directory, not a data file")),
     case("dangling-symlink", TC, {"train.jsonl": dangling_link}, ("data.train_file", "train.jsonl does not exist")),
     case("dataset-is-a-file", TC, {}, ("data.dataset", "train.jsonl is a file: name it with train_file and eval_file"), dataset="train.jsonl", **DATASET),
-    case("dataset-folder-without-data", TC, {"empty": folder}, ("data.dataset", "cannot load data", "doesn't contain any data files"), dataset="empty", **DATASET),
+    case(
+        "dataset-folder-without-data", TC, {"empty": folder}, ("data.dataset", "cannot load data", "doesn't contain any data files"), dataset="empty", **DATASET
+    ),
     case("hub-dataset-offline", TC, {}, ("data.dataset", "cannot load data", "someone/not-cached"), dataset="someone/not-cached", **DATASET),
     # Empty files and splits.
     case("jsonl-blank-lines-only", TC, {"train.jsonl": b"\n  \n\n"}, ("train.jsonl", "no rows, only blank lines")),
@@ -363,57 +417,229 @@ CATALOGUE = [
     case("json-empty-list", TC, {"train.json": b"[]\n"}, ("train.json", "no rows (an empty JSON list)"), train_file="train.json"),
     case("conll-no-sentences", NER, {"train.conll": b"-DOCSTART- -X- -X- O\n\n\n"}, ("train.conll", "no sentences"), train_file="train.conll"),
     case("saved-empty-split", TC, {"saved": saved(train=TC_ROWS, test=[])}, ("data.dataset", "saved/test was saved with no rows"), dataset="saved", **DATASET),
-    case("saved-split-missing", TC, {"saved": saved(train=TC_ROWS, validation=TC_ROWS)}, ("data.eval_split", "split 'test' not in", "saved (splits: train, validation)"), dataset="saved", **DATASET),
+    case(
+        "saved-split-missing",
+        TC,
+        {"saved": saved(train=TC_ROWS, validation=TC_ROWS)},
+        ("data.eval_split", "split 'test' not in", "saved (splits: train, validation)"),
+        dataset="saved",
+        **DATASET,
+    ),
     # Missing (null) cells and wrong types: the row, the column, what is wrong.
-    case("null-text", TC, {"train.jsonl": jsonl(*TC_ROWS, {"text": None, "label": "pos"})}, ("data.text_column: row 5 of train.jsonl has no 'text' (null or missing)",)),
+    case(
+        "null-text",
+        TC,
+        {"train.jsonl": jsonl(*TC_ROWS, {"text": None, "label": "pos"})},
+        ("data.text_column: row 5 of train.jsonl has no 'text' (null or missing)",),
+    ),
     case("missing-text-key", TC, {"train.jsonl": jsonl(*TC_ROWS[:3], {"label": "pos"})}, ("data.text_column: row 4 of train.jsonl has no 'text'",)),
-    case("null-text-in-eval", TC, {"eval.jsonl": jsonl({"text": "A film.", "label": "pos"}, {"text": None, "label": "neg"})}, ("data.text_column: row 2 of eval.jsonl has no 'text'",)),
-    case("parquet-null-text", TC, {"train.parquet": parquet({"text": ["A film.", None, "Good."], "label": ["pos", "neg", "pos"]})},
-         ("data.text_column: row 2 of train.parquet has no 'text'",), train_file="train.parquet"),
-    case("text-of-several-types", TC, {"train.jsonl": jsonl(*TC_ROWS[:3], {"text": 42, "label": "neg"})}, ("data.text_column: row 4 of train.jsonl holds the number 42 in 'text', not a text",)),
-    case("text-lists", TC, {"train.jsonl": jsonl(*({"text": [row["text"]], "label": row["label"]} for row in TC_ROWS))}, ("data.text_column", "column 'text' holds lists of string, not text")),
-    case("json-of-columns", TC, {"train.json": json.dumps({"text": ["A film.", "Dull."], "label": ["pos", "neg"]}).encode()},
-         ("data.text_column", "column 'text' holds lists of string, not text"), train_file="train.json"),
-    case("null-text-pair", TC, {"train.jsonl": jsonl(*({**row, "hypothesis": "It is."} for row in TC_ROWS), {"text": "Odd.", "label": "neg", "hypothesis": None}),
-                                "eval.jsonl": jsonl(*({**row, "hypothesis": "It is."} for row in TC_ROWS))},
-         ("data.text_pair_column: row 5 of train.jsonl has no 'hypothesis'",), text_pair_column="hypothesis"),
+    case(
+        "null-text-in-eval",
+        TC,
+        {"eval.jsonl": jsonl({"text": "A film.", "label": "pos"}, {"text": None, "label": "neg"})},
+        ("data.text_column: row 2 of eval.jsonl has no 'text'",),
+    ),
+    case(
+        "parquet-null-text",
+        TC,
+        {"train.parquet": parquet({"text": ["A film.", None, "Good."], "label": ["pos", "neg", "pos"]})},
+        ("data.text_column: row 2 of train.parquet has no 'text'",),
+        train_file="train.parquet",
+    ),
+    case(
+        "text-of-several-types",
+        TC,
+        {"train.jsonl": jsonl(*TC_ROWS[:3], {"text": 42, "label": "neg"})},
+        ("data.text_column: row 4 of train.jsonl holds the number 42 in 'text', not a text",),
+    ),
+    case(
+        "text-lists",
+        TC,
+        {"train.jsonl": jsonl(*({"text": [row["text"]], "label": row["label"]} for row in TC_ROWS))},
+        ("data.text_column", "column 'text' holds lists of string, not text"),
+    ),
+    case(
+        "json-of-columns",
+        TC,
+        {"train.json": json.dumps({"text": ["A film.", "Dull."], "label": ["pos", "neg"]}).encode()},
+        ("data.text_column", "column 'text' holds lists of string, not text"),
+        train_file="train.json",
+    ),
+    case(
+        "null-text-pair",
+        TC,
+        {
+            "train.jsonl": jsonl(*({**row, "hypothesis": "It is."} for row in TC_ROWS), {"text": "Odd.", "label": "neg", "hypothesis": None}),
+            "eval.jsonl": jsonl(*({**row, "hypothesis": "It is."} for row in TC_ROWS)),
+        },
+        ("data.text_pair_column: row 5 of train.jsonl has no 'hypothesis'",),
+        text_pair_column="hypothesis",
+    ),
     case("null-label", TC, {"train.jsonl": jsonl(*TC_ROWS, {"text": "Odd.", "label": None})}, ("data.label_column: row 5 of train.jsonl has no label",)),
-    case("csv-empty-label", TC, {"train.csv": CSV_OK + b"Odd.,\n"}, ("data.label_column: row 3 of train.csv has no label (empty, null or missing)",), train_file="train.csv"),
-    case("negative-label", TC, {"train.jsonl": jsonl({"text": "A film.", "label": 1}, {"text": "Dull.", "label": 0}, {"text": "?", "label": -1}),
-                                "eval.jsonl": jsonl({"text": "A film.", "label": 1}, {"text": "Dull.", "label": 0})},
-         ("data.label_column: row 3 of train.jsonl has the label -1", "marks a row without one")),
-    case("boolean-labels", TC, {"train.jsonl": jsonl({"text": "A film.", "label": True}, {"text": "Dull.", "label": False})}, ("data.label_column", "all strings or all integers", "bool")),
-    case("fractional-labels", TC, {"train.jsonl": jsonl({"text": "A film.", "label": 0.9}, {"text": "Dull.", "label": 0.1})}, ("data.label_column", "all strings or all integers", "float")),
-    case("sentence-without-words", NER, {"train.jsonl": jsonl(*NER_ROWS, {"tokens": None, "ner_tags": ["O"]})}, ("data.tokens_column: sentence 5 of train.jsonl has no words",)),
-    case("sentence-without-tags", NER, {"train.jsonl": jsonl(*NER_ROWS, {"tokens": ["Rome"], "ner_tags": None})}, ("data.tags_column: sentence 5 of train.jsonl ('Rome') has no tags",)),
-    case("null-word", NER, {"train.jsonl": jsonl(*NER_ROWS, {"tokens": ["in", None], "ner_tags": ["O", "B-LOC"]})}, ("data.tokens_column: sentence 5 of train.jsonl has no word 2 (null)",)),
-    case("null-tag", NER, {"train.jsonl": jsonl(*NER_ROWS, {"tokens": ["in", "Rome"], "ner_tags": ["O", None]})}, ("data.tags_column: sentence 5 of train.jsonl ('in Rome') has no tag for word 2 ('Rome')",)),
-    case("tags-nested", NER, {"train.jsonl": jsonl({"tokens": ["EU"], "ner_tags": [["B-ORG"]]})}, ("data.tags_column", "holds lists of lists of string, not lists of tags")),
-    case("tags-fractional", NER, {"train.jsonl": jsonl({"tokens": ["EU", "says"], "ner_tags": [0.5, 1.0]})}, ("data.tags_column", "holds lists of float64, not lists of tags")),
-    case("words-of-several-types", NER, {"train.jsonl": jsonl(*NER_ROWS, {"tokens": "Rome", "ner_tags": ["B-LOC"]})}, ("data.tokens_column", "holds values of several types, not a list of words")),
-    case("words-numbers", NER, {"train.jsonl": jsonl({"tokens": [1, 2], "ner_tags": ["O", "O"]})}, ("data.tokens_column", "holds lists of int64, not lists of words")),
-    case("null-source-text", MT, {"train.jsonl": jsonl(*PAIRS, {"translation": {"en": None, "de": "Ein Haus."}})}, ("data.source_lang: row 5 of train.jsonl has no 'en' text",)),
-    case("missing-target-text", MT, {"train.jsonl": jsonl(*PAIRS, {"translation": {"en": "A house."}})}, ("data.target_lang: row 5 of train.jsonl has no 'de' text",)),
+    case(
+        "csv-empty-label",
+        TC,
+        {"train.csv": CSV_OK + b"Odd.,\n"},
+        ("data.label_column: row 3 of train.csv has no label (empty, null or missing)",),
+        train_file="train.csv",
+    ),
+    case(
+        "negative-label",
+        TC,
+        {
+            "train.jsonl": jsonl({"text": "A film.", "label": 1}, {"text": "Dull.", "label": 0}, {"text": "?", "label": -1}),
+            "eval.jsonl": jsonl({"text": "A film.", "label": 1}, {"text": "Dull.", "label": 0}),
+        },
+        ("data.label_column: row 3 of train.jsonl has the label -1", "marks a row without one"),
+    ),
+    case(
+        "boolean-labels",
+        TC,
+        {"train.jsonl": jsonl({"text": "A film.", "label": True}, {"text": "Dull.", "label": False})},
+        ("data.label_column", "all strings or all integers", "bool"),
+    ),
+    case(
+        "fractional-labels",
+        TC,
+        {"train.jsonl": jsonl({"text": "A film.", "label": 0.9}, {"text": "Dull.", "label": 0.1})},
+        ("data.label_column", "all strings or all integers", "float"),
+    ),
+    case(
+        "sentence-without-words",
+        NER,
+        {"train.jsonl": jsonl(*NER_ROWS, {"tokens": None, "ner_tags": ["O"]})},
+        ("data.tokens_column: sentence 5 of train.jsonl has no words",),
+    ),
+    case(
+        "sentence-without-tags",
+        NER,
+        {"train.jsonl": jsonl(*NER_ROWS, {"tokens": ["Rome"], "ner_tags": None})},
+        ("data.tags_column: sentence 5 of train.jsonl ('Rome') has no tags",),
+    ),
+    case(
+        "null-word",
+        NER,
+        {"train.jsonl": jsonl(*NER_ROWS, {"tokens": ["in", None], "ner_tags": ["O", "B-LOC"]})},
+        ("data.tokens_column: sentence 5 of train.jsonl has no word 2 (null)",),
+    ),
+    case(
+        "null-tag",
+        NER,
+        {"train.jsonl": jsonl(*NER_ROWS, {"tokens": ["in", "Rome"], "ner_tags": ["O", None]})},
+        ("data.tags_column: sentence 5 of train.jsonl ('in Rome') has no tag for word 2 ('Rome')",),
+    ),
+    case(
+        "tags-nested",
+        NER,
+        {"train.jsonl": jsonl({"tokens": ["EU"], "ner_tags": [["B-ORG"]]})},
+        ("data.tags_column", "holds lists of lists of string, not lists of tags"),
+    ),
+    case(
+        "tags-fractional",
+        NER,
+        {"train.jsonl": jsonl({"tokens": ["EU", "says"], "ner_tags": [0.5, 1.0]})},
+        ("data.tags_column", "holds lists of float64, not lists of tags"),
+    ),
+    case(
+        "words-of-several-types",
+        NER,
+        {"train.jsonl": jsonl(*NER_ROWS, {"tokens": "Rome", "ner_tags": ["B-LOC"]})},
+        ("data.tokens_column", "holds values of several types, not a list of words"),
+    ),
+    case(
+        "words-numbers",
+        NER,
+        {"train.jsonl": jsonl({"tokens": [1, 2], "ner_tags": ["O", "O"]})},
+        ("data.tokens_column", "holds lists of int64, not lists of words"),
+    ),
+    case(
+        "null-source-text",
+        MT,
+        {"train.jsonl": jsonl(*PAIRS, {"translation": {"en": None, "de": "Ein Haus."}})},
+        ("data.source_lang: row 5 of train.jsonl has no 'en' text",),
+    ),
+    case(
+        "missing-target-text",
+        MT,
+        {"train.jsonl": jsonl(*PAIRS, {"translation": {"en": "A house."}})},
+        ("data.target_lang: row 5 of train.jsonl has no 'de' text",),
+    ),
     case("null-pair", MT, {"train.jsonl": jsonl(*PAIRS, {"translation": None})}, ("data.translation_column: row 5 of train.jsonl has no 'translation'",)),
-    case("text-a-number", MT, {"train.jsonl": jsonl(*PAIRS, {"translation": {"en": 5, "de": "Fünf."}})}, ("data.source_lang: row 5 of train.jsonl holds the number 5 as its 'en' text",)),
-    case("pairs-are-texts", MT, {"train.jsonl": jsonl({"translation": "A dog. Ein Hund."})}, ("data.translation_column: row 1 of train.jsonl holds a text in 'translation', not {language: text} pairs",)),
-    case("flat-null-target", MT, {"train.jsonl": jsonl({"en": "A dog.", "de": "Ein Hund."}, {"en": "A cat.", "de": None}), "eval.jsonl": jsonl({"en": "A dog.", "de": "Ein Hund."})},
-         ("data.target_column: row 2 of train.jsonl has no 'de'",), source_column="en", target_column="de"),
-    case("null-question", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(question=None))}, ("data.question_column: row 5 of train.jsonl (id 'q5') has no question text",)),
+    case(
+        "text-a-number",
+        MT,
+        {"train.jsonl": jsonl(*PAIRS, {"translation": {"en": 5, "de": "Fünf."}})},
+        ("data.source_lang: row 5 of train.jsonl holds the number 5 as its 'en' text",),
+    ),
+    case(
+        "pairs-are-texts",
+        MT,
+        {"train.jsonl": jsonl({"translation": "A dog. Ein Hund."})},
+        ("data.translation_column: row 1 of train.jsonl holds a text in 'translation', not {language: text} pairs",),
+    ),
+    case(
+        "flat-null-target",
+        MT,
+        {"train.jsonl": jsonl({"en": "A dog.", "de": "Ein Hund."}, {"en": "A cat.", "de": None}), "eval.jsonl": jsonl({"en": "A dog.", "de": "Ein Hund."})},
+        ("data.target_column: row 2 of train.jsonl has no 'de'",),
+        source_column="en",
+        target_column="de",
+    ),
+    case(
+        "null-question",
+        QA,
+        {"train.jsonl": jsonl(*QA_ROWS, qa_row(question=None))},
+        ("data.question_column: row 5 of train.jsonl (id 'q5') has no question text",),
+    ),
     case("question-a-number", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(question=7))}, ("data.question_column", "row 5 of train.jsonl", "but 7")),
-    case("null-context", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(context=None))}, ("data.context_column: row 5 of train.jsonl (id 'q5') has no context text",)),
-    case("empty-context", QA, {"eval.jsonl": jsonl(*QA_ROWS[:2], qa_row(context=""))}, ("data.context_column: row 3 of eval.jsonl (id 'q5') has no context text",)),
-    case("null-answers", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(answers=None))}, ("data.answers_column: row 5 of train.jsonl (id 'q5')", "answers must be")),
+    case(
+        "null-context", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(context=None))}, ("data.context_column: row 5 of train.jsonl (id 'q5') has no context text",)
+    ),
+    case(
+        "empty-context",
+        QA,
+        {"eval.jsonl": jsonl(*QA_ROWS[:2], qa_row(context=""))},
+        ("data.context_column: row 3 of eval.jsonl (id 'q5') has no context text",),
+    ),
+    case(
+        "null-answers", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(answers=None))}, ("data.answers_column: row 5 of train.jsonl (id 'q5')", "answers must be")
+    ),
     case("answers-a-list", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(answers=["Bo"]))}, ("data.answers_column: row 5 of train.jsonl", "answers must be")),
-    case("no-answer", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(answers={"text": [], "answer_start": []}))}, ("row 5 of train.jsonl", "has no answer", "not supported")),
-    case("answer-elsewhere", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(answers={"text": ["Bo"], "answer_start": [3]}))},
-         ("data.answers_column: row 5 of train.jsonl (id 'q5'): answer 'Bo' is not at answer_start 3",)),
-    case("negative-answer-start", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(answers={"text": ["Bo"], "answer_start": [-1]}))}, ("row 5 of train.jsonl", "got 'Bo' at -1")),
+    case(
+        "no-answer",
+        QA,
+        {"train.jsonl": jsonl(*QA_ROWS, qa_row(answers={"text": [], "answer_start": []}))},
+        ("row 5 of train.jsonl", "has no answer", "not supported"),
+    ),
+    case(
+        "answer-elsewhere",
+        QA,
+        {"train.jsonl": jsonl(*QA_ROWS, qa_row(answers={"text": ["Bo"], "answer_start": [3]}))},
+        ("data.answers_column: row 5 of train.jsonl (id 'q5'): answer 'Bo' is not at answer_start 3",),
+    ),
+    case(
+        "negative-answer-start",
+        QA,
+        {"train.jsonl": jsonl(*QA_ROWS, qa_row(answers={"text": ["Bo"], "answer_start": [-1]}))},
+        ("row 5 of train.jsonl", "got 'Bo' at -1"),
+    ),
     case("duplicate-id", QA, {"train.jsonl": jsonl(*QA_ROWS, qa_row(id="q2"))}, ("data.id_column: train.jsonl has the id 'q2' twice (rows 2 and 5)",)),
-    case("context-not-utf8", QA, {"train.jsonl": jsonl(*QA_ROWS) + json.dumps(qa_row()).encode().replace(b"Bo read", b"B\xf6 read")},
-         ("data.train_file: train.jsonl", "line 5: not UTF-8")),
-    case("csv-numbers-as-texts", MT, {"train.csv": b"en,de\n1,2\n3,4\n", "eval.csv": b"en,de\n1,2\n"},
-         ("data.source_column", "column 'en' holds int64, not text"), source_column="en", target_column="de", train_file="train.csv", eval_file="eval.csv"),
+    case(
+        "context-not-utf8",
+        QA,
+        {"train.jsonl": jsonl(*QA_ROWS) + json.dumps(qa_row()).encode().replace(b"Bo read", b"B\xf6 read")},
+        ("data.train_file: train.jsonl", "line 5: not UTF-8"),
+    ),
+    case(
+        "csv-numbers-as-texts",
+        MT,
+        {"train.csv": b"en,de\n1,2\n3,4\n", "eval.csv": b"en,de\n1,2\n"},
+        ("data.source_column", "column 'en' holds int64, not text"),
+        source_column="en",
+        target_column="de",
+        train_file="train.csv",
+        eval_file="eval.csv",
+    ),
 ]
 
 
@@ -438,13 +664,31 @@ def test_bad_data_file(fails, ftrun_manifest, tmp_path, task, files, data, words
 
 #: What looks wrong and is not: each is data a run takes (README.md's "Bad data" says why).
 ACCEPTED = [
-    pytest.param(TC, {"train.csv": CSV_OK + b",neg\nNA,pos\nnull,neg\n"}, {"train_file": "train.csv"}, ["A film.", "Dull.", "", "NA", "null"], id="csv-empty-cell-and-na-are-texts"),
+    pytest.param(
+        TC,
+        {"train.csv": CSV_OK + b",neg\nNA,pos\nnull,neg\n"},
+        {"train_file": "train.csv"},
+        ["A film.", "Dull.", "", "NA", "null"],
+        id="csv-empty-cell-and-na-are-texts",
+    ),
     pytest.param(TC, {"train.jsonl": jsonl({"text": "", "label": "pos"}, *TC_ROWS)}, {}, None, id="empty-text"),
-    pytest.param(TC, {"train.jsonl": b"\xef\xbb\xbf" + jsonl(*TC_ROWS), "eval.csv": b"\xef\xbb\xbf" + CSV_OK}, {"eval_file": "eval.csv"}, None, id="byte-order-marks"),
-    pytest.param(NER, {"train.jsonl": jsonl(*NER_ROWS, {"tokens": [], "ner_tags": []}, {"tokens": ["", "Rome"], "ner_tags": ["O", "B-LOC"]})}, {}, None,
-                 id="ner-empty-sentence-and-word"),
-    pytest.param(MT, {"train.csv": b"en,de\nA dog.,Ein Hund.\nA cat.,\n", "eval.csv": b"en,de\nA dog.,Ein Hund.\n"},
-                 {"train_file": "train.csv", "eval_file": "eval.csv", "source_column": "en", "target_column": "de"}, None, id="translation-empty-target"),
+    pytest.param(
+        TC, {"train.jsonl": b"\xef\xbb\xbf" + jsonl(*TC_ROWS), "eval.csv": b"\xef\xbb\xbf" + CSV_OK}, {"eval_file": "eval.csv"}, None, id="byte-order-marks"
+    ),
+    pytest.param(
+        NER,
+        {"train.jsonl": jsonl(*NER_ROWS, {"tokens": [], "ner_tags": []}, {"tokens": ["", "Rome"], "ner_tags": ["O", "B-LOC"]})},
+        {},
+        None,
+        id="ner-empty-sentence-and-word",
+    ),
+    pytest.param(
+        MT,
+        {"train.csv": b"en,de\nA dog.,Ein Hund.\nA cat.,\n", "eval.csv": b"en,de\nA dog.,Ein Hund.\n"},
+        {"train_file": "train.csv", "eval_file": "eval.csv", "source_column": "en", "target_column": "de"},
+        None,
+        id="translation-empty-target",
+    ),
 ]
 
 

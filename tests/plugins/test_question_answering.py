@@ -21,16 +21,16 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, EvalPrediction
 
-from ftrun.data import load_tokenizer
 from ftrun import FtrunError, Splits, TaskData
 from ftrun.cli import main
+from ftrun.data import load_tokenizer
 from ftrun.plugins.question_answering.answers import best_answer, best_answers, window_spans
 from ftrun.testing import TINY_BERT, TINY_TRAINING, write_jsonl
 from ftrun.tokenizer import train_tokenizer
 
 #: Until ftrun's pyproject names it as an entry point; naming it too is harmless after.
 PLUGIN = "ftrun.plugins.question_answering"
-SAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "question_answering" / "data"
+SAMPLE = Path(__file__).resolve().parents[2] / "plugins" / "question_answering" / "data"
 TASK_NAME = "question-answering"
 
 
@@ -221,9 +221,7 @@ def test_an_example_without_context_tokens_gets_the_empty_answer():
 def test_answers_follow_the_examples_whatever_order_the_windows_come_in():
     start, end = logits(t5=3), logits(t5=3)
     other_start, other_end = logits(t7=3), logits(t7=3)
-    answers = best_answers(
-        np.stack([start, other_start]), np.stack([end, other_end]), ["b", "a"], [OFFSETS, OFFSETS], ["a", "b"], [CONTEXT, CONTEXT], 30
-    )
+    answers = best_answers(np.stack([start, other_start]), np.stack([end, other_end]), ["b", "a"], [OFFSETS, OFFSETS], ["a", "b"], [CONTEXT, CONTEXT], 30)
     assert [answer["answer"] for answer in answers] == ["delta", "bravo"]
 
 
@@ -321,9 +319,7 @@ def test_a_missing_context(task, config_of):
 
 
 def test_columns_are_configurable(task, config_of, tokenizer):
-    renamed = [
-        {"qid": row["id"], "q": row["question"], "passage": row["context"], "gold": row["answers"]} for row in sample_rows(limit=4)
-    ]
+    renamed = [{"qid": row["id"], "q": row["question"], "passage": row["context"], "gold": row["answers"]} for row in sample_rows(limit=4)]
     config = config_of(id_column="qid", question_column="q", context_column="passage", answers_column="gold", max_length=64, doc_stride=16)
     assert task.check_data(splits_of(renamed), config) is None
     assert encode(task, tokenizer, config, renamed, "eval")["example_id"][0] == renamed[0]["qid"]
@@ -443,8 +439,13 @@ def f1(prediction: str, reference: str) -> float:
 def answer_alone(model, tokenizer, question: str, context: str, max_length: int, stride: int, max_answer_length: int) -> str:
     """The best span over the windows of one example, each window run on its own in fp32: no batches, no padding."""
     encoded = tokenizer(
-        question.lstrip(), context, truncation="only_second", max_length=max_length, stride=stride,
-        return_overflowing_tokens=True, return_offsets_mapping=True,
+        question.lstrip(),
+        context,
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
     )
     best, answer = None, ""
     for k in range(len(encoded["input_ids"])):
@@ -498,8 +499,10 @@ def test_a_run_scores_what_a_scorer_of_its_own_scores(trained):
     assert results["eval_exact_match"] == pytest.approx(100 * sum(exact) / len(evaluation), rel=1e-6, abs=1e-6)
     assert results["eval_f1"] == pytest.approx(100 * sum(scores) / len(evaluation), rel=1e-6)
     # several windows per example, so that sorted batches interleave the windows of examples
-    with_windows = [len(tokenizer(row["question"], row["context"], truncation="only_second", max_length=128, stride=32,
-                                  return_overflowing_tokens=True)["input_ids"]) for row in evaluation]
+    with_windows = [
+        len(tokenizer(row["question"], row["context"], truncation="only_second", max_length=128, stride=32, return_overflowing_tokens=True)["input_ids"])
+        for row in evaluation
+    ]
     assert max(with_windows) >= 3 and sum(with_windows) > len(evaluation)
 
 
@@ -512,9 +515,7 @@ def test_predict_gives_each_input_its_own_answer(task, trained, ftrun_cli):
     result = ftrun_cli("predict", "--model", out, "--json", "--json-input", *inputs)
     assert result.code == 0, result
     records = [json.loads(line) for line in result.out.splitlines()]
-    assert [record["answer"] for record in records] == [
-        answer_alone(model, tokenizer, row["question"], row["context"], 128, 32, 30) for row in rows
-    ]
+    assert [record["answer"] for record in records] == [answer_alone(model, tokenizer, row["question"], row["context"], 128, 32, 30) for row in rows]
     for record, row in zip(records, rows):
         assert record["input"] == {"question": row["question"], "context": row["context"]}
         assert row["context"][record["start"] : record["end"]] == record["answer"] and 0 < record["score"] <= 1
@@ -541,14 +542,14 @@ def test_the_run_wrote_a_model_card_predictions_and_the_try_it_command(trained):
 def test_check_reports_bad_data_in_one_line(ftrun_cli, ftrun_manifest, tmp_path):
     rows = sample_rows(limit=4)
     rows[2] = {**rows[2], "id": rows[0]["id"]}
-    manifest = ftrun_manifest({
-        "task": TASK_NAME,
-        "plugins": [PLUGIN],
-        "model": {"config": TINY_BERT},
-        "data": {"train_file": str(write_jsonl(tmp_path / "train.jsonl", rows)), "eval_file": str(write_jsonl(tmp_path / "eval.jsonl", rows[:2]))},
-    })
+    manifest = ftrun_manifest(
+        {
+            "task": TASK_NAME,
+            "plugins": [PLUGIN],
+            "model": {"config": TINY_BERT},
+            "data": {"train_file": str(write_jsonl(tmp_path / "train.jsonl", rows)), "eval_file": str(write_jsonl(tmp_path / "eval.jsonl", rows[:2]))},
+        }
+    )
     result = ftrun_cli("check", "--manifest", manifest)
     assert result.code == 2, result
-    assert result.err.splitlines() == [
-        "ftrun: error: run.toml: data.id_column: train.jsonl has the id '56bebba63aeaaa14008c930b' twice (rows 1 and 3)"
-    ]
+    assert result.err.splitlines() == ["ftrun: error: run.toml: data.id_column: train.jsonl has the id '56bebba63aeaaa14008c930b' twice (rows 1 and 3)"]

@@ -107,7 +107,7 @@ def config(manifest, ftrun_config):
     return ftrun_config(manifest)
 '''
 
-WORDCOUNT_TESTS = '''
+WORDCOUNT_TESTS = """
 import pytest
 from transformers import AutoTokenizer
 
@@ -144,7 +144,7 @@ def test_check_a_manifest_file(manifest, ftrun_manifest, ftrun_cli, ftrun_tiny_b
     path = ftrun_manifest({**manifest, "model": {"name": str(ftrun_tiny_bert)}})
     checked = ftrun_cli("check", "--manifest", path)
     assert checked.code == 0, checked
-'''
+"""
 
 #: A stage plugin: adds a metric to text-classification, and changes nothing else.
 CONFIDENT_PLUGIN = '''
@@ -213,7 +213,7 @@ def manifest(ftrun_manifest, tmp_path):
     )
 '''
 
-CONFIDENT_TESTS = '''
+CONFIDENT_TESTS = """
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -253,7 +253,7 @@ def test_other_tasks_keep_their_metrics(ftrun_plugin_manager):
 def test_make_config_outside_a_fixture(manifest):
     config = make_config(tomllib.loads(manifest.read_text()), base_dir=manifest.parent, source=manifest.name)
     assert config.source == "colours.toml" and config.data.train_file == str(manifest.parent / "colours.jsonl")
-'''
+"""
 
 
 def test_two_plugins_suites_with_their_own_cli_manifest_and_config_fixtures_run_in_one_session(pytester):

@@ -11,23 +11,24 @@ import pytest
 import tomli_w
 from transformers import EvalPrediction
 
-from ftrun.data import load_data
-from ftrun.head import build_head
 from ftrun.cli import main
 from ftrun.config import build_config, read_manifest
+from ftrun.data import load_data
+from ftrun.head import build_head
 from ftrun.plugin_manager import get_plugin_manager
 from ftrun.plugins.ner.conll import read_conll, sentences
 from ftrun.plugins.ner.metrics import entity_metrics
 from ftrun.plugins.ner.tags import IGNORED, align_labels, continuation_ids
 from ftrun.testing import TINY_BERT, TINY_TRAINING, write_jsonl
-from test_bad_inputs import fails  # noqa: F401  (the fixture: exit 2, one error line, nothing written)
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 SENTENCES = [
     {"tokens": ["Angela", "Merkel", "visited", "Paris", "."], "ner_tags": ["B-PER", "I-PER", "O", "B-LOC", "O"]},
-    {"tokens": ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
-     "ner_tags": ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]},
+    {
+        "tokens": ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
+        "ner_tags": ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"],
+    },
     {"tokens": ["Peter", "Blackburn"], "ner_tags": ["B-PER", "I-PER"]},
     {"tokens": ["BRUSSELS", "1996-08-22"], "ner_tags": ["B-LOC", "O"]},
 ]
@@ -226,24 +227,69 @@ GOOD = [with_tags(["B-PER", "I-PER", "O"]), with_tags(["B-LOC", "O"])]
 @pytest.mark.parametrize(
     ("train", "evaluation", "data", "words"),
     [
-        pytest.param(GOOD + [with_tags(["O", "B_PER"])], GOOD, {},
-                     ("run.toml: data.tags_column:", "sentence 3 of train.jsonl ('w0 w1')", "tag 'B_PER'", "not IOB1/IOB2/IOBES"), id="invalid-tag"),
-        pytest.param(GOOD, [with_tags(["PER", "O"], ["Peter", "said"])], {},
-                     ("run.toml: data.tags_column:", "sentence 1 of eval.jsonl ('Peter said')", "tag 'PER'"), id="invalid-eval-tag"),
-        pytest.param(GOOD, GOOD + [with_tags(["B-DATE", "O"])], {},
-                     ("run.toml: data.tags_column:", "eval tags missing from the train split: B-DATE"), id="unseen-eval-tag"),
-        pytest.param(GOOD + [with_tags(["O", "O"], ["a", "b", "c"])], GOOD, {},
-                     ("run.toml: data.tags_column:", "sentence 3 of train.jsonl ('a b c') has 3 tokens but 2 tags"), id="length-mismatch"),
-        pytest.param(GOOD, GOOD, {"tokens_column": "words"},
-                     ("run.toml: data.tokens_column:", "column 'words' not in the train split", "columns: tokens, ner_tags"), id="missing-tokens-column"),
-        pytest.param(GOOD, GOOD, {"tags_column": "labels"},
-                     ("run.toml: data.tags_column:", "column 'labels' not in the train split", "columns: tokens, ner_tags"), id="missing-tags-column"),
-        pytest.param([{"tokens": ["a", "b"], "ner_tags": [1, 0]}], [{"tokens": ["a"], "ner_tags": [0]}], {},
-                     ("run.toml: data.tags_column:", "integers without names", "label_names"), id="integers-without-names"),
-        pytest.param([{"tokens": ["a", "b"], "ner_tags": [1, 5]}], [{"tokens": ["a"], "ner_tags": [0]}], {"label_names": ["O", "B-PER"]},
-                     ("run.toml: data.tags_column:", "label 5, outside the 2 of label_names"), id="integer-out-of-range"),
-        pytest.param([{"tokens": "Angela Merkel", "ner_tags": ["B-PER", "I-PER"]}], GOOD, {},
-                     ("run.toml: data.tokens_column:", "column 'tokens' holds string, not a list of words"), id="text-not-words"),
+        pytest.param(
+            GOOD + [with_tags(["O", "B_PER"])],
+            GOOD,
+            {},
+            ("run.toml: data.tags_column:", "sentence 3 of train.jsonl ('w0 w1')", "tag 'B_PER'", "not IOB1/IOB2/IOBES"),
+            id="invalid-tag",
+        ),
+        pytest.param(
+            GOOD,
+            [with_tags(["PER", "O"], ["Peter", "said"])],
+            {},
+            ("run.toml: data.tags_column:", "sentence 1 of eval.jsonl ('Peter said')", "tag 'PER'"),
+            id="invalid-eval-tag",
+        ),
+        pytest.param(
+            GOOD,
+            GOOD + [with_tags(["B-DATE", "O"])],
+            {},
+            ("run.toml: data.tags_column:", "eval tags missing from the train split: B-DATE"),
+            id="unseen-eval-tag",
+        ),
+        pytest.param(
+            GOOD + [with_tags(["O", "O"], ["a", "b", "c"])],
+            GOOD,
+            {},
+            ("run.toml: data.tags_column:", "sentence 3 of train.jsonl ('a b c') has 3 tokens but 2 tags"),
+            id="length-mismatch",
+        ),
+        pytest.param(
+            GOOD,
+            GOOD,
+            {"tokens_column": "words"},
+            ("run.toml: data.tokens_column:", "column 'words' not in the train split", "columns: tokens, ner_tags"),
+            id="missing-tokens-column",
+        ),
+        pytest.param(
+            GOOD,
+            GOOD,
+            {"tags_column": "labels"},
+            ("run.toml: data.tags_column:", "column 'labels' not in the train split", "columns: tokens, ner_tags"),
+            id="missing-tags-column",
+        ),
+        pytest.param(
+            [{"tokens": ["a", "b"], "ner_tags": [1, 0]}],
+            [{"tokens": ["a"], "ner_tags": [0]}],
+            {},
+            ("run.toml: data.tags_column:", "integers without names", "label_names"),
+            id="integers-without-names",
+        ),
+        pytest.param(
+            [{"tokens": ["a", "b"], "ner_tags": [1, 5]}],
+            [{"tokens": ["a"], "ner_tags": [0]}],
+            {"label_names": ["O", "B-PER"]},
+            ("run.toml: data.tags_column:", "label 5, outside the 2 of label_names"),
+            id="integer-out-of-range",
+        ),
+        pytest.param(
+            [{"tokens": "Angela Merkel", "ner_tags": ["B-PER", "I-PER"]}],
+            GOOD,
+            {},
+            ("run.toml: data.tokens_column:", "column 'tokens' holds string, not a list of words"),
+            id="text-not-words",
+        ),
     ],
 )
 def test_bad_data_fails_before_training(fails, tables, ftrun_manifest, tmp_path, train, evaluation, data, words):
@@ -268,8 +314,13 @@ def test_slow_tokenizer_is_refused(fails, tables, ftrun_manifest, tmp_path):
     ByT5Tokenizer().save_pretrained(tmp_path / "slow")
     tables["model"]["tokenizer"] = "./slow"
     tables["data"] = files(tmp_path, GOOD)
-    fails("--manifest", ftrun_manifest(tables), "--output-dir", tmp_path / "out",
-          words=("run.toml: model.tokenizer:", "ByT5Tokenizer is a slow (Python) tokenizer", "word_ids"))
+    fails(
+        "--manifest",
+        ftrun_manifest(tables),
+        "--output-dir",
+        tmp_path / "out",
+        words=("run.toml: model.tokenizer:", "ByT5Tokenizer is a slow (Python) tokenizer", "word_ids"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -300,9 +351,7 @@ def test_entity_metrics_by_hand():
     gold = np.array([[IGNORED, BP, IP, O, BL, IGNORED], [IGNORED, BL, IL, IGNORED, IGNORED, IGNORED]])
     # "Merkel" is missed, so the PER entity is wrong as a whole; ignored positions predict nonsense
     guess = np.array([[BP, BP, O, O, BL, IP], [IP, BL, IL, BP, BP, BP]])
-    scores = entity_metrics(["precision", "recall", "f1", "accuracy"], labels)(
-        EvalPrediction(predictions=logits(guess, len(labels)), label_ids=gold)
-    )
+    scores = entity_metrics(["precision", "recall", "f1", "accuracy"], labels)(EvalPrediction(predictions=logits(guess, len(labels)), label_ids=gold))
     # gold entities: PER Angela Merkel, LOC Paris, LOC New York; predicted: PER Angela, LOC Paris, LOC New York
     assert scores["precision"] == pytest.approx(2 / 3) and scores["recall"] == pytest.approx(2 / 3)
     assert scores["f1"] == pytest.approx(2 / 3)
@@ -350,13 +399,18 @@ def trained(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ner-run")
     data = files(folder, learnable_sentences(), learnable_sentences()[:16])
     manifest = folder / "run.toml"
-    manifest.write_text(tomli_w.dumps({
-        "task": "ner",
-        "model": {"config": TINY_BERT, "tokenizer_vocab_size": 100, "tokenizer_lowercase": False},
-        "data": data,
-        "training": {**TINY_TRAINING, "num_train_epochs": 8},
-        "predict": {"examples": ["Angela Merkel visited Paris."]},
-    }), encoding="utf-8")
+    manifest.write_text(
+        tomli_w.dumps(
+            {
+                "task": "ner",
+                "model": {"config": TINY_BERT, "tokenizer_vocab_size": 100, "tokenizer_lowercase": False},
+                "data": data,
+                "training": {**TINY_TRAINING, "num_train_epochs": 8},
+                "predict": {"examples": ["Angela Merkel visited Paris."]},
+            }
+        ),
+        encoding="utf-8",
+    )
     assert main(["--manifest", str(manifest), "--output-dir", str(folder / "out")]) == 0
     return folder / "out"
 

@@ -59,9 +59,12 @@ def test_minilm_fine_tuned_on_squad(ftrun_cli, ftrun_manifest, tmp_path, record_
     assert result.code == 0, result
     metrics = json.loads((out / "eval_results.json").read_text())
     train = json.loads((out / "train_results.json").read_text())
-    record_property("figure", f"all-MiniLM-L6-v2 on 1553 SQuAD questions, 1 epoch at 3e-4, 384/128 windows: exact match "
-                    f"{metrics['eval_exact_match']:.2f}, F1 {metrics['eval_f1']:.2f} on 447 validation questions; "
-                    f"train {train['train_samples_per_second']:.2f} samples/s, {train['train_runtime']:.0f} s")
+    record_property(
+        "figure",
+        f"all-MiniLM-L6-v2 on 1553 SQuAD questions, 1 epoch at 3e-4, 384/128 windows: exact match "
+        f"{metrics['eval_exact_match']:.2f}, F1 {metrics['eval_f1']:.2f} on 447 validation questions; "
+        f"train {train['train_samples_per_second']:.2f} samples/s, {train['train_runtime']:.0f} s",
+    )
     assert metrics["eval_exact_match"] >= EXACT_MATCH_FLOOR and metrics["eval_f1"] >= F1_FLOOR
     (prediction,) = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert "Denver Broncos" in prediction["answer"]

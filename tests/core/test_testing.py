@@ -16,7 +16,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Every fixture of ftrun.testing, each name prefixed so that none clashes with a project's own.
 FIXTURES = {"ftrun_cli", "ftrun_config", "ftrun_plugin_manager", "ftrun_plugin_module", "ftrun_manifest", "ftrun_tiny_bert", "ftrun_tiny_t5"}
 
@@ -85,7 +85,9 @@ def test_ftrun_config_validates_the_tables_as_a_run_does(ftrun_config, ftrun_plu
 @pytest.mark.parametrize(
     ("tables", "words"),
     [
-        pytest.param({"task": "echo", "training": {"num_epochs": 1}}, ("run.toml: training.num_epochs: unknown key (did you mean num_train_epochs?)",), id="training-key"),
+        pytest.param(
+            {"task": "echo", "training": {"num_epochs": 1}}, ("run.toml: training.num_epochs: unknown key (did you mean num_train_epochs?)",), id="training-key"
+        ),
         pytest.param({"task": "echo", "data": {"repeat": "twice"}}, ("run.toml: data.repeat:",), id="wrong-type"),
         pytest.param({"task": "echo", "epochs": 3}, ("run.toml: epochs: unknown key",), id="top-level-key"),
         pytest.param({"task": "ecko"}, ("run.toml: task: unknown task 'ecko'", "did you mean echo?"), id="unknown-task"),

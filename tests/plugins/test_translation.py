@@ -9,17 +9,17 @@ import pytest
 import tomli_w
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, EvalPrediction, Seq2SeqTrainer
 
-from ftrun.data import load_data
-from ftrun.head import build_head
-from ftrun.training import build_trainer
 from ftrun.cli import main
 from ftrun.config import build_config, read_manifest
+from ftrun.data import load_data
+from ftrun.head import build_head
 from ftrun.plugin_manager import get_plugin_manager
 from ftrun.testing import TINY_T5, TINY_TRAINING, files_under, write_jsonl
 from ftrun.tokenizer import T5_SENTINELS, train_tokenizer
+from ftrun.training import build_trainer
 
-SAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "translation" / "data"
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multi30k.toml"
+SAMPLE = Path(__file__).resolve().parents[2] / "plugins" / "translation" / "data"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multi30k.toml"
 TINY_BART = {
     "model_type": "bart",
     "d_model": 32,
@@ -261,25 +261,35 @@ def manifest_with(ftrun_manifest, files: dict, data: dict | None = None, trainin
     "data, training, message",
     [
         pytest.param(
-            {"target_lang": "fr"}, None,
-            "data.target_lang: language 'fr' not in column 'translation' of the train split (languages: de, en)", id="unknown-language",
+            {"target_lang": "fr"},
+            None,
+            "data.target_lang: language 'fr' not in column 'translation' of the train split (languages: de, en)",
+            id="unknown-language",
         ),
         pytest.param(
-            {"translation_column": "pairs"}, None,
-            "data.translation_column: column 'pairs' not in the train split (columns: translation)", id="missing-translation-column",
+            {"translation_column": "pairs"},
+            None,
+            "data.translation_column: column 'pairs' not in the train split (columns: translation)",
+            id="missing-translation-column",
         ),
         pytest.param({"target_lang": "en"}, None, "data.target_lang: the same language as source_lang ('en')", id="same-language"),
         pytest.param(
-            {"source_column": "english"}, None,
-            "data.target_column: needed as well when texts come from flat columns", id="flat-column-alone",
+            {"source_column": "english"},
+            None,
+            "data.target_column: needed as well when texts come from flat columns",
+            id="flat-column-alone",
         ),
         pytest.param(
-            {"source_column": "english", "target_column": "german"}, None,
-            "data.source_column: column 'english' not in the train split (columns: translation)", id="missing-flat-column",
+            {"source_column": "english", "target_column": "german"},
+            None,
+            "data.source_column: column 'english' not in the train split (columns: translation)",
+            id="missing-flat-column",
         ),
         pytest.param(
-            None, {"predict_with_generate": False},
-            "training.predict_with_generate: task translation needs predict_with_generate = true", id="no-generation",
+            None,
+            {"predict_with_generate": False},
+            "training.predict_with_generate: task translation needs predict_with_generate = true",
+            id="no-generation",
         ),
     ],
 )
@@ -403,9 +413,7 @@ def test_offline_without_a_named_source_falls_back_to_the_demo(ftrun_cli, tmp_pa
     assert "train: 3000 examples" in result.out and "eval: 200 examples" in result.out
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.eos_token_id == 1 and len(tokenizer.extra_special_tokens) == 100
-    assert json.loads((out / "config.json").read_text())["task_specific_params"] == {
-        "translation_en_to_de": {"prefix": "translate English to German: "}
-    }
+    assert json.loads((out / "config.json").read_text())["task_specific_params"] == {"translation_en_to_de": {"prefix": "translate English to German: "}}
 
 
 def test_example_manifest_validates():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +30,7 @@ def wheel(tmp_path_factory) -> Path:
 def source_files(folder: str, package: str) -> set[str]:
     """Files under a source folder as they must appear in the wheel (ftrun/..., ftrun/plugins/...)."""
     root = ROOT / folder
-    return {
-        f"{package}/{path.relative_to(root).as_posix()}"
-        for path in root.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
-    }
+    return {f"{package}/{path.relative_to(root).as_posix()}" for path in root.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
 
 
 def test_wheel_contains_every_plugin_module_and_data_file(wheel):

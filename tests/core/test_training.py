@@ -3,7 +3,12 @@
 import datasets
 import pytest
 from transformers import (
-    AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Seq2SeqTrainingArguments, TrainingArguments,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Seq2SeqTrainingArguments,
+    TrainingArguments,
 )
 
 import ftrun

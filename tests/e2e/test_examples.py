@@ -8,7 +8,7 @@ import pytest
 from ftrun.config import build_config, read_manifest
 from ftrun.plugin_manager import get_plugin_manager
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANIFESTS = sorted(EXAMPLES.glob("*.toml"))
 OFFLINE = EXAMPLES / "offline.toml"
 IMDB = EXAMPLES / "imdb.toml"
@@ -41,7 +41,8 @@ def test_every_example_checks_for_a_user_with_only_the_repository(ftrun_cli, pat
     if "dataset" in manifest.get("data", {}):
         dataset = manifest["data"]["dataset"]
         assert (result.code, result.err.strip()) == (
-            2, f"ftrun: error: {path.name}: data.dataset: cannot load data: Couldn't reach '{dataset}' on the Hub (OfflineModeIsEnabled)",
+            2,
+            f"ftrun: error: {path.name}: data.dataset: cannot load data: Couldn't reach '{dataset}' on the Hub (OfflineModeIsEnabled)",
         )
     else:
         assert result.code == 0, result
@@ -75,11 +76,16 @@ def test_offline_manifest_runs_end_to_end(ftrun_cli, tmp_path):
     out = tmp_path / "out"
     # One epoch on a slice of the data: the whole pipeline in seconds.
     result = ftrun_cli(
-        "--manifest", OFFLINE,
-        "--set", "training.num_train_epochs=1",
-        "--set", "data.max_train_samples=64",
-        "--set", "data.max_eval_samples=32",
-        "--output-dir", out,
+        "--manifest",
+        OFFLINE,
+        "--set",
+        "training.num_train_epochs=1",
+        "--set",
+        "data.max_train_samples=64",
+        "--set",
+        "data.max_eval_samples=32",
+        "--output-dir",
+        out,
     )
     assert result.code == 0, result
     config = json.loads((out / "config.json").read_text())
@@ -117,4 +123,3 @@ def test_the_tutorial_package_is_the_tutorial_s_code():
     files = ["ftrun_regression.py", "pyproject.toml", "tests/conftest.py", "tests/test_regression.py"]
     for name in files:
         assert (TUTORIAL_PACKAGE / name).read_text(encoding="utf-8") == blocks[name], name
-

@@ -11,7 +11,7 @@ from transformers.trainer_utils import IntervalStrategy
 from ftrun.config import TOP_LEVEL_KEYS, toml_type
 from ftrun.plugin_manager import get_plugin_manager
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "manifest.schema.json"
 
 
@@ -96,9 +96,7 @@ def test_a_plugin_task_brings_its_own_keys(ftrun_cli, ftrun_plugin_module):
 
 def test_the_committed_schema_is_fresh(ftrun_cli):
     # Only ftrun's own tasks: plugins installed from elsewhere are left out with --no-plugin.
-    others = sorted(
-        entry.name for entry in importlib.metadata.entry_points(group="ftrun") if not entry.dist or entry.dist.metadata["Name"] != "ftrun"
-    )
+    others = sorted(entry.name for entry in importlib.metadata.entry_points(group="ftrun") if not entry.dist or entry.dist.metadata["Name"] != "ftrun")
     flags = [f"--no-plugin={name}" for name in others]
     result = ftrun_cli("schema", *flags)
     assert result.code == 0, result

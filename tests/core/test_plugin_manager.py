@@ -16,7 +16,7 @@ from ftrun.cli import COMMANDS, build_parser
 from ftrun.hookspecs import hook_names
 from ftrun.plugin_manager import get_plugin_manager
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -180,9 +180,7 @@ def test_plugin_module_that_fails_to_import(ftrun_cli, ftrun_plugin_module):
     ftrun_plugin_module("broken", "import no_such_dependency\n")
     result = ftrun_cli("tasks", "--plugin", "broken")
     assert result.code == 2 and "Traceback" not in result.err
-    assert result.err.strip() == (
-        "ftrun: error: plugin broken failed to import: ModuleNotFoundError: No module named 'no_such_dependency'"
-    )
+    assert result.err.strip() == ("ftrun: error: plugin broken failed to import: ModuleNotFoundError: No module named 'no_such_dependency'")
     assert ftrun_cli("tasks", "--plugin", "no_such_module").code == 2
 
 
@@ -284,8 +282,7 @@ def test_no_plugin_and_the_environment_block_plugins(ftrun_cli, ftrun_plugin_mod
     for command in (["--manifest", tiny_manifest, "--output-dir", tmp_path / "out"], ["tasks"], ["check", "--manifest", tiny_manifest]):
         result = ftrun_cli(*command, "--no-plugin", "ftrun.default_stages")
         assert result.code == 2 and result.err.strip() == (
-            "ftrun: error: ftrun.default_stages cannot be blocked: it runs every task's stages "
-            "(a plugin that implements a stage hook replaces that stage)"
+            "ftrun: error: ftrun.default_stages cannot be blocked: it runs every task's stages (a plugin that implements a stage hook replaces that stage)"
         )
     assert not (tmp_path / "out").exists()
     ftrun_plugin_module("counted", "from ftrun import hookimpl\n\n@hookimpl\ndef ftrun_trainer_callbacks():\n    return []\n")

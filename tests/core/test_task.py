@@ -109,10 +109,7 @@ WORDS = "the quick brown fox jumps over a lazy dog while seven happy zebras sing
 
 def rows(count: int, offset: int = 0) -> list[dict]:
     """Texts of very different lengths, so that evaluation sorted by length runs out of order."""
-    return [
-        {"id": offset + i, "text": " ".join(WORDS[(i + k) % len(WORDS)] for k in range(2 + (i * 7) % 29)), "target": (i % 5) / 4}
-        for i in range(count)
-    ]
+    return [{"id": offset + i, "text": " ".join(WORDS[(i + k) % len(WORDS)] for k in range(2 + (i * 7) % 29)), "target": (i % 5) / 4} for i in range(count)]
 
 
 @pytest.fixture
@@ -182,10 +179,10 @@ def test_predict_encodes_the_predict_split_and_post_processes_structured_inputs(
     records = [json.loads(line) for line in (trained.output_dir / "predictions.jsonl").read_text().splitlines()]
     assert records[0]["input"] == {"text": "the quick brown fox"}
     # The "try it" line and the model card show the task's own example input, as JSON.
-    try_it = "ftrun predict --model " + str(trained.output_dir) + " --json-input '{\"text\": \"seven words make a short example here\"}'"
+    try_it = "ftrun predict --model " + str(trained.output_dir) + ' --json-input \'{"text": "seven words make a short example here"}\''
     assert try_it in trained.out
     card = (trained.output_dir / "README.md").read_text()
-    assert "--json-input '{\"text\": \"seven words make a short example here\"}'" in card
+    assert '--json-input \'{"text": "seven words make a short example here"}\'' in card
     # No pipeline: no pipeline_tag in the card, and usage loads the task's head class.
     assert "pipeline_tag" not in card and "AutoModelForSequenceClassification.from_pretrained" in card
 
