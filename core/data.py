@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import importlib.metadata
+import inspect
 import json
 import os
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import display
+from .config import looks_like_path
 from .errors import FtrunError, first_line
 
 if TYPE_CHECKING:
@@ -145,11 +149,7 @@ def code_identity(task: Task) -> tuple[str, ...]:
     :class:`ftrun.Task`; a module in a package brings every ``.py`` file of its folder, where
     helpers of the task's ``encode`` usually live.
     """
-    import importlib.metadata
-    import inspect
-    import sys
-
-    from .task import Task
+    from .task import Task  # here: the task module imports this one
 
     digest = hashlib.sha256()
     for name in sorted({cls.__module__ for cls in type(task).__mro__ if issubclass(cls, Task) and cls is not Task}):
@@ -280,7 +280,6 @@ def _load_dataset(config: RunConfig):
             loaded = datasets.load_from_disk(str(path))
             return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
         return datasets.load_dataset(str(path), config.data.dataset_config)
-    from .config import looks_like_path
 
     if looks_like_path(name):
         raise FtrunError(f"{config.where('data.dataset')}: {name} does not exist")

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import looks_like_path
 from .errors import FtrunError, first_line
 
 if TYPE_CHECKING:
@@ -133,7 +134,5 @@ def model_config_dict(config: RunConfig) -> dict[str, Any]:
 
 def check_local(config: RunConfig, key: str, value: str) -> None:
     """A value that is a local path must exist; Hub ids are left to the Hub."""
-    from .config import looks_like_path
-
     if looks_like_path(value) and not Path(value).exists():
         raise FtrunError(f"{config.where(key)}: {value} does not exist")

@@ -4,12 +4,11 @@ glibc's malloc gives each block above its mmap threshold (128 KiB at first, rais
 blocks are freed, to 32 MiB at most) straight back to the kernel when it is freed, and trims
 the top of its heap above 128 KiB. A training step on the CPU allocates and frees activations
 of many megabytes in every layer, so each comes back as fresh pages that the kernel faults in
-and zeroes: measured, about 250,000 page faults a bf16 training step of MiniLM on 8 sequences
-of 270 tokens on average. Served from a heap that keeps what is freed, the same steps fault
-about 20,000 times and run about a quarter faster (the README's Performance section has the
-figures and the command that measures them). The price is memory: the heap holds the run's
-peak until the final evaluation ends. After it, glibc's default values come back, though not
-its adjusting of them as blocks are freed, which glibc ends for good once they are set.
+and zeroes, every step. Served from a heap that keeps what is freed, the steps fault a small
+share of those pages and run faster (the README's Performance section has the figures and the
+command that measures them). The price is memory: the heap holds the run's peak until the
+final evaluation ends. After it, glibc's default values come back, though not its adjusting of
+them as blocks are freed, which glibc ends for good once they are set.
 
 tcmalloc through ``LD_PRELOAD`` does as well or better, but it needs a library installed and
 set before the process starts; glibc's own ``mallopt`` needs nothing. A user who tunes malloc

@@ -60,8 +60,8 @@ def read_conll(path: Path) -> Dataset:
     """A CoNLL file as a split, kept in the datasets cache under a hash of its sentences.
 
     An Arrow-backed split (rather than one in memory) lets the core cache its tokenization
-    and a tokenizer trained on it, exactly as for the other file formats. Hashing the
-    sentences takes about 2 s for CoNLL-2003's 14,041, and follows any change to the file.
+    and a tokenizer trained on it, exactly as for the other file formats. The hash of the
+    sentences follows any change to the file.
     """
     from datasets import Dataset, Features, Sequence, Value
 
