@@ -99,13 +99,14 @@ def rows(*label_lists) -> list[dict]:
     return [{"text": f"message number {i}", "labels": labels} for i, labels in enumerate(label_lists)]
 
 
-def test_labels_become_one_float_per_label(config_for):
+def test_labels_become_one_float_per_label(config_for, ftrun_plugin_manager):
     task, config = config_for(rows(["b", "a"], [], ["c"]), rows(["a"]))
-    data = task.load_data(config)
+    plugins = ftrun_plugin_manager()  # the stages as a run calls them
+    data = plugins.load_data(task, config)
     assert data.labels == ["a", "b", "c"]
     assert data.train["labels"] == [[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     assert task.encode({"text": ["one more"], "labels": [["c", "a"]]}, data, config, "eval")["labels"] == [[1.0, 0.0, 1.0]]
-    model = task.build_head(config, data)
+    model = plugins.build_head(task, config, data)
     assert model.config.problem_type == "multi_label_classification" and model.config.num_labels == 3
 
 
@@ -131,10 +132,11 @@ def test_the_threshold_decides_which_labels_are_predicted(config_for):
         pytest.param(rows(["a"], ["b"]), {"metrics": {"names": ["f1"]}}, ("metrics.names:", "unknown metric 'f1'", "f1_micro"), id="metric"),
     ],
 )
-def test_bad_input_names_the_key(config_for, train, tables, words):
+def test_bad_input_names_the_key(config_for, ftrun_plugin_manager, train, tables, words):
+    plugins = ftrun_plugin_manager()
     with pytest.raises(FtrunError) as raised:
         task, config = config_for(train, rows(["a"]), **tables)
-        task.build_metrics(config, task.load_data(config))
+        plugins.build_metrics(task, config, plugins.load_data(task, config))
     for word in words:
         assert word in str(raised.value)
 
