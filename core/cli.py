@@ -239,6 +239,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     # As a run loads it, through the data stage, encoding a sample: what would fail at tokenization fails now.
     data = manager.load_data(task, config, sample=CHECK_SAMPLE)
     check_model(config)
+    manager.build_metrics(task, config, data)  # an unknown metric name fails now, not after training
     report = task.preflight(config, data)
     failed = report.errors + (report.warnings if args.strict else [])
     if args.json:

@@ -42,3 +42,10 @@ def test_no_task_named_lists_the_installed_ones(ftrun_cli):
     assert result.code == 2
     installed = ", ".join(sorted(get_plugin_manager().tasks()))
     assert result.err.strip() == f"ftrun: error: name a task with --task or the manifest's task key (installed: {installed})"
+
+
+def test_check_runs_the_metric_stage(ftrun_cli):
+    """An unknown metric name fails ftrun check, as it would the run, and a plugin's metric stage is consulted."""
+    result = ftrun_cli("check", "--task", "text-classification", "--demo", "--set", "metrics.names=['no_such_metric']")
+    assert result.code == 2 and result.err.count("\n") == 1, result
+    assert result.err.startswith("ftrun: error: --set metrics.names: cannot load metric 'no_such_metric'"), result
