@@ -198,7 +198,7 @@ def preflight(task: Task, config: RunConfig, data: TaskData) -> Preflight:
     """The generic report of a run of ``task`` on ``data`` and its findings (the default ``Task.preflight``).
 
     ``data`` is the data stage's (exact feature counts, from every example) or ``ftrun check``'s
-    (``Task.check_encoding``: features counted on the rows it encoded, and extrapolated).
+    (the data stage with a ``sample``: features counted on the rows it encoded, and extrapolated).
     """
     from .head import model_config_of
 

@@ -103,7 +103,7 @@ def test_report_counts_labels_lengths_empty_inputs_duplicates_and_overlap(check,
     assert lengths["truncated"] == pytest.approx(15 / 40)  # the 14 long texts and the copy of one
     assert lengths["percentiles"]["max"] > 60 and lengths["percentiles"]["p50"] < 32
     assert other["lengths"]["inputs"]["truncated"] == 0
-    # Tokenized and encoded here on every example, which is few; features from the rows check_encoding encoded.
+    # Tokenized and encoded here on every example, which is few; features from the rows the data stage encoded.
     assert split["tokenized"] == 40 and split["features"] == 40 and split["features_estimated"]
     assert split["unknown"] == 0
 
