@@ -18,6 +18,7 @@ from transformers import AutoModelForTokenClassification
 from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, hookimpl, require_columns, where_row
 from ftrun.data import describe_feature
 
+from ..demo import small_bert
 from ..labels import check_eval_labels, first_missing, named_labels
 from .conll import TAGS, TOKENS, is_conll, read_conll
 from .metrics import METRICS, REPORT_KEYS, entity_metrics, metric_keys
@@ -63,14 +64,7 @@ class NerTask(Task):
     #: A real CoNLL-2003 sample shipped in the package (CoNLL text files) and a small cased BERT.
     demo = {
         "model": {
-            "config": {
-                "model_type": "bert",
-                "hidden_size": 128,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "intermediate_size": 256,
-                "max_position_embeddings": 128,
-            },
+            "config": small_bert(max_positions=128),
             "tokenizer_vocab_size": 4000,
             # Capitals are the best clue to a name.
             "tokenizer_lowercase": False,

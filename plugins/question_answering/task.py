@@ -19,6 +19,7 @@ from transformers import AutoModelForQuestionAnswering, EvalPrediction
 from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, hookimpl
 from ftrun.config import did_you_mean
 
+from ..demo import small_bert
 from .answers import best_answers
 from .checks import check_split
 from .metrics import METRICS, squad_metrics
@@ -91,14 +92,7 @@ class QuestionAnsweringTask(Task):
     #: A real SQuAD sample shipped in the package and a small BERT trained from scratch on it.
     demo = {
         "model": {
-            "config": {
-                "model_type": "bert",
-                "hidden_size": 128,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "intermediate_size": 256,
-                "max_position_embeddings": 256,
-            },
+            "config": small_bert(max_positions=256),
             "tokenizer_vocab_size": 4000,
         },
         "data": {

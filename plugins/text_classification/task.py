@@ -16,6 +16,7 @@ from transformers import AutoModelForSequenceClassification
 
 from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, check_text_column, hookimpl, require_columns, where_row
 
+from ..demo import small_bert
 from ..labels import check_eval_labels, first_missing, named_labels
 from ..metrics import classification_metrics
 
@@ -64,14 +65,7 @@ class TextClassificationTask(Task):
     #: A real IMDB sample shipped in the package and a small BERT trained from scratch on it.
     demo = {
         "model": {
-            "config": {
-                "model_type": "bert",
-                "hidden_size": 128,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "intermediate_size": 256,
-                "max_position_embeddings": 256,
-            },
+            "config": small_bert(max_positions=256),
             "tokenizer_vocab_size": 4000,
         },
         "data": {
