@@ -240,7 +240,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     data = manager.load_data(task, config, sample=CHECK_SAMPLE)
     check_model(config)
     manager.build_metrics(task, config, data)  # an unknown metric name fails now, not after training
-    report = task.preflight(config, data)
+    report = manager.preflight(task, config, data)
     failed = report.errors + (report.warnings if args.strict else [])
     if args.json:
         print(json.dumps({"ok": not failed, **report.as_dict()}, indent=2, ensure_ascii=False))
@@ -295,7 +295,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     given = [read_json_input(text, f"predict: {where} {i}") if args.json_input else text for where, i, text in lines]
     inputs = [task.read_input(value, f"predict: {where} {i}") for value, (where, i, _) in zip(given, lines)]
     # The run's own settings (column names, lengths) where the model directory has them.
-    config = build_config(task, manifest if manifest.get("task") == task.name else {}, source=str(manifest_path), base_dir=model_dir)
+    config = build_config(task, manifest if manifest.get("task") == task.name else {}, source=str(manifest_path), base_dir=model_dir, tables=manager.tables())
     model, tokenizer = load_trained(manager, task, config, model_dir)
     for value, prediction in zip(given, task.predict(model, tokenizer, inputs, config)):
         if args.json:

@@ -15,7 +15,7 @@ import functools
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -195,6 +195,8 @@ class RunConfig:
     """Continue from the newest complete checkpoint of the output directory (``True``) or from this one."""
     nproc: int | None = None
     """Processes to train in on this machine, started with torchrun (``--nproc`` wins over it)."""
+    tables: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The plugin tables (``ftrun_register_tables``) the manifest has, validated, by name; a table it lacks is absent."""
 
     def where(self, key: str) -> str:
         """Prefix for an error message about ``key``: ``run.toml: training.learning_rate``."""
@@ -419,26 +421,34 @@ def _refuse_output_dir(value: Any) -> Any:
 # -- a whole manifest ---------------------------------------------------------------------------
 
 
-def manifest_model(task: Task) -> type[Manifest]:
-    """The model a manifest of ``task`` is validated by: :class:`Manifest` with the task's own tables."""
-    return _manifest_model(type(task))
+def manifest_model(task: Task, tables: Mapping[str, type[BaseModel]] | None = None) -> type[Manifest]:
+    """The model a manifest of ``task`` is validated by: :class:`Manifest` with the task's own tables and the plugins' ``tables``."""
+    return _manifest_model(type(task), tuple(sorted((tables or {}).items())))
 
 
 @functools.cache
-def _manifest_model(task_class: type[Task]) -> type[Manifest]:
-    tables = {
+def _manifest_model(task_class: type[Task], plugin_tables: tuple[tuple[str, type[BaseModel]], ...]) -> type[Manifest]:
+    retyped = {
         "task": Literal[task_class.name],
         "data": task_class.data_config,
         "training": training_model(task_class.training_arguments_class),
         "metrics": task_class.metrics_config,
     }
+    fields: dict[str, Any] = {key: (kind, Manifest.model_fields[key]) for key, kind in retyped.items()}  # the field as Manifest declares it, retyped
+    for name, model in plugin_tables:  # absent unless the manifest has the table: its presence turns the plugin's feature on
+        fields[name] = (model, Field(None, json_schema_extra=_no_default))
     return create_model(
         f"{task_class.__name__}Manifest",
         __base__=Manifest,
         __doc__=task_class.description or None,
         __cls_kwargs__={"title": f"{task_class.name} manifest"},
-        **{key: (kind, Manifest.model_fields[key]) for key, kind in tables.items()},  # the field as Manifest declares it, retyped
+        **fields,
     )
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """A plugin table's default is its absence, which TOML cannot spell: the schema gives none."""
+    schema.pop("default", None)
 
 
 def _validate_model_config(where: Origin, settings: dict[str, Any]) -> None:
@@ -475,14 +485,16 @@ def build_config(
     base_dir: Path,
     overrides: list[str] = (),
     demo: bool = False,
+    tables: Mapping[str, type[BaseModel]] | None = None,
 ) -> RunConfig:
     """Layer the task's defaults (or its demo), the manifest and the overrides, then validate.
 
-    Relative paths in the manifest are resolved against ``base_dir`` (the manifest's folder).
+    Relative paths in the manifest are resolved against ``base_dir`` (the manifest's folder);
+    ``tables`` are the plugins' tables (:meth:`PluginManager.tables`).
     """
     manifest = apply_overrides(manifest, list(overrides))
     where = Origin(source, frozenset(".".join(parse_override(text)[0]) for text in overrides))
-    model = manifest_model(task)
+    model = manifest_model(task, tables)
     resolve_paths(manifest, model, base_dir)
     defaults = drop_replaced_sources(merge({"training": TRAINING_DEFAULTS}, demo_manifest(task) if demo else task.defaults), manifest)
     effective = merge(defaults, manifest)
@@ -501,6 +513,9 @@ def build_config(
         task.read_input(example, f"{where('predict.examples')}[{number}]")
     if isinstance(checked.model.config, dict):
         _validate_model_config(where, checked.model.config)
+    plugin_tables = {name: getattr(checked, name) for name in tables or {} if getattr(checked, name) is not None}
+    for name, table in plugin_tables.items():  # written whole into ftrun.toml: the run as it ran, whatever later defaults are
+        effective[name] = table.model_dump(exclude_none=True)
     return task.settle(
         RunConfig(
             task=task.name,
@@ -518,6 +533,7 @@ def build_config(
             demo=demo,
             resume=checked.resume,
             nproc=checked.nproc,
+            tables=plugin_tables,
         )
     )
 
@@ -546,17 +562,17 @@ def load_run(
     from .hub import go_offline_unless_reachable, unavailable_offline
     from .plugin_manager import get_plugin_manager
 
-    tables: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     default_source, default_dir = f"--task {task}", Path.cwd()
     if isinstance(manifest, dict):
-        tables, default_source = manifest, "manifest"
+        given, default_source = manifest, "manifest"
     elif manifest is not None:
-        tables = read_manifest(manifest)
+        given = read_manifest(manifest)
         default_source, default_dir = Path(manifest).name, Path(manifest).resolve().parent
     source = source or default_source
     base_dir = Path(base_dir) if base_dir is not None else default_dir
-    manager = get_plugin_manager(plugins=[*plugins, *manifest_plugins(tables, Origin(source))], blocked=blocked)
-    named = tables.get("task")
+    manager = get_plugin_manager(plugins=[*plugins, *manifest_plugins(given, Origin(source))], blocked=blocked)
+    named = given.get("task")
     if named is not None and not isinstance(named, str):
         raise FtrunError(f"{source}: task: expected a string")
     if task and named and task != named:
@@ -566,6 +582,7 @@ def load_run(
         raise FtrunError(f"{source + ': task: ' if manifest is not None else ''}name a task with --task or the manifest's task key (installed: {installed})")
     chosen = manager.task(task or named, where=f"--task {task}" if task else f"{source}: task")
     overrides = list(overrides)
+    check_blocked_tables(manager, [*given, *(parse_override(text)[0][0] for text in overrides)], Origin(source))
     if not go_offline_unless_reachable() and not demo and manifest is None and not _names_sources(overrides):
         missing = unavailable_offline(chosen.defaults.get("model", {}).get("name"), chosen.defaults.get("data", {}).get("dataset"))
         if missing:
@@ -575,7 +592,16 @@ def load_run(
                 "--overwrite replaces the results of an earlier demo run)"
             )
             demo = True
-    return manager, build_config(chosen, tables, source=source, base_dir=base_dir, overrides=overrides, demo=demo)
+    return manager, build_config(chosen, given, source=source, base_dir=base_dir, overrides=overrides, demo=demo, tables=manager.tables())
+
+
+def check_blocked_tables(manager: PluginManager, keys: Iterable[str], where: Callable[[str], str]) -> None:
+    """A manifest table of a blocked plugin is one line naming the plugin, not "unknown key"."""
+    known = set(TOP_LEVEL_KEYS) | set(manager.tables())
+    for key in dict.fromkeys(keys):
+        owner = None if key in known else manager.blocked_table_owner(key)
+        if owner is not None:
+            raise FtrunError(f"{where(key)}: table of plugin {owner}, which is blocked (--no-plugin or FTRUN_NO_PLUGINS): unblock it, or remove the table")
 
 
 def _names_sources(overrides: list[str]) -> bool:

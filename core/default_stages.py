@@ -1,6 +1,6 @@
 """The built-in implementation of every stage: the shared stage code, run with the task's own parts.
 
-Registered ``trylast``, so any plugin implementing a stage hook runs first and wins when it
+Registered ``trylast``, so any plugin implementing a stage hook (or ``ftrun_save_model``) runs first and wins when it
 returns something; returning ``None`` leaves the stage to these. ftrun refuses to block this
 plugin: without it no stage has an answer.
 """
@@ -31,3 +31,9 @@ def ftrun_build_metrics(task, config, data):
 @hookimpl(trylast=True)
 def ftrun_build_trainer(task, config, data, model, metrics, callbacks, output_dir):
     return build_trainer(task, config, data, model, metrics, callbacks, output_dir)
+
+
+@hookimpl(trylast=True)
+def ftrun_save_model(task, config, trainer, output_dir):
+    trainer.save_model(str(output_dir))
+    return True

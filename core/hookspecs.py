@@ -3,11 +3,16 @@
 A run calls the hooks in this order::
 
     ftrun_register_tasks              once, when the tasks are first asked for
+    ftrun_register_tables             once, when a manifest is first validated
     ftrun_load_data                   data stage
+    ftrun_preflight                   the pre-flight report (ftrun check, and every run first)
     ftrun_build_head                  head stage
     ftrun_build_metrics               metric stage
     ftrun_trainer_callbacks           trainer stage (callbacks, collected from every plugin)
     ftrun_build_trainer               trainer stage
+    ftrun_after_training              after training and the final evaluation
+    ftrun_save_model                  the final save into the output directory
+    ftrun_model_card                  the model card, before it is written
 
 The four stage hooks are ``firstresult``: the first plugin that returns something other
 than ``None`` wins. The built-in implementations (``ftrun.default_stages``, which cannot be
@@ -37,10 +42,16 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pydantic import BaseModel
+    from torch.nn import Module
     from transformers import PreTrainedModel, Trainer, TrainerCallback
 
     from .config import RunConfig
     from .data import TaskData
+    from .output import ModelCard
+    from .preflight import Preflight
     from .task import Metrics, Task
 
 hookspec = pluggy.HookspecMarker("ftrun")
@@ -53,6 +64,19 @@ def ftrun_register_tasks(register: Callable[[Task], None]) -> None:
     Called once per plugin when the plugin manager is built. Call ``register(task)`` with
     a :class:`ftrun.Task` instance for each task; a name that another plugin already
     registered is an error naming both plugins. Returns nothing.
+    """
+
+
+@hookspec
+def ftrun_register_tables(register: Callable[[str, type[BaseModel]], None]) -> None:
+    """Register the manifest tables this plugin reads (a plugin that is not a task: ``[peft]``, ...).
+
+    Called once per plugin, when a manifest is first validated. Call ``register(name, model)`` with the table's name and a pydantic model of its keys
+    (subclass :class:`ftrun.Section`: unknown keys and wrong types are errors). A manifest's
+    table is validated by it like every other table, listed by ``ftrun schema`` and written into
+    the run's ``ftrun.toml``; hooks read it as ``config.tables[name]``, which is absent when the
+    manifest has no such table. A name that ftrun or another plugin uses is an error naming both.
+    Returns nothing.
     """
 
 
@@ -70,15 +94,26 @@ def ftrun_load_data(task: Task, config: RunConfig, sample: int | None) -> TaskDa
     """
 
 
+@hookspec
+def ftrun_preflight(task: Task, config: RunConfig, data: TaskData, report: Preflight) -> None:
+    """Add findings to the pre-flight report: what this plugin's tables need of the run.
+
+    Called after the task's own ``preflight``, by ``ftrun check`` (on a sample of the data) and
+    at the start of every run, before any model weights load. Call ``report.warn(key, message)``
+    or ``report.fail(key, message)``; an error stops the run before it starts. Returns nothing.
+    """
+
+
 @hookspec(firstresult=True)
-def ftrun_build_head(task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel | None:
+def ftrun_build_head(task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel | Module | None:
     """Head stage: build the model with the task's output layer, labels wired in.
 
     Called after the data stage. Receives the task, the config and the data stage's
     result (label names, tokenizer). Returns a ``transformers.PreTrainedModel``, loaded
-    from ``config.model.name`` or built from ``config.model.config``. ``ftrun predict``
-    loads the trained model through it too: ``config.model.name`` is then the run's output
-    directory, and ``data`` holds its tokenizer only.
+    from ``config.model.name`` or built from ``config.model.config``, or a module wrapping
+    one (a ``peft.PeftModel``: anything whose ``get_base_model()`` is a ``PreTrainedModel``).
+    ``ftrun predict`` loads the trained model through it too: ``config.model.name`` is then the
+    run's output directory, and ``data`` holds its tokenizer only (``data.train`` is ``None``).
     ``firstresult``: stops at the first non-``None`` result.
     """
 
@@ -118,6 +153,37 @@ def ftrun_build_trainer(
     stages returned and the directory checkpoints go to. Returns a ready
     ``transformers.Trainer``; the runner then trains, evaluates and saves with it.
     ``firstresult``: stops at the first non-``None`` result.
+    """
+
+
+@hookspec
+def ftrun_after_training(task: Task, config: RunConfig, trainer: Trainer) -> str | None:
+    """After training and the final evaluation, before the final save.
+
+    Called once per run, by every process. Receives the ``Trainer`` (its ``state`` holds the log history and the best checkpoint).
+    Returns a line for the run's summary (what the plugin did: "stopped early at ..."), or
+    ``None``. Every plugin's is called.
+    """
+
+
+@hookspec(firstresult=True)
+def ftrun_save_model(task: Task, config: RunConfig, trainer: Trainer, output_dir: Path) -> bool | None:
+    """The final save: write the trained model (and its tokenizer) into ``output_dir``.
+
+    Called by every process (a distributed save gathers the shards), with a staging folder that
+    ftrun moves into the run's output directory once everything is written. ftrun adds its own
+    files (results, ``ftrun.toml``, the model card) beside what this writes. The default is
+    ``trainer.save_model(output_dir)``; return ``True`` when this implementation saved instead.
+    ``firstresult``: stops at the first non-``None`` result.
+    """
+
+
+@hookspec
+def ftrun_model_card(task: Task, config: RunConfig, card: ModelCard) -> None:
+    """Change the model card before it is written: add metadata (``card.data``, a
+    ``huggingface_hub.ModelCardData``) or a section (``card.sections[title] = markdown``).
+
+    Called once, by the main process, after the final save. Every plugin's is called. Returns nothing.
     """
 
 

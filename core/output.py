@@ -11,6 +11,7 @@ and a folder holding ``ftrun.toml`` holds a complete run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomli_w
+from huggingface_hub import ModelCardData
 
 from .precision import choose_precision
 
 if TYPE_CHECKING:
     from .config import RunConfig
+    from .plugin_manager import PluginManager
     from .task import Task
 
 MANIFEST_NAME = "ftrun.toml"
@@ -37,6 +40,7 @@ STAGING_NAME = ".ftrun-staging"
 def write_outputs(
     output_dir: Path,
     trainer: Any,
+    plugins: PluginManager,
     task: Task,
     config: RunConfig,
     train_metrics: dict[str, float],
@@ -45,11 +49,13 @@ def write_outputs(
     predictions: list[Any],
     warnings: Sequence[str] = (),
 ) -> None:
+    """Save the model through the ``ftrun_save_model`` hook, then ftrun's files, all staged, then publish them."""
     staging = output_dir / STAGING_NAME
     main = trainer.is_world_process_zero()
     if main and staging.exists():  # left by a run that died while saving
         shutil.rmtree(staging)
-    trainer.save_model(str(staging))  # by every process: FSDP and DeepSpeed gather the shards; the main one writes
+    staging.mkdir(parents=True, exist_ok=True)
+    plugins.save_model(task, config, trainer, staging)  # by every process: FSDP and DeepSpeed gather the shards; the main one writes
     if not main:
         return
     # The Trainer's save_metrics and save_state write to its own output_dir: the same files, staged.
@@ -61,7 +67,9 @@ def write_outputs(
     with open(staging / "predictions.jsonl", "w", encoding="utf-8") as out:
         for text, prediction in zip(examples, predictions):
             out.write(json.dumps(as_record(text, prediction), ensure_ascii=False) + "\n")
-    (staging / "README.md").write_text(model_card(task, config, eval_metrics, manifest, warnings), encoding="utf-8")
+    card = model_card(task, config, eval_metrics, manifest, warnings)
+    plugins.model_card(task, config, card)
+    (staging / "README.md").write_text(card.render(), encoding="utf-8")
     (staging / MANIFEST_NAME).write_text(manifest, encoding="utf-8")
     publish(staging, output_dir)
 
@@ -94,18 +102,38 @@ def json_ready(value: Any) -> Any:
     return value.item() if hasattr(value, "item") and callable(value.item) else value
 
 
-def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], manifest: str, warnings: Sequence[str] = ()) -> str:
-    """The README.md of the model directory: what it was trained from, its metrics, how to use it, the pre-flight warnings, its manifest."""
+@dataclasses.dataclass
+class ModelCard:
+    """The model card (README.md) of a run, before it is written: what ``ftrun_model_card`` hooks change.
+
+    ``data`` is its metadata (rendered as the YAML header the Hub reads), ``sections`` its
+    ``## title`` → markdown parts, in order, after ``intro``.
+    """
+
+    title: str
+    intro: str
+    data: ModelCardData
+    sections: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def render(self) -> str:
+        parts = [f"---\n{self.data.to_yaml()}\n---", f"# {self.title}", self.intro.strip()]
+        parts += [f"## {title}\n\n{text.strip()}" for title, text in self.sections.items()]
+        return "\n\n".join(parts) + "\n"
+
+
+def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], manifest: str, warnings: Sequence[str] = ()) -> ModelCard:
+    """The model card of a run: what it was trained from, its metrics, how to use it, the pre-flight warnings, its manifest."""
     base = config.model.name
     dataset = config.data.dataset if config.data.dataset and not config.data.train_file else None
-    header = ["---", "library_name: transformers", *([f"pipeline_tag: {task.pipeline_tag}"] if task.pipeline_tag else []), "tags:", "- ftrun", f"- {task.name}"]
-    if base and not Path(base).exists():
-        header.append(f"base_model: {base}")
-    if dataset and not Path(dataset).exists():
-        header += ["datasets:", f"- {dataset}"]
-    header.append("---")
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=task.pipeline_tag,
+        tags=["ftrun", task.name],
+        base_model=base if base and not Path(base).exists() else None,
+        datasets=[dataset] if dataset and not Path(dataset).exists() else None,
+    )
     source = f"`{base}`" if base else "a model built from a config"
-    data = f"`{dataset}`" if dataset else f"`{config.data.train_file}`" if config.data.train_file else "local data"
+    trained_on = f"`{dataset}`" if dataset else f"`{config.data.train_file}`" if config.data.train_file else "local data"
     rows = "\n".join(
         f"| {key.removeprefix('eval_')} | {value:.4f} |"
         for key, value in eval_metrics.items()
@@ -113,38 +141,16 @@ def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], ma
     )
     command = predict_command(task, config, "path/to/this/directory")
     try_it = f"\n\nor `{command}`." if command else ""
-    cautions = "".join(f"- {line}\n" for line in warnings)
-    if cautions:
-        cautions = f"\n## Pre-flight warnings\n\nWhat ftrun's checks found before training (`ftrun check` shows the whole report):\n\n{cautions}"
-    return (
-        "\n".join(header)
-        + f"""
-
-# {task.name} model
-
-Fine-tuned with [ftrun](https://pypi.org/project/ftrun/) (task `{task.name}`) from {source} on {data},
-in {choose_precision(config.training)}.
-
-## Evaluation
-
-| metric | value |
-|---|---|
-{rows}
-
-## Use
-
-```python
-{task.usage("path/to/this/directory", config)}
-```{try_it}
-{cautions}
-## Manifest
-
-Run again with `ftrun --manifest {MANIFEST_NAME}`:
-
-```toml
-{manifest}```
-"""
-    )
+    sections = {
+        "Evaluation": f"| metric | value |\n|---|---|\n{rows}",
+        "Use": f"```python\n{task.usage('path/to/this/directory', config)}\n```{try_it}",
+    }
+    if warnings:
+        cautions = "".join(f"- {line}\n" for line in warnings)
+        sections["Pre-flight warnings"] = f"What ftrun's checks found before training (`ftrun check` shows the whole report):\n\n{cautions}"
+    sections["Manifest"] = f"Run again with `ftrun --manifest {MANIFEST_NAME}`:\n\n```toml\n{manifest}```"
+    intro = f"Fine-tuned with [ftrun](https://pypi.org/project/ftrun/) (task `{task.name}`) from {source} on {trained_on},\nin {choose_precision(config.training)}."
+    return ModelCard(title=f"{task.name} model", intro=intro, data=data, sections=sections)
 
 
 def predict_command(task: Task, config: RunConfig, model_dir: str) -> str | None:

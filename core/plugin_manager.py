@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import importlib.metadata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -20,10 +21,15 @@ from .errors import FtrunError, first_line
 from .task import Task
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pydantic import BaseModel
     from transformers import PreTrainedModel, Trainer, TrainerCallback
 
     from .config import RunConfig
     from .data import TaskData
+    from .output import ModelCard
+    from .preflight import Preflight
     from .task import Metrics
 
 #: Modules registered before any entry point: the default implementation of each stage.
@@ -53,6 +59,9 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
         self._tasks: dict[str, tuple[Task, str]] | None = None
+        self._tables: dict[str, tuple[type[BaseModel], str]] | None = None
+        #: Module names asked for (``--plugin``, a manifest's ``plugins``) but blocked: consulted by :meth:`blocked_table_owner`.
+        self.blocked_modules: list[str] = []
 
     def add(self, plugin: object, info: PluginInfo) -> None:
         """Register ``plugin`` (a module, or any object with hook implementations) under ``info.name``."""
@@ -96,6 +105,62 @@ class PluginManager(pluggy.PluginManager):
         except Exception as exc:
             raise FtrunError(f"{label}: ftrun_register_tasks failed: {type(exc).__name__}: {first_line(exc)}") from exc
 
+    def tables(self) -> dict[str, type[BaseModel]]:
+        """The manifest tables plugins registered (``ftrun_register_tables``), by name."""
+        return {name: model for name, (model, _) in self._registered_tables().items()}
+
+    def table_owner(self, name: str) -> str:
+        """``plugin NAME (DIST VERSION)`` of the plugin that registered table ``name``."""
+        return self.label(self._registered_tables()[name][1])
+
+    def _registered_tables(self) -> dict[str, tuple[type[BaseModel], str]]:
+        from pydantic import BaseModel
+
+        from .config import TOP_LEVEL_KEYS
+
+        if self._tables is None:
+            tables: dict[str, tuple[type[BaseModel], str]] = {}
+            for impl in self.hook.ftrun_register_tables.get_hookimpls():
+                label = self.label(impl.plugin_name)
+
+                def register(name: str, model: type[BaseModel], label: str = label, plugin: str = impl.plugin_name) -> None:
+                    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                        raise FtrunError(f"{label}: registered table {name!r} as {model!r}, which is not a pydantic model (subclass ftrun.Section)")
+                    if name in TOP_LEVEL_KEYS:
+                        raise FtrunError(f"{label}: table {name!r} is one of ftrun's own manifest keys")
+                    if name in tables:
+                        raise FtrunError(f"table {name!r} is registered by both {self.label(tables[name][1])} and {label}")
+                    tables[name] = (model, plugin)
+
+                try:
+                    _call(impl, {"register": register})
+                except FtrunError:
+                    raise
+                except Exception as exc:
+                    raise FtrunError(f"{label}: ftrun_register_tables failed: {type(exc).__name__}: {first_line(exc)}") from exc
+            self._tables = tables
+        return self._tables
+
+    def blocked_table_owner(self, name: str) -> str | None:
+        """The blocked plugin that would register table ``name``, for the error of a manifest that still uses it; else ``None``.
+
+        Only on that error path is a blocked plugin imported, to ask for its tables; one that
+        fails to import says nothing.
+        """
+        blocked = [(ep.name, ep.load) for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if self.is_blocked(ep.name)]
+        blocked += [(module, functools.partial(importlib.import_module, module)) for module in self.blocked_modules]
+        for plugin, load in blocked:
+            found: list[str] = []
+            try:
+                hook = getattr(load(), "ftrun_register_tables", None)
+                if hook is not None:
+                    hook(register=lambda table, model: found.append(table))
+            except Exception:
+                continue
+            if name in found:
+                return plugin
+        return None
+
     def task(self, name: str, where: str | None = None) -> Task:
         """The task called ``name``; ``where`` (the flag or key that named it) starts the error message."""
         tasks = self.tasks()
@@ -114,11 +179,15 @@ class PluginManager(pluggy.PluginManager):
 
         return self._stage("ftrun_load_data", TaskData, task=task, config=config, sample=sample)
 
-    def build_head(self, task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel:
-        """The head stage (``ftrun_build_head``)."""
-        from transformers import PreTrainedModel
+    def preflight(self, task: Task, config: RunConfig, data: TaskData) -> Preflight:
+        """The task's pre-flight report, with every plugin's ``ftrun_preflight`` findings added."""
+        report = task.preflight(config, data)
+        self.hook.ftrun_preflight(task=task, config=report.config, data=data, report=report)
+        return report
 
-        return self._stage("ftrun_build_head", PreTrainedModel, task=task, config=config, data=data)
+    def build_head(self, task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel:
+        """The head stage (``ftrun_build_head``): a ``PreTrainedModel``, or a module wrapping one (a PEFT model)."""
+        return self._stage("ftrun_build_head", is_head, task=task, config=config, data=data)
 
     def build_metrics(self, task: Task, config: RunConfig, data: TaskData) -> Metrics:
         """The metric stage (``ftrun_build_metrics``)."""
@@ -153,15 +222,34 @@ class PluginManager(pluggy.PluginManager):
             "ftrun_build_trainer", Trainer, task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=output_dir
         )
 
-    def _stage(self, name: str, expected: type, **kwargs: Any) -> Any:
-        """Call the ``firstresult`` stage hook ``name`` through pluggy; an answer that is not an ``expected`` is an error naming who gave it."""
+    def after_training(self, task: Task, config: RunConfig, trainer: Trainer) -> list[str]:
+        """Every plugin's ``ftrun_after_training`` line for the run's summary."""
+        lines = self.hook.ftrun_after_training(task=task, config=config, trainer=trainer)
+        return [line for line in lines if isinstance(line, str) and line]
+
+    def save_model(self, task: Task, config: RunConfig, trainer: Trainer, output_dir: Path) -> None:
+        """The final save (``ftrun_save_model``), into the staging folder ``output_dir``."""
+        self.hook.ftrun_save_model(task=task, config=config, trainer=trainer, output_dir=output_dir)
+
+    def model_card(self, task: Task, config: RunConfig, card: ModelCard) -> None:
+        """Every plugin's ``ftrun_model_card`` changes to the card."""
+        self.hook.ftrun_model_card(task=task, config=config, card=card)
+
+    def _stage(self, name: str, expected: type | Callable[[Any], bool], **kwargs: Any) -> Any:
+        """Call the ``firstresult`` stage hook ``name`` through pluggy; an answer that is not an ``expected`` is an error naming who gave it.
+
+        ``expected`` is a class, or a predicate whose docstring says what it expects.
+        """
         answer = getattr(self.hook, name)(**kwargs)
-        if not isinstance(answer, expected):
-            package = expected.__module__.partition(".")[0]
-            raise FtrunError(f"{self._answered_by(name, expected, kwargs)} returned {type(answer).__name__}, expected {package}.{expected.__qualname__}")
+        if not _fits(answer, expected):
+            if isinstance(expected, type):
+                wanted = f"{expected.__module__.partition('.')[0]}.{expected.__qualname__}"
+            else:
+                wanted = expected.__doc__
+            raise FtrunError(f"{self._answered_by(name, expected, kwargs)} returned {type(answer).__name__}, expected {wanted}")
         return answer
 
-    def _answered_by(self, name: str, expected: type, kwargs: dict[str, Any]) -> str:
+    def _answered_by(self, name: str, expected: type | Callable[[Any], bool], kwargs: dict[str, Any]) -> str:
         """Who gave a stage's wrong answer: the first plain implementation whose own answer is wrong, else the wrappers.
 
         pluggy does not say which implementation a ``firstresult`` answer came from, so, on this
@@ -173,7 +261,7 @@ class PluginManager(pluggy.PluginManager):
             answer = _call(impl, kwargs)
             if answer is None:
                 continue
-            if isinstance(answer, expected):
+            if _fits(answer, expected):
                 break  # a right answer that a wrapper changed
             if impl.plugin_name not in DEFAULT_PLUGINS:
                 return f"{self.label(impl.plugin_name)}: {name}"
@@ -184,6 +272,20 @@ class PluginManager(pluggy.PluginManager):
             return f"{owner}: {type(task).__name__}.{method} (stage {name})" if hasattr(task, method) else f"{owner}: task {task.name} (stage {name})"
         wrappers = [self.label(impl.plugin_name) for impl in impls if impl.wrapper or impl.hookwrapper]
         return f"{' or '.join(wrappers) or 'ftrun'}: {name}" + (" (a wrapper)" if wrappers else "")
+
+
+def is_head(model: Any) -> bool:
+    """transformers.PreTrainedModel, or a module whose get_base_model() is one (a peft.PeftModel)"""
+    from transformers import PreTrainedModel
+
+    if isinstance(model, PreTrainedModel):
+        return True
+    base = getattr(model, "get_base_model", None)
+    return callable(base) and isinstance(base(), PreTrainedModel)
+
+
+def _fits(answer: Any, expected: type | Callable[[Any], bool]) -> bool:
+    return isinstance(answer, expected) if isinstance(expected, type) else expected(answer)
 
 
 def get_plugin_manager(plugins: Iterable[str | object] = (), blocked: Iterable[str] = ()) -> PluginManager:
@@ -215,6 +317,8 @@ def get_plugin_manager(plugins: Iterable[str | object] = (), blocked: Iterable[s
         manager.add(_import(entry_point.load, info), info)
     for plugin in plugins:
         name = plugin if isinstance(plugin, str) else manager.get_canonical_name(plugin)
+        if manager.is_blocked(name) and isinstance(plugin, str):
+            manager.blocked_modules.append(plugin)
         if manager.is_blocked(name) or manager.has_plugin(name):
             continue
         info = PluginInfo(name=name, module=name)

@@ -73,7 +73,7 @@ def run(
     with claimed(output_dir, overwrite=overwrite, resume=resume, where=where, state=state, announce=display.print) as out, display.active():
         with state.local_main_process_first():  # the others load what the first process on their machine cached
             data = plugins.load_data(task, config)
-        report = task.preflight(config, data)
+        report = plugins.preflight(task, config, data)
         config = report.config  # with a default warmup sized to the run
         announce(display, config, output_dir, report, data)
         set_seed(config.training["seed"])  # as run_classification.py: the same new weights on every run and process
@@ -87,9 +87,11 @@ def run(
         with keep_freed_memory(trainer.args.device):
             train_metrics = train(trainer, starting_checkpoint(out, trainer, resume, where, display), stop, state, out)
             eval_metrics = trainer.evaluate()
+        for line in plugins.after_training(task, config, trainer):
+            display.print(line)
         predictions = predict_examples(task, trainer, data, config)
         with writing(out.work):
-            write_outputs(out.work, trainer, task, config, train_metrics, eval_metrics, config.predict.examples, predictions, [str(f) for f in report.warnings])
+            write_outputs(out.work, trainer, plugins, task, config, train_metrics, eval_metrics, config.predict.examples, predictions, [str(f) for f in report.warnings])
             if state.is_main_process:
                 out.finish()
     return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)

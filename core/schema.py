@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def manifest_schema(manager: PluginManager) -> dict[str, Any]:
     """The schema of a manifest for any task registered with ``manager``, tasks in name order."""
     tasks = [task for _, (task, _) in sorted(manager.tasks().items())]
-    models = [manifest_model(task) for task in tasks]
+    models = [manifest_model(task, manager.tables()) for task in tasks]
     refs, schema = models_json_schema([(model, "validation") for model in models], ref_template="#/$defs/{model}")
     defs: dict[str, Any] = dict(schema.get("$defs", {}))
     for task, model in zip(tasks, models):

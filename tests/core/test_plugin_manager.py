@@ -16,6 +16,11 @@ from ftrun.cli import COMMANDS, build_parser
 from ftrun.hookspecs import hook_names
 from ftrun.plugin_manager import get_plugin_manager
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -338,7 +343,7 @@ def test_a_task_s_own_keys_are_validated_and_errors_name_the_key(ftrun_plugin_ma
 
 WRONG_ANSWERS = {
     "ftrun_load_data": ("def ftrun_load_data(task, config):\n    return {'train': []}", "dict, expected ftrun.TaskData"),
-    "ftrun_build_head": ("def ftrun_build_head(task, config, data):\n    return 'bert'", "str, expected transformers.PreTrainedModel"),
+    "ftrun_build_head": ("def ftrun_build_head(task, config, data):\n    return 'bert'", "str, expected transformers.PreTrainedModel, or a module whose get_base_model() is one (a peft.PeftModel)"),
     "ftrun_build_metrics": ("def ftrun_build_metrics(task, config, data):\n    return {'f1': 1.0}", "dict, expected ftrun.Metrics"),
     "ftrun_trainer_callbacks": ("def ftrun_trainer_callbacks(task, config):\n    return 'print'", "str, expected a list of transformers.TrainerCallback"),
     "ftrun_build_trainer": (
@@ -500,3 +505,158 @@ def test_the_plugin_guide_names_every_public_name():
     guide = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
     missing = [name for name in ftrun.__all__ if f"`{name}" not in guide and f"{name}`" not in guide]
     assert not missing, f"docs/plugins.md does not mention {missing}"
+
+
+# -- plugins that are not tasks: their own tables, pre-flight findings and the lifecycle hooks ----
+
+GREETER = """
+from pathlib import Path
+
+from pydantic import Field
+
+from ftrun import Section, hookimpl
+
+
+class Greeting(Section):
+    \"\"\"[greeting]: what the greeter plugin adds to a run.\"\"\"
+
+    words: str = "hello"
+    times: int = Field(1, gt=0)
+    notes: str | None = Field(None, json_schema_extra={"path": "local"})
+
+
+@hookimpl
+def ftrun_register_tables(register):
+    register("greeting", Greeting)
+
+
+@hookimpl
+def ftrun_preflight(task, config, data, report):
+    greeting = config.tables.get("greeting")
+    if greeting is not None and greeting.times > 3:
+        report.fail("greeting.times", f"{greeting.times} greetings are too many for one run")
+
+
+@hookimpl
+def ftrun_after_training(task, config, trainer):
+    greeting = config.tables.get("greeting")
+    if greeting is not None:
+        return f"greeter: {greeting.words} x{greeting.times} after {trainer.state.global_step} steps"
+
+
+@hookimpl
+def ftrun_save_model(task, config, trainer, output_dir):
+    if "greeting" in config.tables:
+        (Path(output_dir) / "greeting.txt").write_text(config.tables["greeting"].words)
+    # None: ftrun's own save runs too
+
+
+@hookimpl
+def ftrun_model_card(task, config, card):
+    if "greeting" in config.tables:
+        card.data.tags.append("greeted")
+        card.sections["Greeting"] = f"Greeted with *{config.tables['greeting'].words}*."
+"""
+
+
+def test_a_plugin_table_is_validated_like_every_other(ftrun_plugin_module, tiny_manifest, tmp_path):
+    from ftrun import load_run
+
+    ftrun_plugin_module("greeter", GREETER)
+    manifest = tomllib.loads(tiny_manifest.read_text())
+    _, config = load_run(manifest={**manifest, "greeting": {"times": 2, "notes": "notes.txt"}}, plugins=["greeter"], base_dir=tmp_path)
+    assert config.tables["greeting"].times == 2 and config.tables["greeting"].words == "hello"
+    assert config.tables["greeting"].notes == str(tmp_path / "notes.txt")  # its paths resolve as [data]'s do
+    assert config.manifest["greeting"] == {"words": "hello", "times": 2, "notes": str(tmp_path / "notes.txt")}  # written whole
+    _, without = load_run(manifest=manifest, plugins=["greeter"])
+    assert "greeting" not in without.tables
+    for table, words in (
+        ({"tims": 2}, "manifest: greeting.tims: unknown key (did you mean times?)"),
+        ({"times": 0}, "manifest: greeting.times: input should be greater than 0, got 0"),
+        ({"times": "two"}, "manifest: greeting.times: input should be a valid integer, got 'two'"),
+        ("loud", "manifest: greeting: expected a table, got a string"),
+    ):
+        with pytest.raises(FtrunError) as caught:
+            load_run(manifest={**manifest, "greeting": table}, plugins=["greeter"])
+        assert str(caught.value) == words
+    with pytest.raises(FtrunError, match=r"^manifest: greeting: unknown key$"):
+        load_run(manifest={**manifest, "greeting": {}})  # no plugin reads it
+
+
+def test_a_blocked_plugins_table_names_the_plugin(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module("greeter", GREETER)
+    manifest = tmp_path / "greeted.toml"
+    manifest.write_text('plugins = ["greeter"]\n' + tiny_manifest.read_text() + "\n[greeting]\ntimes = 2\n")
+    result = ftrun_cli("check", "--manifest", manifest, "--no-plugin", "greeter")
+    assert result.code == 2, result
+    assert result.err.strip() == (
+        "ftrun: error: greeted.toml: greeting: table of plugin greeter, which is blocked (--no-plugin or FTRUN_NO_PLUGINS): unblock it, or remove the table"
+    )
+    assert ftrun_cli("check", "--manifest", manifest).code == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("register('greeting', dict)", "plugin clash: registered table 'greeting' as <class 'dict'>, which is not a pydantic model (subclass ftrun.Section)"),
+        ("register('training', Section)", "plugin clash: table 'training' is one of ftrun's own manifest keys"),
+        ("register('greeting', Section)", "table 'greeting' is registered by both plugin greeter and plugin clash"),
+    ],
+)
+def test_a_table_that_cannot_be_registered_names_the_plugin(ftrun_cli, ftrun_plugin_module, tiny_manifest, source, words):
+    ftrun_plugin_module("greeter", GREETER)
+    ftrun_plugin_module("clash", f"from ftrun import Section, hookimpl\n\n@hookimpl\ndef ftrun_register_tables(register):\n    {source}\n")
+    result = ftrun_cli("check", "--manifest", tiny_manifest, "--plugin", "greeter", "--plugin", "clash")
+    assert result.code == 2, result
+    assert result.err.strip() == f"ftrun: error: {words}"
+
+
+def test_ftrun_schema_has_the_plugin_tables(ftrun_cli, ftrun_plugin_module):
+    ftrun_plugin_module("greeter", GREETER)
+    schema = json.loads(ftrun_cli("schema", "--plugin", "greeter").out)
+    assert schema["$defs"]["task:text-classification"]["properties"]["greeting"] == {"$ref": "#/$defs/Greeting"}
+    assert schema["$defs"]["Greeting"]["description"] == "[greeting]: what the greeter plugin adds to a run."
+    assert schema["$defs"]["Greeting"]["properties"]["times"]["exclusiveMinimum"] == 0
+    assert "greeting" not in json.loads(ftrun_cli("schema").out)["$defs"]["task:text-classification"]["properties"]
+
+
+def test_a_plugins_preflight_finding_stops_check_and_the_run(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module("greeter", GREETER)
+    line = "ftrun: error: --set greeting.times: 5 greetings are too many for one run"
+    checked = ftrun_cli("check", "--manifest", tiny_manifest, "--plugin", "greeter", "--set", "greeting.times=5")
+    assert checked.code == 2 and checked.err.strip() == line, checked
+    ran = ftrun_cli("--manifest", tiny_manifest, "--plugin", "greeter", "--set", "greeting.times=5", "--output-dir", tmp_path / "out")
+    assert ran.code == 2 and ran.err.strip() == line, ran
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_lifecycle_hooks_see_the_trained_run(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module("greeter", GREETER)
+    out = tmp_path / "out"
+    result = ftrun_cli("--manifest", tiny_manifest, "--plugin", "greeter", "--set", "greeting.words='good day'", "--output-dir", out)
+    assert result.code == 0, result
+    assert "greeter: good day x1 after 6 steps" in result.out  # ftrun_after_training: a line of the summary
+    assert (out / "greeting.txt").read_text() == "good day"  # ftrun_save_model, beside ftrun's own save
+    assert (out / "model.safetensors").is_file() and not (out / ".ftrun-staging").exists()
+    card = (out / "README.md").read_text()
+    assert "- greeted" in card.split("---")[1]  # metadata, in the YAML header
+    assert "## Greeting\n\nGreeted with *good day*." in card
+    assert tomllib.loads((out / "ftrun.toml").read_text())["greeting"] == {"words": "good day", "times": 1}
+
+
+def test_a_plugin_can_replace_the_final_save(ftrun_cli, ftrun_plugin_module, tiny_manifest, tmp_path):
+    ftrun_plugin_module(
+        "weights_only",
+        """
+        from ftrun import hookimpl
+
+        @hookimpl
+        def ftrun_save_model(trainer, output_dir):
+            trainer.model.save_pretrained(output_dir)  # no tokenizer
+            return True
+        """,
+    )
+    out = tmp_path / "out"
+    assert ftrun_cli("--manifest", tiny_manifest, "--plugin", "weights_only", "--output-dir", out).code == 0
+    assert (out / "model.safetensors").is_file() and (out / "ftrun.toml").is_file()
+    assert not (out / "tokenizer.json").exists()
