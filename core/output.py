@@ -149,7 +149,9 @@ def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], ma
         cautions = "".join(f"- {line}\n" for line in warnings)
         sections["Pre-flight warnings"] = f"What ftrun's checks found before training (`ftrun check` shows the whole report):\n\n{cautions}"
     sections["Manifest"] = f"Run again with `ftrun --manifest {MANIFEST_NAME}`:\n\n```toml\n{manifest}```"
-    intro = f"Fine-tuned with [ftrun](https://pypi.org/project/ftrun/) (task `{task.name}`) from {source} on {trained_on},\nin {choose_precision(config.training)}."
+    intro = (
+        f"Fine-tuned with [ftrun](https://pypi.org/project/ftrun/) (task `{task.name}`) from {source} on {trained_on},\nin {choose_precision(config.training)}."
+    )
     return ModelCard(title=f"{task.name} model", intro=intro, data=data, sections=sections)
 
 

@@ -91,7 +91,9 @@ def run(
             display.print(line)
         predictions = predict_examples(task, trainer, data, config)
         with writing(out.work):
-            write_outputs(out.work, trainer, plugins, task, config, train_metrics, eval_metrics, config.predict.examples, predictions, [str(f) for f in report.warnings])
+            write_outputs(
+                out.work, trainer, plugins, task, config, train_metrics, eval_metrics, config.predict.examples, predictions, [str(f) for f in report.warnings]
+            )
             if state.is_main_process:
                 out.finish()
     return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)

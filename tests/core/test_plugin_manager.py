@@ -343,7 +343,10 @@ def test_a_task_s_own_keys_are_validated_and_errors_name_the_key(ftrun_plugin_ma
 
 WRONG_ANSWERS = {
     "ftrun_load_data": ("def ftrun_load_data(task, config):\n    return {'train': []}", "dict, expected ftrun.TaskData"),
-    "ftrun_build_head": ("def ftrun_build_head(task, config, data):\n    return 'bert'", "str, expected transformers.PreTrainedModel, or a module whose get_base_model() is one (a peft.PeftModel)"),
+    "ftrun_build_head": (
+        "def ftrun_build_head(task, config, data):\n    return 'bert'",
+        "str, expected transformers.PreTrainedModel, or a module whose get_base_model() is one (a peft.PeftModel)",
+    ),
     "ftrun_build_metrics": ("def ftrun_build_metrics(task, config, data):\n    return {'f1': 1.0}", "dict, expected ftrun.Metrics"),
     "ftrun_trainer_callbacks": ("def ftrun_trainer_callbacks(task, config):\n    return 'print'", "str, expected a list of transformers.TrainerCallback"),
     "ftrun_build_trainer": (
