@@ -423,15 +423,15 @@ def _refuse_output_dir(value: Any) -> Any:
 
 def manifest_model(task: Task, tables: Mapping[str, type[BaseModel]] | None = None) -> type[Manifest]:
     """The model a manifest of ``task`` is validated by: :class:`Manifest` with the task's own tables and the plugins' ``tables``."""
-    return _manifest_model(type(task), tuple(sorted((tables or {}).items())))
+    return _manifest_model(type(task), task.training_arguments_class, tuple(sorted((tables or {}).items())))
 
 
 @functools.cache
-def _manifest_model(task_class: type[Task], plugin_tables: tuple[tuple[str, type[BaseModel]], ...]) -> type[Manifest]:
+def _manifest_model(task_class: type[Task], arguments_class: type, plugin_tables: tuple[tuple[str, type[BaseModel]], ...]) -> type[Manifest]:
     retyped = {
         "task": Literal[task_class.name],
         "data": task_class.data_config,
-        "training": training_model(task_class.training_arguments_class),
+        "training": training_model(arguments_class),
         "metrics": task_class.metrics_config,
     }
     fields: dict[str, Any] = {key: (kind, Manifest.model_fields[key]) for key, kind in retyped.items()}  # the field as Manifest declares it, retyped

@@ -10,7 +10,6 @@ from __future__ import annotations
 from . import hookimpl
 from .data import load_data
 from .head import build_head
-from .training import build_trainer
 
 
 @hookimpl(trylast=True)
@@ -30,6 +29,8 @@ def ftrun_build_metrics(task, config, data):
 
 @hookimpl(trylast=True)
 def ftrun_build_trainer(task, config, data, model, metrics, callbacks, output_dir):
+    from .training import build_trainer  # on first use: the Trainer imports optional libraries (peft, ...), which listing tasks must not
+
     return build_trainer(task, config, data, model, metrics, callbacks, output_dir)
 
 

@@ -196,18 +196,22 @@ class PluginManager(pluggy.PluginManager):
         return self._stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
 
     def trainer_callbacks(self, task: Task, config: RunConfig) -> list[TrainerCallback]:
-        """Every plugin's ``ftrun_trainer_callbacks``, joined; anything but lists of callbacks is an error."""
+        """Every plugin's ``ftrun_trainer_callbacks``, joined; anything but lists of callbacks is an error naming who gave it."""
         from transformers import TrainerCallback
+
+        def wrong(group: Any) -> list[Any]:
+            return [c for c in group if not isinstance(c, TrainerCallback)] if isinstance(group, (list, tuple)) else [group]
 
         hook = self.hook.ftrun_trainer_callbacks
         callbacks: list[TrainerCallback] = []
         for group in hook(task=task, config=config):
-            is_list = isinstance(group, (list, tuple))
-            wrong = [c for c in group if not isinstance(c, TrainerCallback)] if is_list else [group]
-            if wrong:
-                # pluggy joins the answers without saying whose is whose: name every plugin that gives some.
-                plugins = " or ".join(self.label(impl.plugin_name) for impl in hook.get_hookimpls())
-                what = f"a list holding {type(wrong[0]).__name__}" if is_list else type(group).__name__
+            if wrong(group):
+                # pluggy joins the answers without saying whose is whose: on this error path, ask each plugin again.
+                kwargs = {"task": task, "config": config}
+                plain = [impl for impl in hook.get_hookimpls() if not (impl.wrapper or impl.hookwrapper)]
+                culprits = [impl.plugin_name for impl in plain if wrong(_call(impl, kwargs) or [])]
+                plugins = " or ".join(self.label(name) for name in culprits or [impl.plugin_name for impl in hook.get_hookimpls()])
+                what = f"a list holding {type(wrong(group)[0]).__name__}" if isinstance(group, (list, tuple)) else type(group).__name__
                 raise FtrunError(f"{plugins}: ftrun_trainer_callbacks returned {what}, expected a list of transformers.TrainerCallback")
             callbacks += group
         return callbacks

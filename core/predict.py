@@ -43,7 +43,9 @@ def predict_with_pipeline(task: Task, model: Any, tokenizer: Any, inputs: list[A
     """The task's transformers pipeline over the inputs."""
     from transformers import pipeline
 
-    return pipeline(task.pipeline_tag, model=model, tokenizer=tokenizer)(inputs)
+    # A wrapped head (a PEFT model) changes its base model in place: the pipeline takes the base.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return pipeline(task.pipeline_tag, model=base, tokenizer=tokenizer)(inputs)
 
 
 def predict_with_trainer(task: Task, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:

@@ -15,7 +15,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .config import RunConfig
 from .data import TaskData
-from .display import Display, RichProgressCallback
+from .display import Display
 from .distributed import check_engines, process_state
 from .errors import FtrunError
 from .head import check_model
@@ -26,7 +26,7 @@ from .plugin_manager import PluginManager
 from .precision import choose_precision
 from .preflight import Preflight, remote_code_warning
 from .task import Task
-from .training import SealCheckpoints, StopOnSignal, check_resumable, latest_checkpoint
+from .training import RichProgressCallback, SealCheckpoints, StopOnSignal, check_resumable, latest_checkpoint
 
 
 @dataclasses.dataclass

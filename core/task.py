@@ -14,17 +14,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from transformers import EvalPrediction, TrainingArguments
-
 from .config import DataConfig, MetricsConfig, RunConfig
 from .data import Splits, TaskData
 from .errors import FtrunError
-from .training import Trainer
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
 
     from .preflight import Preflight, TokenSequence
+    from .training import Trainer
 
 
 @dataclasses.dataclass
@@ -56,9 +54,6 @@ class Task:
     data_config: ClassVar[type[DataConfig]] = DataConfig
     #: The ``[metrics]`` table, with this task's own keys (a decision threshold, ...).
     metrics_config: ClassVar[type[MetricsConfig]] = MetricsConfig
-    training_arguments_class: ClassVar[type[TrainingArguments]] = TrainingArguments
-    #: ftrun's Trainer (exact resume, NaN check, sorted evaluation); a subclass of your own should mix in ``ftrun.TrainerMixin``.
-    trainer_class: ClassVar[type[Trainer]] = Trainer
     #: The manifest this task runs with when nothing else is given.
     defaults: ClassVar[dict[str, Any]] = {}
     #: The embedded default (``--demo``): laid over ``defaults`` as a manifest is, so the model and
@@ -68,6 +63,24 @@ class Task:
     #: ``[training]`` settings the task cannot run without: applied over the user's, and a user
     #: setting that differs is an error when the manifest is validated.
     required_training: ClassVar[dict[str, Any]] = {}
+
+    # The two classes of the trainer stage are properties, imported on first use: transformers'
+    # Trainer imports peft and other optional libraries wherever they are installed, and listing
+    # the tasks (``ftrun tasks``) must not. A subclass overrides either with a class attribute.
+
+    @property
+    def training_arguments_class(self) -> type[TrainingArguments]:
+        """What ``[training]`` is checked against and built into: ``TrainingArguments``, or a subclass (``Seq2SeqTrainingArguments``)."""
+        from transformers import TrainingArguments
+
+        return TrainingArguments
+
+    @property
+    def trainer_class(self) -> type[Trainer]:
+        """ftrun's Trainer (exact resume, NaN check, sorted evaluation); a subclass of your own should mix in ``ftrun.TrainerMixin``."""
+        from .training import Trainer
+
+        return Trainer
 
     # -- what a task says about itself -------------------------------------------------
 

@@ -36,10 +36,12 @@ from transformers.trainer_utils import EvalLoopOutput, denumpify_detensorize
 from .errors import FtrunError, first_line
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
     from transformers import PreTrainedModel
 
     from .config import RunConfig
     from .data import TaskData
+    from .display import Display
     from .task import Metrics, Task
 
 #: The file that marks a checkpoint as completely written: the size of each of its files.
@@ -347,6 +349,52 @@ class SealCheckpoints(TrainerCallback):
             checkpoint = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
             if checkpoint.is_dir():
                 seal(checkpoint, batch_shape(args))
+
+
+# -- the Trainer's progress on the run's display ---------------------------------------------
+
+
+class RichProgressCallback(TrainerCallback):
+    """The Trainer's progress as rich bars, instead of its default tqdm bars."""
+
+    def __init__(self, display: Display) -> None:
+        self.display = display
+        self.train_id = None
+        self.eval_id = None
+
+    @property
+    def progress(self) -> Progress:
+        return self.display.progress
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.train_id = self.progress.add_task("Training", total=state.max_steps, note="")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.train_id = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.progress.update(self.train_id, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.train_id is not None and logs and "loss" in logs:
+            self.progress.update(self.train_id, note=f"loss {logs['loss']:.4f}  epoch {state.epoch:.2f}")
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if self.eval_id is None:
+            total = len(eval_dataloader) if eval_dataloader is not None and hasattr(eval_dataloader, "__len__") else None
+            self.eval_id = self.progress.add_task("Evaluating", total=total, note="")
+        self.progress.advance(self.eval_id)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.eval_id is not None:
+            self.progress.remove_task(self.eval_id)
+            self.eval_id = None
+        if self.train_id is None:
+            return  # the final evaluation: the run's summary table shows it
+        shown = {
+            k[5:]: v for k, v in (metrics or {}).items() if k.startswith("eval_") and isinstance(v, float) and "runtime" not in k and "per_second" not in k
+        }
+        self.display.print(f"epoch {state.epoch:.2f}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
 
 
 # -- stopping on a signal ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from transformers import AutoModelForQuestionAnswering, EvalPrediction
+from transformers import AutoModelForQuestionAnswering
 
 from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, hookimpl
 from ftrun.config import did_you_mean
@@ -27,7 +27,7 @@ from .windows import answer_positions, encode_windows, too_long_question, window
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
 DEMO_DIR = Path(__file__).parent / "data"
 
@@ -156,6 +156,8 @@ class QuestionAnsweringTask(Task):
 
     def postprocess(self, outputs: EvalPrediction, features: Dataset, examples: Dataset, data: TaskData, config: RunConfig) -> EvalPrediction:
         """The best span of each example's windows, as text of its context; its reference texts, where it has answers."""
+        from transformers import EvalPrediction
+
         settings: QuestionAnsweringData = config.data
         start_logits, end_logits = outputs.predictions[:2]  # a model may return more (hidden states, attentions)
         windows = features.select_columns(["example_id", "offset_mapping"])[:]  # as lists: a Column reads row by row

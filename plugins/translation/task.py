@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
-from transformers import AutoModelForSeq2SeqLM, EvalPrediction, Seq2SeqTrainingArguments
+from transformers import AutoModelForSeq2SeqLM
 
 from ftrun import (
     DataConfig,
     FtrunError,
     Metrics,
     RunConfig,
-    Seq2SeqTrainer,
     Splits,
     Task,
     TaskData,
@@ -40,7 +39,7 @@ from ..metrics import generation_metrics
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
 DEMO_DIR = Path(__file__).parent / "data"
 
@@ -72,8 +71,19 @@ class TranslationTask(Task):
     pipeline_tag = "translation"
     auto_model = AutoModelForSeq2SeqLM
     data_config = TranslationData
-    training_arguments_class = Seq2SeqTrainingArguments
-    trainer_class = Seq2SeqTrainer
+
+    @property
+    def training_arguments_class(self) -> type:
+        from transformers import Seq2SeqTrainingArguments  # on first use, as Task's (ftrun tasks imports no Trainer)
+
+        return Seq2SeqTrainingArguments
+
+    @property
+    def trainer_class(self) -> type:
+        from ftrun import Seq2SeqTrainer
+
+        return Seq2SeqTrainer
+
     #: The metrics score generated text, not the logits of the references' tokens.
     required_training = {"predict_with_generate": True}
     #: run_translation.py's example (t5-small on WMT16 English→Romanian, 3 epochs, batches of 4),
@@ -216,6 +226,8 @@ class TranslationTask(Task):
 
     def postprocess(self, outputs: EvalPrediction, features: Any, examples: Any, data: TaskData, config: RunConfig) -> EvalPrediction:
         """Generated ids → ``{"translation", "tokens"}`` per example; the references are the target texts."""
+        from transformers import EvalPrediction
+
         tokenizer = data.tokenizer
         # Generated ids come padded with -100 (which is no token) across batches.
         generated = np.where(outputs.predictions != -100, outputs.predictions, tokenizer.pad_token_id)
@@ -262,6 +274,7 @@ class TranslationTask(Task):
         What transformers 4's translation pipeline did; transformers 5 has no such pipeline.
         """
         import torch
+        from transformers import EvalPrediction
 
         prefix = saved_prefix(model)
         data = TaskData(train=None, eval=None, tokenizer=tokenizer)

@@ -49,3 +49,17 @@ def test_check_runs_the_metric_stage(ftrun_cli):
     result = ftrun_cli("check", "--task", "text-classification", "--demo", "--set", "metrics.names=['no_such_metric']")
     assert result.code == 2 and result.err.count("\n") == 1, result
     assert result.err.startswith("ftrun: error: --set metrics.names: cannot load metric 'no_such_metric'"), result
+
+
+#: Libraries only some runs need: a plugin imports them when a run uses it, never at startup.
+OPTIONAL_LIBRARIES = ("peft", "bitsandbytes", "mlflow", "tensorboard", "optuna", "matplotlib", "deepspeed")
+
+
+@pytest.mark.parametrize("command", [["tasks"], ["plugins"], ["--help"]])
+def test_startup_imports_no_optional_library(command):
+    code = (
+        "import sys\nfrom ftrun.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        f"print(sorted({{m.partition('.')[0] for m in sys.modules}} & {set(OPTIONAL_LIBRARIES)!r}), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, check=True)
+    assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr
