@@ -161,14 +161,14 @@ def train_label_ids(task: Task, config: RunConfig, data: TaskData) -> np.ndarray
 
 
 def balanced_weights(ids: np.ndarray, num_labels: int) -> list[float]:
-    """scikit-learn's ``compute_class_weight("balanced")``: n_samples / (n_classes * count) of each label present.
+    """scikit-learn's ``compute_class_weight("balanced")`` (n_samples / (n_classes * count)) of each label present.
 
     A label the train split lacks, which the loss never meets, weighs 1.0.
     """
     import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
 
-    counts = np.bincount(ids, minlength=num_labels)
-    present = counts > 0
+    present = np.unique(ids)
     weights = np.ones(num_labels)
-    weights[present] = len(ids) / (present.sum() * counts[present])
+    weights[present] = compute_class_weight("balanced", classes=present, y=ids)
     return weights.tolist()
