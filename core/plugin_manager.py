@@ -81,49 +81,33 @@ class PluginManager(pluggy.PluginManager):
     def tasks(self) -> dict[str, tuple[Task, str]]:
         """Every registered task by name, with the name of the plugin that registered it."""
         if self._tasks is None:
-            self._tasks = {}
-            # Call each implementation on its own (in registration order), so a duplicate names both plugins.
-            for impl in self.hook.ftrun_register_tasks.get_hookimpls():
-                self._collect(impl)
+            tasks: dict[str, tuple[Task, str]] = {}
+
+            def registrar(label: str, plugin: str) -> Callable[[Task], None]:
+                def register(task: Task) -> None:
+                    if not isinstance(task, Task):
+                        raise FtrunError(f"{label}: registered {task!r}, which is not an ftrun.Task instance")
+                    if task.name in tasks:
+                        raise FtrunError(f"task {task.name!r} is registered by both {self.label(tasks[task.name][1])} and {label}")
+                    tasks[task.name] = (task, plugin)
+
+                return register
+
+            self._registrations("ftrun_register_tasks", registrar)
+            self._tasks = tasks
         return self._tasks
-
-    def _collect(self, impl: pluggy.HookImpl) -> None:
-        label = self.label(impl.plugin_name)
-
-        def register(task: Task) -> None:
-            if not isinstance(task, Task):
-                raise FtrunError(f"{label}: registered {task!r}, which is not an ftrun.Task instance")
-            if task.name in self._tasks:
-                other = self._tasks[task.name][1]
-                raise FtrunError(f"task {task.name!r} is registered by both {self.label(other)} and {label}")
-            self._tasks[task.name] = (task, impl.plugin_name)
-
-        try:
-            _call(impl, {"register": register})
-        except FtrunError:
-            raise
-        except Exception as exc:
-            raise FtrunError(f"{label}: ftrun_register_tasks failed: {type(exc).__name__}: {first_line(exc)}") from exc
 
     def tables(self) -> dict[str, type[BaseModel]]:
         """The manifest tables plugins registered (``ftrun_register_tables``), by name."""
-        return {name: model for name, (model, _) in self._registered_tables().items()}
-
-    def table_owner(self, name: str) -> str:
-        """``plugin NAME (DIST VERSION)`` of the plugin that registered table ``name``."""
-        return self.label(self._registered_tables()[name][1])
-
-    def _registered_tables(self) -> dict[str, tuple[type[BaseModel], str]]:
         from pydantic import BaseModel
 
         from .config import TOP_LEVEL_KEYS
 
         if self._tables is None:
             tables: dict[str, tuple[type[BaseModel], str]] = {}
-            for impl in self.hook.ftrun_register_tables.get_hookimpls():
-                label = self.label(impl.plugin_name)
 
-                def register(name: str, model: type[BaseModel], label: str = label, plugin: str = impl.plugin_name) -> None:
+            def registrar(label: str, plugin: str) -> Callable[[str, type[BaseModel]], None]:
+                def register(name: str, model: type[BaseModel]) -> None:
                     if not (isinstance(model, type) and issubclass(model, BaseModel)):
                         raise FtrunError(f"{label}: registered table {name!r} as {model!r}, which is not a pydantic model (subclass ftrun.Section)")
                     if name in TOP_LEVEL_KEYS:
@@ -132,14 +116,26 @@ class PluginManager(pluggy.PluginManager):
                         raise FtrunError(f"table {name!r} is registered by both {self.label(tables[name][1])} and {label}")
                     tables[name] = (model, plugin)
 
-                try:
-                    _call(impl, {"register": register})
-                except FtrunError:
-                    raise
-                except Exception as exc:
-                    raise FtrunError(f"{label}: ftrun_register_tables failed: {type(exc).__name__}: {first_line(exc)}") from exc
+                return register
+
+            self._registrations("ftrun_register_tables", registrar)
             self._tables = tables
-        return self._tables
+        return {name: model for name, (model, _) in self._tables.items()}
+
+    def _registrations(self, hook: str, registrar: Callable[[str, str], Callable[..., None]]) -> None:
+        """Call each implementation of the registration hook ``hook`` on its own, in registration order, so a duplicate names both plugins.
+
+        ``registrar(label, plugin)`` gives the ``register`` function that implementation receives;
+        anything else it raises is one error naming the plugin.
+        """
+        for impl in getattr(self.hook, hook).get_hookimpls():
+            label = self.label(impl.plugin_name)
+            try:
+                _call(impl, {"register": registrar(label, impl.plugin_name)})
+            except FtrunError:
+                raise
+            except Exception as exc:
+                raise FtrunError(f"{label}: {hook} failed: {type(exc).__name__}: {first_line(exc)}") from exc
 
     def blocked_table_owner(self, name: str) -> str | None:
         """The blocked plugin that would register table ``name``, for the error of a manifest that still uses it; else ``None``.

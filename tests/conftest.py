@@ -48,6 +48,41 @@ def sample_reviews(name: str = "imdb-train", limit: int = 48) -> list[dict]:
     return rows
 
 
+#: Each built-in task but text classification on its embedded sample, cut to runs of seconds:
+#: its ``[data]`` (files relative to the plugins' folder, see :func:`embedded_data`) and the ``[training]`` it needs.
+EMBEDDED = {
+    "ner": {"data": {"train_file": "ner/data/train.conll", "eval_file": "ner/data/eval.conll", "max_length": 64}},
+    "question-answering": {
+        "data": {
+            "train_file": "question_answering/data/squad-train.jsonl.gz",
+            "eval_file": "question_answering/data/squad-eval.jsonl.gz",
+            "max_length": 128,
+            "doc_stride": 32,
+            "max_train_samples": 8,  # a SQuAD context makes several windows
+        },
+    },
+    "translation": {
+        "data": {
+            "train_file": "translation/data/multi30k-train.jsonl.gz",
+            "eval_file": "translation/data/multi30k-eval.jsonl.gz",
+            "source_lang": "en",
+            "target_lang": "de",
+            "max_source_length": 32,
+            "max_target_length": 16,
+        },
+        "training": {"generation_num_beams": 1},
+    },
+}
+
+
+def embedded_data(task: str) -> dict:
+    """``EMBEDDED[task]``'s ``[data]``, its files as absolute paths."""
+    import ftrun.plugins
+
+    folder = Path(ftrun.plugins.__file__).parent
+    return {key: str(folder / value) if key.endswith("_file") else value for key, value in EMBEDDED[task]["data"].items()}
+
+
 @pytest.fixture
 def reviews(tmp_path: Path) -> tuple[Path, Path]:
     """train.jsonl (48 rows) and eval.jsonl (16) of short real reviews, string labels neg / pos."""

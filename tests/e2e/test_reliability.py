@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import EMBEDDED, embedded_data
 from safetensors.torch import load_file
 
 from ftrun.testing import TINY_BERT, TINY_T5, TINY_TRAINING
@@ -242,54 +243,27 @@ def test_the_same_manifest_gives_the_same_run_twice(ftrun_cli, run_manifest, tmp
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
-#: Each built-in task but text classification (above), on its embedded sample, cut to a run of seconds.
+#: The model of each built-in task but text classification (above), run on its embedded sample (conftest's EMBEDDED).
 SAME_SEED = {
-    "ner": {
-        "model": {"config": TINY_BERT, "tokenizer_vocab_size": 300, "tokenizer_lowercase": False},
-        "data": {"train_file": "ner/data/train.conll", "eval_file": "ner/data/eval.conll", "max_length": 64},
-    },
-    "question-answering": {
-        "model": {"config": TINY_BERT, "tokenizer_vocab_size": 300},
-        "data": {
-            "train_file": "question_answering/data/squad-train.jsonl.gz",
-            "eval_file": "question_answering/data/squad-eval.jsonl.gz",
-            "max_length": 128,
-            "doc_stride": 32,
-            "max_train_samples": 8,  # a SQuAD context makes several windows
-        },
-    },
-    "translation": {
-        "model": {"config": TINY_T5, "tokenizer_vocab_size": 300},
-        "data": {
-            "train_file": "translation/data/multi30k-train.jsonl.gz",
-            "eval_file": "translation/data/multi30k-eval.jsonl.gz",
-            "source_lang": "en",
-            "target_lang": "de",
-            "max_source_length": 32,
-            "max_target_length": 16,
-        },
-        "training": {"generation_num_beams": 1},
-    },
+    "ner": {"config": TINY_BERT, "tokenizer_vocab_size": 300, "tokenizer_lowercase": False},
+    "question-answering": {"config": TINY_BERT, "tokenizer_vocab_size": 300},
+    "translation": {"config": TINY_T5, "tokenizer_vocab_size": 300},
 }
 
 
 @pytest.mark.parametrize("task", sorted(SAME_SEED))
 def test_every_task_gives_the_same_run_twice(ftrun_cli, ftrun_manifest, tmp_path, task):
-    import ftrun.plugins
-
-    tables = SAME_SEED[task]
-    data = {key: str(Path(ftrun.plugins.__file__).parent / value) if key.endswith("_file") else value for key, value in tables["data"].items()}
     manifest = ftrun_manifest(
         {
             "task": task,
-            "model": tables["model"],
-            "data": {"max_train_samples": 32, "max_eval_samples": 8, **data},
+            "model": SAME_SEED[task],
+            "data": {"max_train_samples": 32, "max_eval_samples": 8, **embedded_data(task)},
             "training": {
                 **TINY_TRAINING,
                 "per_device_train_batch_size": 4,
                 "save_strategy": "no",
                 "load_best_model_at_end": False,
-                **tables.get("training", {}),
+                **EMBEDDED[task].get("training", {}),
             },
             "predict": {"examples": []},
         }

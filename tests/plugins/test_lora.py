@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import EMBEDDED, embedded_data
 from safetensors.torch import load_file
 
 from ftrun.testing import TINY_TRAINING
@@ -14,7 +15,6 @@ from ftrun.training import is_sealed
 
 pytest.importorskip("peft")
 
-ROOT = Path(__file__).resolve().parents[2]
 #: 48 reviews in batches of 8: 6 steps an epoch; a checkpoint every 3 steps.
 TRAINING = {**TINY_TRAINING, "num_train_epochs": 2, "eval_strategy": "steps", "eval_steps": 3, "save_strategy": "steps", "save_steps": 3}
 
@@ -123,53 +123,24 @@ def test_an_adapter_run_resumes_exactly(ftrun_cli, ftrun_plugin_module, lora_man
     )
 
 
-#: Each built-in task but text classification (above), on its embedded sample, cut to a run of seconds.
+#: Each built-in task but text classification (above), on its embedded sample (conftest's EMBEDDED):
+#: the tiny pretrained model, the examples taken, and the output layer LoRA trains whole.
 TASKS = {
-    "ner": ("bert", {"train_file": "ner/data/train.conll", "eval_file": "ner/data/eval.conll", "max_length": 64}, {}, "classifier"),
-    "question-answering": (
-        "bert",
-        {
-            "train_file": "question_answering/data/squad-train.jsonl.gz",
-            "eval_file": "question_answering/data/squad-eval.jsonl.gz",
-            "max_length": 128,
-            "doc_stride": 32,
-            "max_train_samples": 8,
-            "max_eval_samples": 4,
-        },
-        {},
-        "qa_outputs",
-    ),
-    "translation": (
-        "t5",
-        {
-            "train_file": "translation/data/multi30k-train.jsonl.gz",
-            "eval_file": "translation/data/multi30k-eval.jsonl.gz",
-            "source_lang": "en",
-            "target_lang": "de",
-            "max_source_length": 32,
-            "max_target_length": 16,
-            "max_train_samples": 16,
-            "max_eval_samples": 4,
-        },
-        {"generation_num_beams": 1},
-        "nothing else",
-    ),
+    "ner": ("bert", {}, "classifier"),
+    "question-answering": ("bert", {"max_eval_samples": 4}, "qa_outputs"),
+    "translation": ("t5", {"max_train_samples": 16, "max_eval_samples": 4}, "nothing else"),
 }
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_lora_works_for_every_built_in_task(ftrun_cli, ftrun_manifest, ftrun_tiny_bert, ftrun_tiny_t5, tmp_path, task):
-    import ftrun.plugins
-
-    family, data, training, head = TASKS[task]
-    folder = Path(ftrun.plugins.__file__).parent
-    data = {key: str(folder / value) if key.endswith("_file") else value for key, value in data.items()}
+    family, samples, head = TASKS[task]
     manifest = ftrun_manifest(
         {
             "task": task,
             "model": {"name": str(ftrun_tiny_bert if family == "bert" else ftrun_tiny_t5)},
-            "data": data,
-            "training": {**TINY_TRAINING, "save_strategy": "no", "load_best_model_at_end": False, **training},
+            "data": {**embedded_data(task), **samples},
+            "training": {**TINY_TRAINING, "save_strategy": "no", "load_best_model_at_end": False, **EMBEDDED[task].get("training", {})},
             "peft": {"r": 4},
         }
     )
