@@ -374,7 +374,7 @@ def run_trainer(trainer: Any) -> dict[str, float]:
 
 def seed_recipe(bench: Bench) -> dict[str, float]:
     """Padding to max_length (as ``tokenizer(..., padding="max_length")`` does), random batches, fp32."""
-    collator = dataclasses.replace(bench.task.data_collator(bench.data, None), padding="max_length", max_length=bench.pad_to)
+    collator = dataclasses.replace(bench.task.data_collator(bench.data, None, bench.config), padding="max_length", max_length=bench.pad_to)
     training = {**bench.common_training(), "train_sampling_strategy": "random", "bf16": False, "fp16": False}
     trainer_class = transformers.Seq2SeqTrainer if bench.seq2seq else transformers.Trainer
     return run_trainer(bench.trainer("seed", bench.load_model(), training, collator, bench.eval_in_order(), trainer_class))
@@ -405,7 +405,7 @@ def hand_tuned(bench: Bench) -> dict[str, float]:
     }
     trainer_class = HandTunedSeq2SeqTrainer if bench.seq2seq else HandTunedTrainer
     model = bench.load_model()
-    collator = bench.task.data_collator(bench.data, None)
+    collator = bench.task.data_collator(bench.data, None, bench.config)
     if bench.seq2seq:  # as run_translation.py: the collator makes the decoder inputs with the model
         collator.model = model
     return run_trainer(bench.trainer("hand-tuned", model, training, collator, bench.eval_sorted(), trainer_class))
@@ -434,7 +434,7 @@ def bare_loop(bench: Bench) -> dict[str, float]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).train()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(bench.hand_precision)
-    collator = bench.task.data_collator(bench.data, None)
+    collator = bench.task.data_collator(bench.data, None, bench.config)
     batch_size = training.get("per_device_train_batch_size", 8)
     lengths = [len(ids) for ids in bench.data.train["input_ids"]]
     sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(seed))
@@ -474,7 +474,7 @@ def bare_evaluate(bench: Bench, model: Any, device: torch.device, dtype: torch.d
     training = bench.config.training
     generate = training.get("predict_with_generate", False)
     evaluation, examples = bench.eval_sorted()
-    collator = bench.task.data_collator(bench.data, None)
+    collator = bench.task.data_collator(bench.data, None, bench.config)
     loader = DataLoader(evaluation, batch_size=training.get("per_device_eval_batch_size", 8), collate_fn=collator)
     model.eval()
     start = time.perf_counter()

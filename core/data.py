@@ -102,22 +102,23 @@ def load_tokenizer(task: Task, config: RunConfig, splits: Splits) -> PreTrainedT
     """The named tokenizer, the model's own, or one trained on the training texts; then the task's own check of it."""
     from transformers import AutoTokenizer
 
-    from .head import check_local, model_config_dict
+    from .head import check_local, model_config_of
     from .tokenizer import cached_tokenizer, train_tokenizer
 
     model = config.model
     source = model.tokenizer or model.name
     key = "model.tokenizer" if model.tokenizer else "model.name"
     if source is None:
-        settings = model_config_dict(config)
+        # The config object, not its dict: it maps each family's name for the length (GPT-2's n_positions).
+        model_config = model_config_of(config)
         tokenizer = cached_tokenizer(
             splits.train,
             (task.name, model.model_dump(), config.data.model_dump()),
             lambda: train_tokenizer(
                 task.text_of(splits.train, config),
-                model_type=settings.get("model_type"),
+                model_type=model_config.model_type,
                 vocab_size=model.tokenizer_vocab_size,
-                model_max_length=settings.get("max_position_embeddings", 512),
+                model_max_length=getattr(model_config, "max_position_embeddings", None) or 512,
                 lowercase=model.tokenizer_lowercase,
             ),
             where=config.where("model.tokenizer"),

@@ -37,8 +37,11 @@ def build_head(task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel
             raise FtrunError(f"{config.where('model.name')}: cannot load {model.name!r}: {first_line(exc)}") from exc
     tokenizer = data.tokenizer
     kwargs.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    if tokenizer.eos_token_id is not None:  # where generation stops: the tokenizer's id, not the class default
-        kwargs["eos_token_id"] = tokenizer.eos_token_id
+    # Where generation starts and stops: the tokenizer's ids, not the class defaults (GPT-2's 50256
+    # is no token of a tokenizer trained here). The model's generation config is made from these.
+    for name in ("bos_token_id", "eos_token_id"):
+        if getattr(tokenizer, name) is not None:
+            kwargs[name] = getattr(tokenizer, name)
     model_config = model_config_of(config, **kwargs)
     if model_config.is_encoder_decoder and getattr(model_config, "decoder_start_token_id", None) is None:
         # T5-family configs leave it to their checkpoints, which start decoding from the pad token.

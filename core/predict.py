@@ -39,13 +39,13 @@ def load_trained(plugins: PluginManager, task: Task, config: RunConfig, model_di
     return plugins.build_head(task, config, data), data.tokenizer
 
 
-def predict_with_pipeline(task: Task, model: Any, tokenizer: Any, inputs: list[Any]) -> list[Any]:
-    """The task's transformers pipeline over the inputs."""
+def predict_with_pipeline(task: Task, model: Any, tokenizer: Any, inputs: list[Any], **options: Any) -> list[Any]:
+    """The task's transformers pipeline over the inputs; ``options`` go to its call (``return_full_text=False``)."""
     from transformers import pipeline
 
     # A wrapped head (a PEFT model) changes its base model in place: the pipeline takes the base.
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return pipeline(task.pipeline_tag, model=base, tokenizer=tokenizer)(inputs)
+    return pipeline(task.pipeline_tag, model=base, tokenizer=tokenizer)(inputs, **options)
 
 
 def predict_with_trainer(task: Task, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
@@ -66,7 +66,7 @@ def predict_with_trainer(task: Task, model: Any, tokenizer: Any, inputs: list[An
     features = examples.map(lambda batch: encode_batch(task, batch, data, config, "predict"), batched=True, remove_columns=examples.column_names)
     with tempfile.TemporaryDirectory() as scratch:  # the Trainer wants an output directory; predict writes nothing there
         args = TrainingArguments(output_dir=scratch, report_to="none", per_device_eval_batch_size=PREDICT_BATCH)
-        trainer = Trainer(model=model, args=args, processing_class=tokenizer, data_collator=task.data_collator(data, model))
+        trainer = Trainer(model=model, args=args, processing_class=tokenizer, data_collator=task.data_collator(data, model, config))
         outputs = trainer.predict(features)
     raw = EvalPrediction(predictions=outputs.predictions, label_ids=outputs.label_ids)
     return list(task.postprocess(raw, features, examples, data, config).predictions)

@@ -21,6 +21,7 @@ import hashlib
 import math
 import os
 import random
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from .config import merge
@@ -194,11 +195,12 @@ class Preflight:
         }
 
 
-def preflight(task: Task, config: RunConfig, data: TaskData) -> Preflight:
+def preflight(task: Task, config: RunConfig, data: TaskData, skip: Collection[Callable[[Preflight], None]] = ()) -> Preflight:
     """The generic report of a run of ``task`` on ``data`` and its findings (the default ``Task.preflight``).
 
     ``data`` is the data stage's (exact feature counts, from every example) or ``ftrun check``'s
     (the data stage with a ``sample``: features counted on the rows it encoded, and extrapolated).
+    ``skip``: checks of ``CHECKS`` that do not apply to the task (``check_eval_size`` to a metric that is no share of examples).
     """
     from .head import model_config_of
 
@@ -217,7 +219,8 @@ def preflight(task: Task, config: RunConfig, data: TaskData) -> Preflight:
         schedule = schedule_of(task, config, train, processes)
     report = Preflight(config, splits, schedule, sized, model)
     for check in CHECKS:
-        check(report)
+        if check not in skip:
+            check(report)
     return report
 
 

@@ -29,10 +29,16 @@ if TYPE_CHECKING:
 class Metrics:
     """What the metric stage returns."""
 
-    compute: Callable[[EvalPrediction], dict[str, float]]
+    compute: Callable[[EvalPrediction], dict[str, float]] | None
+    """Metrics of the model's outputs on the eval split (post-processed), or ``None``: the Trainer then
+    gathers no outputs at all, only the loss (a causal LM's logits are vocabulary-sized)."""
     best: str
     """The metric (without the ``eval_`` prefix) that picks the best checkpoint."""
     greater_is_better: bool = True
+    derive: Callable[[dict[str, float], PreTrainedModel], dict[str, float]] | None = None
+    """Metrics derived after each evaluation from its results (``eval_loss``, ...) and the model:
+    perplexity from the loss, or scores of what the model generates for a few prompts. Their
+    names come without the ``eval_`` prefix, as ``compute``'s."""
 
 
 class Task:
@@ -194,8 +200,12 @@ class Task:
         Default: nothing.
         """
 
-    def data_collator(self, data: TaskData, model: PreTrainedModel) -> Callable:
-        """How features become batches: by default, padded to each batch's own longest example (dynamic padding)."""
+    def data_collator(self, data: TaskData, model: PreTrainedModel | None, config: RunConfig) -> Callable:
+        """How features become batches: by default, padded to each batch's own longest example (dynamic padding).
+
+        ``model`` is ``None`` where there is none yet; ``config`` holds the settings a collator may
+        depend on (causal LM: whether examples are packed).
+        """
         from transformers import DataCollatorWithPadding
 
         return DataCollatorWithPadding(data.tokenizer)

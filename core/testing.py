@@ -9,13 +9,13 @@ name starts with ``ftrun_``, so that none clashes with a project's own ``cli`` o
 - ``ftrun_plugin_manager``: a fresh plugin manager with extra plugin modules or objects;
 - ``ftrun_plugin_module``: write a plugin module from source and make it importable;
 - ``ftrun_manifest``: a TOML manifest from a dict of tables;
-- ``ftrun_tiny_bert``, ``ftrun_tiny_t5``: small "pretrained" model directories with tokenizers
-  trained on :data:`TINY_CORPUS`, English text of no task in particular.
+- ``ftrun_tiny_bert``, ``ftrun_tiny_t5``, ``ftrun_tiny_gpt2``: small "pretrained" model directories
+  with tokenizers trained on :data:`TINY_CORPUS`, English text of no task in particular.
 
 Outside a fixture, :func:`make_config` builds a config as ``ftrun_config`` does. Nothing
 here holds the data or labels of one task: a plugin's tests bring their own rows
 (:func:`write_jsonl`) and settings small enough to train in seconds (:data:`TINY_BERT`,
-:data:`TINY_T5`, :data:`TINY_TRAINING`).
+:data:`TINY_T5`, :data:`TINY_GPT2`, :data:`TINY_TRAINING`).
 
 pytest imports this module before any ``conftest.py``, in every test session of an
 environment where ftrun is installed, even for projects that have nothing to do with
@@ -77,6 +77,8 @@ TINY_T5: dict[str, Any] = {
     "num_decoder_layers": 1,
     "num_heads": 2,
 }
+#: A ``[model] config`` for a GPT-2 decoder small enough to train in a second.
+TINY_GPT2: dict[str, Any] = {"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 128}
 #: Plain English sentences of no task in particular, which the tiny models' tokenizers are
 #: trained on: every letter in both cases, every digit and the common punctuation occur, so
 #: that a vocabulary of a few hundred pieces spells any English text without unknown tokens.
@@ -305,3 +307,19 @@ def ftrun_tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # As T5's checkpoints say (its config class leaves them to them): decoding starts from the pad token.
     ids = {"eos_token_id": tokenizer.eos_token_id, "decoder_start_token_id": tokenizer.pad_token_id}
     return save_tiny_pretrained(tmp_path_factory.mktemp("tiny-t5"), {**TINY_T5, **ids}, tokenizer, AutoModelForSeq2SeqLM)
+
+
+@pytest.fixture(scope="session")
+def ftrun_tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local "pretrained" GPT-2 decoder directory (weights, config, byte-level BPE tokenizer), built offline.
+
+    As GPT-2's own: ``<|endoftext|>`` begins and ends texts, and there is no pad token.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from ftrun.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(TINY_CORPUS, model_type="gpt2", vocab_size=500, model_max_length=128, lowercase=False)
+    tokenizer.pad_token = None
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    return save_tiny_pretrained(tmp_path_factory.mktemp("tiny-gpt2"), {**TINY_GPT2, **ids}, tokenizer, AutoModelForCausalLM)

@@ -18,11 +18,52 @@ T5_SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<u
 T5_SENTINELS = [f"<extra_id_{i}>" for i in range(100)]
 
 
+#: GPT-2's one special token: it ends every text, and is where generation stops and starts.
+END_OF_TEXT = "<|endoftext|>"
+
+
 def train_tokenizer(texts: Iterable[str], model_type: str | None, vocab_size: int, model_max_length: int, lowercase: bool = True) -> PreTrainedTokenizerFast:
-    """A tokenizer of the kind ``model_type`` expects, trained on ``texts``."""
+    """A tokenizer of the kind ``model_type``'s pretrained checkpoints have, trained on ``texts``.
+
+    A SentencePiece Unigram for the T5 family, a byte-level BPE for decoder-only families
+    (GPT-2, Llama, ...: generated text must round-trip, with case and spaces), WordPiece for
+    the rest (BERT and the other encoders).
+    """
     if model_type in T5_FAMILY:
         return train_t5_unigram(texts, vocab_size, model_max_length, lowercase)
+    if is_decoder_only(model_type):
+        return train_byte_level_bpe(texts, vocab_size, model_max_length, lowercase)
     return train_wordpiece(texts, vocab_size, model_max_length, lowercase)
+
+
+def is_decoder_only(model_type: str | None) -> bool:
+    """Whether transformers has a causal-LM head for ``model_type`` and no masked-LM one (GPT-2, Llama; not BERT, BART)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, model_max_length: int, lowercase: bool = True) -> PreTrainedTokenizerFast:
+    """A GPT-2-style byte-level BPE trained on ``texts``, with ``<|endoftext|>`` as its only special token.
+
+    As GPT-2's: every byte is in the vocabulary (no unknown token), spaces are kept in the
+    tokens, nothing is added around a text (a task appends the end-of-text token where it wants
+    one), and ``<|endoftext|>`` is the beginning, end, and padding token.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    if lowercase:
+        tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[END_OF_TEXT], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tokenizer.train_from_iterator(_batches(texts), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, model_max_length=model_max_length, bos_token=END_OF_TEXT, eos_token=END_OF_TEXT, pad_token=END_OF_TEXT
+    )
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int, model_max_length: int, lowercase: bool = True) -> PreTrainedTokenizerFast:

@@ -109,6 +109,9 @@ def in_split_order(value: Any, order: list[int]) -> Any:
 class TrainerMixin:
     """Mixed into ftrun's Trainer classes; a plugin's own Trainer subclass can mix it in too."""
 
+    #: The metric stage's ``Metrics.derive``, set by the trainer stage: called after every evaluation.
+    derive_metrics: Callable[[dict[str, float], Any], dict[str, float]] | None = None
+
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         # Each eval batch is padded to its longest example. The Trainer's length grouping sorts only
         # within random groups of up to 50 batches (one batch for a small set), so it pads nearly as
@@ -148,11 +151,13 @@ class TrainerMixin:
         predictions, label_ids = output.predictions, output.label_ids
         if order is not None and dataset is dataloader.dataset:
             predictions, label_ids = in_split_order(predictions, order), in_split_order(label_ids, order)
-        metrics = output.metrics
+        metrics, prefix = output.metrics, f"{metric_key_prefix}_"
         if compute is not None and predictions is not None:
             computed = denumpify_detensorize(compute(EvalPrediction(predictions=predictions, label_ids=label_ids)))
-            prefix = f"{metric_key_prefix}_"
             metrics = {**{key if key.startswith(prefix) else prefix + key: value for key, value in computed.items()}, **metrics}
+        if self.derive_metrics is not None:
+            derived = denumpify_detensorize(self.derive_metrics(metrics, self.model))
+            metrics = {**metrics, **{key if key.startswith(prefix) else prefix + key: value for key, value in derived.items()}}
         return EvalLoopOutput(predictions=predictions, label_ids=label_ids, metrics=metrics, num_samples=output.num_samples)
 
     def _model_input_name(self) -> str:
@@ -222,16 +227,19 @@ def build_trainer(
             model.generation_config.max_length = args.generation_max_length
         if args.generation_num_beams is not None:
             model.generation_config.num_beams = args.generation_num_beams
-    return task.trainer_class(
+    compute = metrics.compute
+    trainer = task.trainer_class(
         model=model,
         args=args,
         train_dataset=data.train,
         eval_dataset=data.eval,
         processing_class=data.tokenizer,
-        data_collator=task.data_collator(data, model),
-        compute_metrics=lambda outputs: metrics.compute(task.postprocess(outputs, data.eval, data.raw.eval, data, config)),
+        data_collator=task.data_collator(data, model, config),
+        compute_metrics=None if compute is None else lambda outputs: compute(task.postprocess(outputs, data.eval, data.raw.eval, data, config)),
         callbacks=callbacks,
     )
+    trainer.derive_metrics = metrics.derive
+    return trainer
 
 
 # -- checkpoints ------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ class NerTask(Task):
             )
         return report
 
-    def data_collator(self, data: TaskData, model: Any) -> Callable:
+    def data_collator(self, data: TaskData, model: Any, config: RunConfig) -> Callable:
         """Pads inputs and labels (with the ignored id -100) to each batch's longest sentence."""
         from transformers import DataCollatorForTokenClassification
 

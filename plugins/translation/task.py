@@ -255,7 +255,7 @@ class TranslationTask(Task):
 
     # -- trainer stage -----------------------------------------------------------------
 
-    def data_collator(self, data: TaskData, model: PreTrainedModel) -> Callable:
+    def data_collator(self, data: TaskData, model: PreTrainedModel | None, config: RunConfig) -> Callable:
         """Pads inputs with the pad token and labels with -100, which the loss ignores.
 
         As run_translation.py: given the model, the collator makes the decoder inputs from the

@@ -18,7 +18,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Every fixture of ftrun.testing, each name prefixed so that none clashes with a project's own.
-FIXTURES = {"ftrun_cli", "ftrun_config", "ftrun_plugin_manager", "ftrun_plugin_module", "ftrun_manifest", "ftrun_tiny_bert", "ftrun_tiny_t5"}
+FIXTURES = {"ftrun_cli", "ftrun_config", "ftrun_plugin_manager", "ftrun_plugin_module", "ftrun_manifest", "ftrun_tiny_bert", "ftrun_tiny_t5", "ftrun_tiny_gpt2"}
 
 
 class EchoData(DataConfig):

@@ -110,8 +110,9 @@ def test_truncation_to_max_length(task, tmp_path):
 
 
 def test_collator_pads_labels_with_minus_100(task, tmp_path):
-    data = load_data(task, config_for(task, tmp_path, files(tmp_path, SENTENCES)))
-    batch = task.data_collator(data, None)([data.train[0], data.train[2]])
+    config = config_for(task, tmp_path, files(tmp_path, SENTENCES))
+    data = load_data(task, config)
+    batch = task.data_collator(data, None, config)([data.train[0], data.train[2]])
     assert batch["input_ids"].shape == batch["labels"].shape
     padded = batch["attention_mask"] == 0
     assert padded.any() and (batch["labels"][padded] == IGNORED).all()

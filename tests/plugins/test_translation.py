@@ -108,9 +108,10 @@ def test_sources_and_targets_are_truncated_separately(task, tmp_path):
 
 
 def test_collator_pads_labels_with_minus_100(task, tmp_path, pair_files):
-    data = load_data(task, config_for(task, tmp_path, pair_files))
+    config = config_for(task, tmp_path, pair_files)
+    data = load_data(task, config)
     examples = [data.train[i] for i in range(8)]
-    batch = task.data_collator(data, None)(examples)
+    batch = task.data_collator(data, None, config)(examples)
     lengths = [len(example["labels"]) for example in examples]
     assert batch["labels"].shape == (8, max(lengths))
     for row, length in zip(batch["labels"].tolist(), lengths):
@@ -188,7 +189,7 @@ def test_t5_from_a_config_takes_its_token_ids_from_the_tokenizer(task, tmp_path,
     assert (model.config.pad_token_id, model.config.eos_token_id, model.config.decoder_start_token_id) == (0, 1, 0)
     assert model.config.vocab_size == len(data.tokenizer)
     assert model.config.task_specific_params == {"translation_en_to_de": {"prefix": "translate English to German: "}}
-    batch = task.data_collator(data, model)([data.train[i] for i in range(4)])
+    batch = task.data_collator(data, model, config)([data.train[i] for i in range(4)])
     assert torch.isfinite(model(**batch).loss)
 
 
