@@ -51,6 +51,7 @@ def sample_reviews(name: str = "imdb-train", limit: int = 48) -> list[dict]:
 #: Each built-in task but text classification on its embedded sample, cut to runs of seconds:
 #: its ``[data]`` (files relative to the plugins' folder, see :func:`embedded_data`) and the ``[training]`` it needs.
 EMBEDDED = {
+    "causal-lm": {"data": {"train_file": "causal_lm/data/captions-train.jsonl.gz", "eval_file": "causal_lm/data/captions-eval.jsonl.gz", "block_size": 32}},
     "ner": {"data": {"train_file": "ner/data/train.conll", "eval_file": "ner/data/eval.conll", "max_length": 64}},
     "question-answering": {
         "data": {

@@ -152,7 +152,7 @@ class CausalLMTask(Task):
             "block_size": 64,
         },
         "training": {
-            "num_train_epochs": 4,
+            "num_train_epochs": 8,
             "learning_rate": 2e-3,
             "warmup_steps": 0,
             "per_device_train_batch_size": 16,
@@ -227,6 +227,8 @@ class CausalLMTask(Task):
             labels = [token if any(start <= begin < end for start, end in example_spans) else -100 for token, (begin, _) in zip(ids, offsets)]
             if settings.form == "prompt":  # the completion ends with the end-of-text token, which it learns to generate
                 ids, labels = ids + [tokenizer.eos_token_id], labels + [tokenizer.eos_token_id]
+            if all(label == -100 for label in labels[:limit]):
+                continue  # a prompt longer than max_length leaves nothing to learn (the pre-flight report counts the cut examples)
             out["input_ids"].append(ids[:limit])
             out["labels"].append(labels[:limit])
             out["attention_mask"].append([1] * len(ids[:limit]))
@@ -297,10 +299,28 @@ class CausalLMTask(Task):
 
     # -- predict -----------------------------------------------------------------------
 
-    def predict(self, model: Any, tokenizer: Any, inputs: list[str], config: RunConfig) -> list[dict[str, str]]:
-        """The continuation of each text (without the text), generated as the model's generation config says."""
+    def read_input(self, value: str | dict[str, Any], where: str) -> str | list[dict[str, str]]:
+        """A text to continue, or a chat to answer: ``{"messages": [{role, content}, ...]}`` (``ftrun predict --json-input``)."""
+        if isinstance(value, dict):
+            chat = value.get("messages")
+            if (
+                set(value) != {"messages"}
+                or not isinstance(chat, list)
+                or not all(isinstance(turn, dict) and {"role", "content"} <= set(turn) for turn in chat)
+            ):
+                raise FtrunError(f'{where}: task causal-lm predicts on a text, or on {{"messages": [{{"role": ..., "content": ...}}, ...]}}')
+            return chat
+        return super().read_input(value, where)
+
+    def predict(self, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[dict[str, str]]:
+        """The continuation of each text, or the answer to each chat, generated as the model's generation config says.
+
+        A model trained on chats answers a plain text as a user's turn, in its chat template.
+        """
         from ftrun.predict import predict_with_pipeline
 
+        if config.data.form == "chat":
+            inputs = [[{"role": "user", "content": value}] if isinstance(value, str) else value for value in inputs]
         outputs = predict_with_pipeline(self, model, tokenizer, inputs, return_full_text=False)
         return [{"generated_text": output[0]["generated_text"]} for output in outputs]
 

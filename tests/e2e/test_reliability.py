@@ -24,7 +24,7 @@ import torch
 from conftest import EMBEDDED, embedded_data
 from safetensors.torch import load_file
 
-from ftrun.testing import TINY_BERT, TINY_T5, TINY_TRAINING
+from ftrun.testing import TINY_BERT, TINY_GPT2, TINY_T5, TINY_TRAINING
 from ftrun.training import SEAL_NAME, is_sealed
 
 #: 48 examples in batches of 4: 12 steps an epoch, 24 in all; a checkpoint every 5 steps.
@@ -245,6 +245,7 @@ def test_the_same_manifest_gives_the_same_run_twice(ftrun_cli, run_manifest, tmp
 
 #: The model of each built-in task but text classification (above), run on its embedded sample (conftest's EMBEDDED).
 SAME_SEED = {
+    "causal-lm": {"config": TINY_GPT2, "tokenizer_vocab_size": 300, "tokenizer_lowercase": False},
     "ner": {"config": TINY_BERT, "tokenizer_vocab_size": 300, "tokenizer_lowercase": False},
     "question-answering": {"config": TINY_BERT, "tokenizer_vocab_size": 300},
     "translation": {"config": TINY_T5, "tokenizer_vocab_size": 300},

@@ -237,6 +237,20 @@ def test_a_run_saves_a_model_that_generates_as_the_manifest_says(ftrun_cli, tmp_
     assert json.loads(predicted.out)["generated_text"] == generated
 
 
+def test_a_chat_model_answers_a_text_as_a_users_turn(ftrun_cli, ftrun_manifest, tmp_path):
+    data = {**files(tmp_path, CHATS), "messages_column": "messages"}
+    manifest = ftrun_manifest({"task": "causal-lm", "model": MODEL, "data": data, "training": TINY_TRAINING, "generation": {"max_new_tokens": 4}})
+    out = tmp_path / "out"
+    assert ftrun_cli("--manifest", manifest, "--output-dir", out).code == 0
+    chat = [{"role": "user", "content": "What is in picture 3?"}]
+    expected = pipeline("text-generation", model=str(out))([chat], return_full_text=False)[0][0]["generated_text"]
+    as_text = ftrun_cli("predict", "--model", out, "--json", chat[0]["content"])
+    as_chat = ftrun_cli("predict", "--model", out, "--json", "--json-input", json.dumps({"messages": chat}))
+    assert json.loads(as_text.out)["generated_text"] == json.loads(as_chat.out)["generated_text"] == expected
+    bad = ftrun_cli("predict", "--model", out, "--json-input", json.dumps({"turns": chat}))
+    assert bad.code == 2 and 'predicts on a text, or on {"messages": [{"role": ..., "content": ...}, ...]}' in bad.err
+
+
 def test_the_demo_runs_offline_on_the_embedded_captions(ftrun_cli, tmp_path):
     out = tmp_path / "out"
     result = ftrun_cli("--task", "causal-lm", "--demo", "--output-dir", out, "--set", "training.max_steps=4")

@@ -126,6 +126,7 @@ def test_an_adapter_run_resumes_exactly(ftrun_cli, ftrun_plugin_module, lora_man
 #: Each built-in task but text classification (above), on its embedded sample (conftest's EMBEDDED):
 #: the tiny pretrained model, the examples taken, and the output layer LoRA trains whole.
 TASKS = {
+    "causal-lm": ("gpt2", {"max_train_samples": 64, "max_eval_samples": 16}, "nothing else"),
     "ner": ("bert", {}, "classifier"),
     "question-answering": ("bert", {"max_eval_samples": 4}, "qa_outputs"),
     "translation": ("t5", {"max_train_samples": 16, "max_eval_samples": 4}, "nothing else"),
@@ -133,12 +134,13 @@ TASKS = {
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
-def test_lora_works_for_every_built_in_task(ftrun_cli, ftrun_manifest, ftrun_tiny_bert, ftrun_tiny_t5, tmp_path, task):
+def test_lora_works_for_every_built_in_task(ftrun_cli, ftrun_manifest, ftrun_tiny_bert, ftrun_tiny_t5, ftrun_tiny_gpt2, tmp_path, task):
     family, samples, head = TASKS[task]
+    models = {"bert": ftrun_tiny_bert, "t5": ftrun_tiny_t5, "gpt2": ftrun_tiny_gpt2}
     manifest = ftrun_manifest(
         {
             "task": task,
-            "model": {"name": str(ftrun_tiny_bert if family == "bert" else ftrun_tiny_t5)},
+            "model": {"name": str(models[family])},
             "data": {**embedded_data(task), **samples},
             "training": {**TINY_TRAINING, "save_strategy": "no", "load_best_model_at_end": False, **EMBEDDED[task].get("training", {})},
             "peft": {"r": 4},
