@@ -214,19 +214,21 @@ class CausalLMTask(Task):
         settings: CausalLMData = config.data
         tokenizer = data.tokenizer
         if settings.form == "text":
-            ids = [tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for text in batch[settings.text_column] if text.strip()]
+            ids = [ended(tokenizer(text)["input_ids"], tokenizer) for text in batch[settings.text_column] if text.strip()]
             if settings.packing:
                 return pack(ids, block_size(settings, tokenizer))
             ids = [sequence[: max_length(settings, tokenizer)] for sequence in ids]
             return {"input_ids": ids, "attention_mask": [[1] * len(s) for s in ids], "labels": ids}
         texts, spans = zip(*(loss_spans(example, settings, tokenizer) for example in rows(batch, settings)))
-        encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        # A chat template writes the special tokens itself; a prompt gets the tokenizer's (Llama's <s>, none for GPT-2).
+        encoded = tokenizer(list(texts), add_special_tokens=settings.form == "prompt", return_offsets_mapping=True)
         limit = max_length(settings, tokenizer)
         out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": []}
         for ids, offsets, example_spans in zip(encoded["input_ids"], encoded["offset_mapping"], spans):
             labels = [token if any(start <= begin < end for start, end in example_spans) else -100 for token, (begin, _) in zip(ids, offsets)]
             if settings.form == "prompt":  # the completion ends with the end-of-text token, which it learns to generate
-                ids, labels = ids + [tokenizer.eos_token_id], labels + [tokenizer.eos_token_id]
+                ids = ended(ids, tokenizer)
+                labels = labels[: len(ids) - 1] + [tokenizer.eos_token_id]
             if all(label == -100 for label in labels[:limit]):
                 continue  # a prompt longer than max_length leaves nothing to learn (the pre-flight report counts the cut examples)
             out["input_ids"].append(ids[:limit])
@@ -243,7 +245,7 @@ class CausalLMTask(Task):
             texts = split.select_columns([settings.text_column])[:][settings.text_column]
         else:
             texts = [loss_spans(example, settings, data.tokenizer)[0] for example in rows(split[:], settings)]
-        ids = data.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        ids = data.tokenizer(texts, add_special_tokens=settings.form != "chat")["input_ids"]
         return {"examples": TokenSequence(ids, max_length(settings, data.tokenizer), "data.max_length")}
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
@@ -352,6 +354,11 @@ def block_size(settings: CausalLMData, tokenizer: PreTrainedTokenizerBase) -> in
 def max_length(settings: CausalLMData, tokenizer: PreTrainedTokenizerBase) -> int:
     """Where an example that is not packed into blocks is cut: ``max_length``, else as ``block_size``."""
     return settings.max_length or block_size(settings, tokenizer)
+
+
+def ended(ids: list[int], tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """``ids`` ending with the end-of-text token: as they are where the tokenizer adds it itself, else with it appended."""
+    return ids if ids and ids[-1] == tokenizer.eos_token_id else [*ids, tokenizer.eos_token_id]
 
 
 def pack(ids: list[list[int]], size: int) -> dict[str, list]:
