@@ -1,8 +1,9 @@
-"""Metrics that work offline (classification with scikit-learn, generated text with sacrebleu),
+"""Metrics that work offline (classification with scikit-learn, generated text with sacrebleu and rouge-score),
 with any other name sent to `evaluate`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,18 +34,45 @@ def classification_metrics(names: list[str], num_labels: int, where: str) -> Cal
     return _computed(names, scorers, where)
 
 
+#: The ROUGE variants of rouge-score, as run_summarization.py reports them.
+ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
 def generation_metrics(names: list[str], where: str) -> Callable[[list[str], list[str]], dict[str, float]]:
     """A function of (generated texts, reference texts) computing ``names``.
 
-    BLEU and chrF are sacrebleu's corpus scores, from 0 to 100 as run_translation.py reports them.
+    BLEU and chrF are sacrebleu's corpus scores, from 0 to 100 as run_translation.py reports
+    them; ROUGE-1, -2, -L and -Lsum are rouge-score's F-measures with Porter stemming, averaged
+    over the examples and scaled to 0 to 100 as run_summarization.py reports them.
     """
     from sacrebleu.metrics import BLEU, CHRF
 
     scorers: dict[str, Scorer] = {
         "bleu": lambda references, texts: BLEU().corpus_score(texts, [references]).score,
         "chrf": lambda references, texts: CHRF().corpus_score(texts, [references]).score,
+        **{kind: lambda references, texts, kind=kind: rouge(kind, texts, references) for kind in ROUGE},
     }
     return _computed(names, scorers, where)
+
+
+def rouge(kind: str, texts: list[str], references: list[str]) -> float:
+    """The mean ROUGE F-measure of ``texts`` against ``references`` (0 to 100).
+
+    The mean of the examples' scores, which evaluate's ``rouge`` approximates by bootstrap.
+    ROUGE-Lsum reads one sentence a line: run_summarization.py splits sentences with nltk's
+    punkt model, a download; here at sentence-ending punctuation followed by a space.
+    """
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer([kind], use_stemmer=True)
+    if kind == "rougeLsum":
+        texts, references = ([SENTENCE_END.sub("\n", text) for text in group] for group in (texts, references))
+    scores = [scorer.score(reference, text)[kind].fmeasure for text, reference in zip(texts, references)]
+    return 100 * float(np.mean(scores)) if scores else 0.0
+
+
+#: Where one sentence ends and the next starts, for ROUGE-Lsum.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def _computed(names: list[str], scorers: dict[str, Scorer], where: str) -> Callable[[Any, Any], dict[str, float]]:

@@ -62,6 +62,15 @@ EMBEDDED = {
             "max_train_samples": 8,  # a SQuAD context makes several windows
         },
     },
+    "summarization": {
+        "data": {
+            "train_file": "summarization/data/reuters-train.jsonl.gz",
+            "eval_file": "summarization/data/reuters-eval.jsonl.gz",
+            "max_source_length": 48,
+            "max_target_length": 12,
+        },
+        "training": {"generation_num_beams": 1},
+    },
     "translation": {
         "data": {
             "train_file": "translation/data/multi30k-train.jsonl.gz",

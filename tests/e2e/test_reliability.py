@@ -248,6 +248,7 @@ SAME_SEED = {
     "causal-lm": {"config": TINY_GPT2, "tokenizer_vocab_size": 300, "tokenizer_lowercase": False},
     "ner": {"config": TINY_BERT, "tokenizer_vocab_size": 300, "tokenizer_lowercase": False},
     "question-answering": {"config": TINY_BERT, "tokenizer_vocab_size": 300},
+    "summarization": {"config": TINY_T5, "tokenizer_vocab_size": 300},
     "translation": {"config": TINY_T5, "tokenizer_vocab_size": 300},
 }
 

@@ -129,6 +129,7 @@ TASKS = {
     "causal-lm": ("gpt2", {"max_train_samples": 64, "max_eval_samples": 16}, "nothing else"),
     "ner": ("bert", {}, "classifier"),
     "question-answering": ("bert", {"max_eval_samples": 4}, "qa_outputs"),
+    "summarization": ("t5", {"max_train_samples": 16, "max_eval_samples": 4}, "nothing else"),
     "translation": ("t5", {"max_train_samples": 16, "max_eval_samples": 4}, "nothing else"),
 }
 
