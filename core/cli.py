@@ -27,6 +27,7 @@ COMMANDS = {
     "check": "validate a manifest and its data, and report what would waste the run, without training",
     "predict": "predict with a trained model directory",
     "schema": "print the JSON Schema of the installed tasks' manifests",
+    "tune": "search hyperparameters ([search]) with Optuna: each trial a run, the study in a database",
 }
 
 
@@ -86,6 +87,11 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             _config_options(parser)
             parser.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
             parser.add_argument("--strict", action="store_true", help="treat warnings as errors (exit code 2), for CI pipelines")
+        elif command == "tune":
+            _config_options(parser)
+            parser.add_argument("--output-dir", metavar="DIR", help="where the trials, the study and the best model go (default: ftrun-runs/TASK-tune)")
+            parser.add_argument("--storage", metavar="URL", help="the study's database, any Optuna supports (default: study.db, SQLite, in the output directory)")
+            parser.add_argument("--study", default="ftrun", metavar="NAME", help="the study's name in the database (default: ftrun)")
         elif command == "predict":
             parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
             parser.add_argument("--task", metavar="NAME", help="the task, when DIR has no ftrun.toml")
@@ -315,6 +321,19 @@ def read_json_input(text: str, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FtrunError(f"{where}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .display import Display
+    from .tune import tune
+
+    display = Display()
+    manager, config = load_config(args, announce=display.print)
+    if "search" not in config.tables:
+        raise FtrunError(f"{config.source}: no [search] table: say what to search over, e.g. [search.space] \"training.learning_rate\" = {{low = 1e-5, high = 1e-3, log = true}}")
+    output_dir = Path(args.output_dir or config.output_dir or Path("ftrun-runs") / f"{config.task}-tune")
+    tune(manager, config, args.manifest, args.overrides, output_dir, args.storage, args.study, display)
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -38,3 +38,10 @@ def ftrun_build_trainer(task, config, data, model, metrics, callbacks, output_di
 def ftrun_save_model(task, config, trainer, output_dir):
     trainer.save_model(str(output_dir))
     return True
+
+
+@hookimpl
+def ftrun_register_tables(register):
+    from .tune import SearchTable  # on first use: it imports the Trainer's callbacks
+
+    register("search", SearchTable)

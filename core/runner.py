@@ -6,11 +6,11 @@ import contextlib
 import dataclasses
 import errno
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, set_seed
+from transformers import Trainer, TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .config import RunConfig
@@ -57,11 +57,13 @@ def run(
     overwrite: bool = False,
     resume: bool | str | None = None,
     display: Display | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> RunResult:
     """Train, evaluate, save and predict as ``config`` says; bad input raises FtrunError before anything is written.
 
     ``resume`` (default: the manifest's) continues from a checkpoint; Ctrl-C or SIGTERM stops after
-    the current step with a checkpoint, raising :class:`Interrupted`.
+    the current step with a checkpoint, raising :class:`Interrupted`. ``callbacks`` join the
+    plugins' (``ftrun tune`` reports each evaluation to its trial through one).
     """
     display = display or Display()
     task = plugins.task(config.task)
@@ -80,7 +82,7 @@ def run(
         model = plugins.build_head(task, config, data)
         metrics = plugins.build_metrics(task, config, data)
         stop = StopOnSignal(display.print)
-        callbacks = [SealCheckpoints(), stop, *plugins.trainer_callbacks(task, config)]
+        callbacks = [SealCheckpoints(), stop, *plugins.trainer_callbacks(task, config), *callbacks]
         clear_leftovers(out, state, display)
         trainer = plugins.build_trainer(task, config, data, model, metrics, callbacks, str(out.work))
         use_rich_progress(trainer, display)

@@ -1,0 +1,145 @@
+"""``ftrun tune``: the [search] table, a study's results, pruning, resume after a stop, and two workers on one study."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import sample_reviews
+from transformers import TrainerControl, TrainerState, TrainingArguments
+
+from ftrun.testing import TINY_BERT, TINY_TRAINING, write_jsonl
+from ftrun.tune import ReportToTrial
+
+SPACE = {"training.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "training.per_device_train_batch_size": {"choices": [4, 8]}}
+
+
+@pytest.fixture
+def tune_manifest(ftrun_manifest, tmp_path):
+    """tune_manifest(**search): a tiny text-classification manifest with a [search] table."""
+    rows = sample_reviews("imdb-train", 48)
+    data = {"train_file": str(write_jsonl(tmp_path / "train.jsonl", rows[:40])), "eval_file": str(write_jsonl(tmp_path / "eval.jsonl", rows[40:]))}
+
+    def write(training: dict | None = None, **search):
+        return ftrun_manifest(
+            {
+                "task": "text-classification",
+                "model": {"config": TINY_BERT, "tokenizer_vocab_size": 300},
+                "data": {**data, "max_length": 64},
+                "training": {**TINY_TRAINING, **(training or {})},
+                "search": {"trials": 3, "space": SPACE, **search},
+            }
+        )
+
+    return write
+
+
+def test_a_study_leaves_the_best_model_its_manifest_the_trials_and_plots(ftrun_cli, tune_manifest, tmp_path):
+    out = tmp_path / "out"
+    result = ftrun_cli("tune", "--manifest", tune_manifest(), "--output-dir", out)
+    assert result.code == 0, result
+    assert "0 of 3 trials finished; maximize accuracy over training.learning_rate, training.per_device_train_batch_size" in result.out
+    with open(out / "trials.csv", newline="") as handle:
+        trials = list(csv.DictReader(handle))
+    assert [row["state"] for row in trials] == ["COMPLETE"] * 3
+    best = max(trials, key=lambda row: float(row["value"]))  # the first of equals is Optuna's best, as max's
+    assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == pytest.approx(float(best["value"]))
+    assert (out / "model.safetensors").read_bytes() == (out / "trials" / best["user_attrs_folder"] / "model.safetensors").read_bytes()
+    assert f"learning_rate = {float(best['params_training.learning_rate'])}" in (out / "best.toml").read_text()
+    assert ftrun_cli("check", "--manifest", out / "best.toml").code == 0  # runnable as it is
+    assert "## Hyperparameter search" in (out / "README.md").read_text() and (out / "README.md").read_text().count("| complete |") == 3
+    assert (out / "plots" / "search-history.png").stat().st_size > 0
+    assert ftrun_cli("predict", "--model", out, "a fine film").code == 0
+    again = ftrun_cli("tune", "--manifest", tune_manifest(), "--output-dir", out)  # finished: nothing is run again
+    assert again.code == 0 and "3 of 3 trials finished" in again.out and "trial 3" not in again.out
+
+
+@pytest.mark.parametrize(
+    ("search", "words"),
+    [
+        ({"space": {"training.learning_rate": {"low": 1e-2, "high": 1e-4}}}, ("search.space.training.learning_rate", "low (0.01) must be below high (0.0001)")),
+        ({"space": {"training.learning_rate": {"low": 0.0, "high": 1e-4, "log": True}}}, ("a log scale needs low > 0",)),
+        ({"space": {"training.seed": {"low": 1, "high": 4, "choices": [1]}}}, ("give a range (low, high) or choices, not both",)),
+        ({"space": {"training.learnin_rate": {"low": 1e-4, "high": 1e-3}}}, ("search.space", "training.learnin_rate", "did you mean learning_rate?")),
+        ({"trials": 0}, ("search.trials", "greater than 0")),
+        ({"metric": "f1"}, ("search.direction: needed for metric 'f1'", "'accuracy', the task's best metric")),
+        ({"samplr": "tpe"}, ("search.samplr: unknown key (did you mean sampler?)",)),
+    ],
+)
+def test_a_bad_search_table_is_one_line(ftrun_cli, tune_manifest, tmp_path, search, words):
+    result = ftrun_cli("tune", "--manifest", tune_manifest(**search), "--output-dir", tmp_path / "out")
+    assert result.code == 2, result
+    line = result.err.strip()
+    assert len(line.splitlines()) == 1 and all(word in line for word in words), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_tune_needs_a_search_table(ftrun_cli, tmp_path):
+    result = ftrun_cli("tune", "--task", "text-classification", "--demo", "--output-dir", tmp_path / "out")
+    assert result.code == 2 and "no [search] table: say what to search over" in result.err
+
+
+def test_an_unpromising_trial_is_stopped_by_the_pruner():
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    good = study.ask()
+    for step in (1, 2, 3):
+        good.report(0.9, step)
+    study.tell(good, 0.9)
+    args, state = TrainingArguments(output_dir="unused", report_to="none"), TrainerState()
+    state.global_step = 2
+    promising, promising_control = ReportToTrial(study.ask(), "accuracy"), TrainerControl()
+    promising.on_evaluate(args, state, promising_control, metrics={"eval_accuracy": 0.95})
+    assert not promising_control.should_training_stop and promising.pruned is None
+    unpromising, control = ReportToTrial(study.ask(), "accuracy"), TrainerControl()
+    unpromising.on_evaluate(args, state, control, metrics={"eval_accuracy": 0.2})
+    assert control.should_training_stop and unpromising.pruned == 2
+
+
+def tune_process(manifest: Path, out: Path, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ftrun", "tune", "--manifest", str(manifest), "--output-dir", str(out), *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_a_stopped_study_goes_on_and_retries_the_stopped_trial_from_its_checkpoint(ftrun_cli, tune_manifest, tmp_path):
+    manifest = tune_manifest(
+        training={"num_train_epochs": 40, "per_device_train_batch_size": 4}, trials=2, space={"training.learning_rate": {"low": 1e-4, "high": 1e-3}}
+    )
+    out = tmp_path / "out"
+    process = tune_process(manifest, out)
+    deadline = time.monotonic() + 300
+    while not list((out / "trials" / "trial-0").glob("checkpoint-*/ftrun-checkpoint.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, output
+    result = ftrun_cli("tune", "--manifest", manifest, "--output-dir", out)
+    assert result.code == 0, result
+    assert "0 of 2 trials finished" in result.out
+    assert "(trial-0)" in result.out and "resuming from" in result.out  # the stopped trial, in its folder, from its checkpoint
+    with open(out / "trials.csv", newline="") as handle:
+        states = [(row["number"], row["state"], row["user_attrs_folder"]) for row in csv.DictReader(handle)]
+    assert states[0] == ("0", "FAIL", "trial-0") and [state for _, state, _ in states].count("COMPLETE") == 2
+
+
+def test_two_processes_share_one_study(tune_manifest, tmp_path):
+    manifest = tune_manifest(training={"num_train_epochs": 4}, trials=4)
+    out = tmp_path / "out"
+    processes = [tune_process(manifest, out) for _ in range(2)]
+    outputs = [process.communicate(timeout=600)[0] for process in processes]
+    assert all(process.returncode == 0 for process in processes), outputs
+    with open(out / "trials.csv", newline="") as handle:
+        trials = [row for row in csv.DictReader(handle) if row["state"] == "COMPLETE"]
+    assert len(trials) >= 4  # each worker stops once the study has 4; one may have started its last trial a moment before
+    assert len({row["user_attrs_worker"] for row in trials}) == 2  # both took trials of the one study
+    assert len({row["user_attrs_folder"] for row in trials}) == len(trials)
