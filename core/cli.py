@@ -90,7 +90,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         elif command == "tune":
             _config_options(parser)
             parser.add_argument("--output-dir", metavar="DIR", help="where the trials, the study and the best model go (default: ftrun-runs/TASK-tune)")
-            parser.add_argument("--storage", metavar="URL", help="the study's database, any Optuna supports (default: study.db, SQLite, in the output directory)")
+            parser.add_argument(
+                "--storage", metavar="URL", help="the study's database, any Optuna supports (default: study.db, SQLite, in the output directory)"
+            )
             parser.add_argument("--study", default="ftrun", metavar="NAME", help="the study's name in the database (default: ftrun)")
         elif command == "predict":
             parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
@@ -330,7 +332,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     display = Display()
     manager, config = load_config(args, announce=display.print)
     if "search" not in config.tables:
-        raise FtrunError(f"{config.source}: no [search] table: say what to search over, e.g. [search.space] \"training.learning_rate\" = {{low = 1e-5, high = 1e-3, log = true}}")
+        raise FtrunError(
+            f'{config.source}: no [search] table: say what to search over, e.g. [search.space] "training.learning_rate" = {{low = 1e-5, high = 1e-3, log = true}}'
+        )
     output_dir = Path(args.output_dir or config.output_dir or Path("ftrun-runs") / f"{config.task}-tune")
     tune(manager, config, args.manifest, args.overrides, output_dir, args.storage, args.study, display)
     return 0
