@@ -2,7 +2,7 @@
 
 ``ftrun.toml`` (the effective manifest: rerun it with ``ftrun --manifest``, and
 ``ftrun predict`` reads the task from it), the Trainer's ``*_results.json`` and
-``trainer_state.json``, ``predictions.jsonl`` and a model card ``README.md``.
+``trainer_state.json``, ``predictions.jsonl``, the figures of ``plots/`` and a model card ``README.md``.
 
 Everything is written to a staging folder first and then moved into place file by file,
 ``ftrun.toml`` last: a run that dies while saving never leaves a half-written model file,
@@ -21,16 +21,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomli_w
-from huggingface_hub import ModelCardData
+from huggingface_hub import EvalResult, ModelCardData
 
+from . import plots
 from .precision import choose_precision
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .config import RunConfig
     from .plugin_manager import PluginManager
     from .task import Task
 
 MANIFEST_NAME = "ftrun.toml"
+#: The run's figures (PNG), inside the output directory.
+PLOTS_DIR = "plots"
 
 
 #: Where the final files are written before they are moved into the output directory.
@@ -48,8 +53,14 @@ def write_outputs(
     examples: list[str | dict[str, Any]],
     predictions: list[Any],
     warnings: Sequence[str] = (),
+    fingerprints: dict[str, str] | None = None,
+    figures: dict[str, Figure] | None = None,
 ) -> None:
-    """Save the model through the ``ftrun_save_model`` hook, then ftrun's files, all staged, then publish them."""
+    """Save the model through the ``ftrun_save_model`` hook, then ftrun's files, all staged, then publish them.
+
+    ``fingerprints`` (the train and eval splits' ``datasets`` fingerprints) go into the model card,
+    with the plugins that ran, so that a result can be traced to the data and code that made it.
+    """
     staging = output_dir / STAGING_NAME
     main = trainer.is_world_process_zero()
     if main and staging.exists():  # left by a run that died while saving
@@ -68,6 +79,10 @@ def write_outputs(
         for text, prediction in zip(examples, predictions):
             out.write(json.dumps(as_record(text, prediction), ensure_ascii=False) + "\n")
     card = model_card(task, config, eval_metrics, manifest, warnings)
+    if figures:
+        saved = plots.save(figures, staging / PLOTS_DIR)
+        card.sections["Plots"] = "\n\n".join(f"![{path.stem}]({PLOTS_DIR}/{path.name})" for path in saved)
+    card.sections["Provenance"] = provenance(plugins, fingerprints or {})
     plugins.model_card(task, config, card)
     (staging / "README.md").write_text(card.render(), encoding="utf-8")
     (staging / MANIFEST_NAME).write_text(manifest, encoding="utf-8")
@@ -131,6 +146,8 @@ def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], ma
         tags=["ftrun", task.name],
         base_model=base if base and not Path(base).exists() else None,
         datasets=[dataset] if dataset and not Path(dataset).exists() else None,
+        model_name=f"{task.name} model",
+        eval_results=eval_results(task, config, eval_metrics) or None,
     )
     source = f"`{base}`" if base else "a model built from a config"
     trained_on = f"`{dataset}`" if dataset else f"`{config.data.train_file}`" if config.data.train_file else "local data"
@@ -153,6 +170,39 @@ def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], ma
         f"Fine-tuned with [ftrun](https://pypi.org/project/ftrun/) (task `{task.name}`) from {source} on {trained_on},\nin {choose_precision(config.training)}."
     )
     return ModelCard(title=f"{task.name} model", intro=intro, data=data, sections=sections)
+
+
+def eval_results(task: Task, config: RunConfig, eval_metrics: dict[str, float]) -> list[EvalResult]:
+    """The final evaluation as the Hub's ``model-index`` has it: one result per metric, on the eval split's dataset."""
+    data = config.data
+    source = data.dataset or data.eval_file or data.train_file or "local data"
+    name = source if data.dataset and not Path(source).exists() else Path(source).name
+    split = data.eval_split if data.dataset else "eval"
+    return [
+        EvalResult(
+            task_type=task.pipeline_tag or task.name,
+            dataset_type=name,
+            dataset_name=name,
+            dataset_config=data.dataset_config,
+            dataset_split=split,
+            metric_type=key.removeprefix("eval_"),
+            metric_value=value,
+        )
+        for key, value in eval_metrics.items()
+        if isinstance(value, float) and not key.endswith(("runtime", "per_second")) and key != "epoch"
+    ]
+
+
+def provenance(plugins: PluginManager, fingerprints: dict[str, str]) -> str:
+    """What made the model: ftrun's version, every plugin loaded (and its package's version), the data's fingerprints."""
+    from . import __version__
+
+    rows = "\n".join(f"| {name} | {info.dist or info.module} | {info.version or ''} |" for name, info in plugins.info.items())
+    data = "".join(f"- {split}: `{fingerprint}`\n" for split, fingerprint in fingerprints.items())
+    return (
+        f"ftrun {__version__}, with these plugins:\n\n| plugin | from | version |\n|---|---|---|\n{rows}\n\n"
+        f"The data's fingerprints (the `datasets` library's hash of each split as loaded: the same data gives the same one):\n\n{data}"
+    )
 
 
 def predict_command(task: Task, config: RunConfig, model_dir: str) -> str | None:

@@ -22,11 +22,12 @@ from .head import check_model
 from .memory import keep_freed_memory
 from .output import write_outputs
 from .output_dir import OutputDir, claimed
+from .plots import run_figures
 from .plugin_manager import PluginManager
 from .precision import choose_precision
 from .preflight import Preflight, remote_code_warning
 from .task import Task
-from .training import RichProgressCallback, SealCheckpoints, StopOnSignal, check_resumable, latest_checkpoint
+from .training import RichProgressCallback, SealCheckpoints, StopOnSignal, check_resumable, latest_checkpoint, log_destinations
 
 
 @dataclasses.dataclass
@@ -92,9 +93,21 @@ def run(
         for line in plugins.after_training(task, config, trainer):
             display.print(line)
         predictions = predict_examples(task, trainer, data, config)
+        figures = run_figures(task, trainer, data, config) if trainer.is_world_process_zero() else {}
         with writing(out.work):
             write_outputs(
-                out.work, trainer, plugins, task, config, train_metrics, eval_metrics, config.predict.examples, predictions, [str(f) for f in report.warnings]
+                out.work,
+                trainer,
+                plugins,
+                task,
+                config,
+                train_metrics,
+                eval_metrics,
+                config.predict.examples,
+                predictions,
+                [str(f) for f in report.warnings],
+                fingerprints={name: split._fingerprint for name, split in (("train", data.raw.train), ("eval", data.raw.eval))} if data.raw else None,
+                figures=figures,
             )
             if state.is_main_process:
                 out.finish()
@@ -108,9 +121,10 @@ def announce(display: Display, config: RunConfig, output_dir: Path, report: Pref
     from . import __version__
 
     sized = f"; {escape(report.sized)}" if report.sized else ""
+    logs = log_destinations(config.training, output_dir)
     display.print(
         f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, "
-        f"precision {choose_precision(config.training)}, output {output_dir}{sized}"
+        f"precision {choose_precision(config.training)}, output {output_dir}{sized}" + (f"; logs to {escape(logs)}" if logs else "")
     )
     if config.model.trust_remote_code:
         display.print(f"[bold yellow]warning:[/] {escape(remote_code_warning(config))}", highlight=False)

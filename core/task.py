@@ -19,6 +19,7 @@ from .data import Splits, TaskData
 from .errors import FtrunError
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
 
     from .preflight import Preflight, TokenSequence
@@ -151,6 +152,15 @@ class Task:
     def build_metrics(self, config: RunConfig, data: TaskData) -> Metrics:
         """Metric stage."""
         raise NotImplementedError
+
+    def plots(self, prediction: EvalPrediction, data: TaskData, config: RunConfig) -> dict[str, Figure]:
+        """The task's own figures of the final evaluation, saved as ``plots/NAME.png`` and shown in the model card.
+
+        ``prediction`` is what ``Metrics.compute`` received: the post-processed predictions and
+        references of the eval split. ``ftrun.plots`` draws the usual ones (``confusion_matrix``,
+        ``scores_per_class``, ``lengths``). Default: none; every run also plots its loss and eval metrics.
+        """
+        return {}
 
     def format_prediction(self, prediction: Any) -> str:
         """One prediction as a short line for the terminal."""

@@ -111,6 +111,8 @@ class TrainerMixin:
 
     #: The metric stage's ``Metrics.derive``, set by the trainer stage: called after every evaluation.
     derive_metrics: Callable[[dict[str, float], Any], dict[str, float]] | None = None
+    #: The outputs of the latest evaluation, in the split's order (``None`` where it gathered none: loss only).
+    eval_outputs: EvalPrediction | None = None
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         # Each eval batch is padded to its longest example. The Trainer's length grouping sorts only
@@ -151,6 +153,7 @@ class TrainerMixin:
         predictions, label_ids = output.predictions, output.label_ids
         if order is not None and dataset is dataloader.dataset:
             predictions, label_ids = in_split_order(predictions, order), in_split_order(label_ids, order)
+        self.eval_outputs = EvalPrediction(predictions=predictions, label_ids=label_ids)  # the final one's, for the task's plots
         metrics, prefix = output.metrics, f"{metric_key_prefix}_"
         if compute is not None and predictions is not None:
             computed = denumpify_detensorize(compute(EvalPrediction(predictions=predictions, label_ids=label_ids)))
@@ -240,6 +243,18 @@ def build_trainer(
     )
     trainer.derive_metrics = metrics.derive
     return trainer
+
+
+def log_destinations(training: dict[str, Any], output_dir: Path) -> str | None:
+    """Where the services of ``report_to`` log a run, for its first line: TensorBoard's folder, MLflow's server or folder."""
+    value = training.get("report_to", "none")
+    names = [value] if isinstance(value, str) else list(value or [])
+    where = {
+        "tensorboard": f"TensorBoard in {os.environ.get('TENSORBOARD_LOGGING_DIR') or output_dir / 'runs'}",
+        "mlflow": f"MLflow at {os.environ.get('MLFLOW_TRACKING_URI') or 'mlruns/ (the current folder)'}",
+    }
+    shown = [where.get(name, name) for name in names if name not in ("none",)]
+    return ", ".join(shown) or None
 
 
 # -- checkpoints ------------------------------------------------------------------------------

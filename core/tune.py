@@ -222,7 +222,8 @@ class Objective:
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
         trial_dir = self.output_dir / TRIALS_DIR / folder
         shown = ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in values.items())
-        self.display.print(f"[bold]trial {trial.number}[/] ({folder}): {shown}", highlight=False)
+        done = len(trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
+        self.display.print(f"[bold]trial {trial.number}[/] ({folder}; {done} of {search.trials} finished): {shown}", highlight=False)
         config = trial_config(self.manager, self.config, self.manifest, self.overrides, values)
         report = ReportToTrial(trial, self.metric)
         try:

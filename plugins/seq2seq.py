@@ -25,6 +25,7 @@ from .metrics import generation_metrics
 
 if TYPE_CHECKING:
     from datasets import Dataset
+    from matplotlib.figure import Figure
     from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
 #: Inputs generated for at once by ``predict``.
@@ -169,6 +170,13 @@ class Seq2SeqTask(Task):
             return {**score(texts, prediction.label_ids), "gen_len": float(np.mean(lengths))}
 
         return Metrics(compute=compute, best=best)
+
+    def plots(self, prediction: EvalPrediction, data: TaskData, config: RunConfig) -> dict[str, Figure]:
+        """Each generated text's length against its reference's, in tokens (special tokens aside, as ``gen_len`` counts)."""
+        from ftrun.plots import lengths
+
+        references = data.tokenizer(text_target=list(prediction.label_ids), add_special_tokens=False)["input_ids"]
+        return {"lengths": lengths([generated["tokens"] for generated in prediction.predictions], [len(ids) for ids in references])}
 
     # -- trainer stage -------------------------------------------------------------------
 

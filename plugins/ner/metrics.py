@@ -53,12 +53,17 @@ def entity_metrics(names: list[str], labels: list[str]) -> Callable[[EvalPredict
     """The Trainer's ``compute_metrics``: argmax over the logits, ignored positions dropped."""
 
     def compute(prediction: EvalPrediction) -> dict[str, float]:
-        guesses = np.argmax(prediction.predictions, axis=-1)
-        true, predicted = [], []
-        for guess, gold in zip(guesses, prediction.label_ids):
-            kept = gold != IGNORED
-            true.append([labels[i] for i in gold[kept]])
-            predicted.append([labels[i] for i in guess[kept]])
-        return entity_scores(true, predicted, names, labels)
+        return entity_scores(*tag_sequences(prediction, labels), names, labels)
 
     return compute
+
+
+def tag_sequences(prediction: EvalPrediction, labels: list[str]) -> tuple[list[list[str]], list[list[str]]]:
+    """The true and the predicted tags of each sentence's labelled words: argmax over the logits, ignored positions dropped."""
+    guesses = np.argmax(prediction.predictions, axis=-1)
+    true, predicted = [], []
+    for guess, gold in zip(guesses, prediction.label_ids):
+        kept = gold != IGNORED
+        true.append([labels[i] for i in gold[kept]])
+        predicted.append([labels[i] for i in guess[kept]])
+    return true, predicted

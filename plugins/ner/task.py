@@ -21,12 +21,13 @@ from ftrun.data import describe_feature
 from ..demo import small_bert
 from ..labels import check_eval_labels, first_missing, named_labels
 from .conll import TAGS, TOKENS, is_conll, read_conll
-from .metrics import METRICS, REPORT_KEYS, entity_metrics, metric_keys
+from .metrics import METRICS, REPORT_KEYS, entity_metrics, entity_scores, metric_keys, tag_sequences
 from .tags import align_labels, continuation_ids, invalid_tags
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import PreTrainedTokenizerBase
+    from matplotlib.figure import Figure
+    from transformers import EvalPrediction, PreTrainedTokenizerBase
 
 DEMO_DIR = Path(__file__).parent / "data"
 
@@ -141,6 +142,14 @@ class NerTask(Task):
         if best not in keys:
             raise FtrunError(f"{config.where('metrics.best')}: {best!r} is not among the metrics ({', '.join(keys)})")
         return Metrics(compute=entity_metrics(names, data.labels), best=best)
+
+    def plots(self, prediction: EvalPrediction, data: TaskData, config: RunConfig) -> dict[str, Figure]:
+        """Entity-level F1 of each entity type on the eval split."""
+        from ftrun.plots import scores_per_class
+
+        scores = entity_scores(*tag_sequences(prediction, data.labels), ["f1"], data.labels)
+        per_type = {key.removesuffix("_f1"): value for key, value in scores.items() if key != "f1"}
+        return {"f1_per_entity_type": scores_per_class(per_type, f"Entity F1 per type (eval split; all: {scores['f1']:.2f})", "entity type", "F1")}
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
         """The shared report, and whether the best metric has entities to score in the eval split (PER_f1: PER entities)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
@@ -19,6 +19,10 @@ from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits,
 from ..demo import small_bert
 from ..labels import check_eval_labels, first_missing, named_labels
 from ..metrics import classification_metrics
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from transformers import EvalPrediction
 
 DEMO_DIR = Path(__file__).parent / "data"
 
@@ -131,6 +135,14 @@ class TextClassificationTask(Task):
         if best not in names:
             raise FtrunError(f"{config.where('metrics.best')}: {best!r} is not among metrics.names ({', '.join(names)})")
         return Metrics(compute=lambda p: compute(np.argmax(p.predictions, axis=-1), p.label_ids), best=best)
+
+    def plots(self, prediction: EvalPrediction, data: TaskData, config: RunConfig) -> dict[str, Figure]:
+        """The confusion matrix of the eval split, by label name."""
+        from ftrun.plots import confusion_matrix
+
+        names = data.labels
+        predicted = [names[i] for i in np.argmax(prediction.predictions, axis=-1)]
+        return {"confusion_matrix": confusion_matrix([names[i] for i in prediction.label_ids], predicted, names)}
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
         """The shared report, and whether the best metric can be computed on the eval split's labels.

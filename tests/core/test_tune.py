@@ -80,6 +80,13 @@ def test_a_bad_search_table_is_one_line(ftrun_cli, tune_manifest, tmp_path, sear
     assert not (tmp_path / "out").exists()
 
 
+def test_without_optuna_tune_says_what_to_install(ftrun_cli, tune_manifest, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if it were not installed: importing it raises ImportError
+    result = ftrun_cli("tune", "--manifest", tune_manifest(), "--output-dir", tmp_path / "out")
+    assert result.code == 2 and result.err.strip() == 'ftrun: error: ftrun tune needs Optuna: pip install "ftrun[tune]"'
+    assert not (tmp_path / "out").exists()
+
+
 def test_tune_needs_a_search_table(ftrun_cli, tmp_path):
     result = ftrun_cli("tune", "--task", "text-classification", "--demo", "--output-dir", tmp_path / "out")
     assert result.code == 2 and "no [search] table: say what to search over" in result.err
@@ -126,7 +133,7 @@ def test_a_stopped_study_goes_on_and_retries_the_stopped_trial_from_its_checkpoi
     result = ftrun_cli("tune", "--manifest", manifest, "--output-dir", out)
     assert result.code == 0, result
     assert "0 of 2 trials finished" in result.out
-    assert "(trial-0)" in result.out and "resuming from" in result.out  # the stopped trial, in its folder, from its checkpoint
+    assert "(trial-0; 0 of 2 finished)" in result.out and "resuming from" in result.out  # the stopped trial, in its folder, from its checkpoint
     with open(out / "trials.csv", newline="") as handle:
         states = [(row["number"], row["state"], row["user_attrs_folder"]) for row in csv.DictReader(handle)]
     assert states[0] == ("0", "FAIL", "trial-0") and [state for _, state, _ in states].count("COMPLETE") == 2

@@ -4,6 +4,7 @@ Only that every configuration reports every figure: the figures themselves mean 
 on a model this small, and performance claims live in the benchmark's own runs.
 """
 
+import gzip
 import importlib.util
 import json
 import shutil
@@ -134,3 +135,23 @@ def test_model_and_model_config_together_is_one_clear_line(throughput, tmp_path,
     args = ["--task", "ner", "--model", str(tmp_path), "--model-config", '{"model_type": "bert"}', "--output", str(tmp_path / "r.json")]
     assert throughput.main(args) == 2
     assert capsys.readouterr().err.strip() == "benchmark: error: --model and --model-config: give one (pretrained weights, or a model built from a config)"
+
+
+def test_the_tune_benchmark_reports_both_studies_and_the_default_run(ftrun_tiny_bert, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("tune_benchmark", ROOT / "benchmarks" / "tune.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = tmp_path / "imdb"
+    data.mkdir()
+    for name, source, size in (("train", "imdb-train", 24), ("dev", "imdb-eval", 8)):
+        rows = [{"text": row["text"][:200], "label": int(row["label"] == "pos")} for row in sample_reviews(source, size)]
+        with gzip.open(data / f"{name}.jsonl.gz", "wt", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+    output = tmp_path / "tune.json"
+    args = ["--model", str(ftrun_tiny_bert), "--data", str(data), "--trials", "2", "--train-samples", "24", "--eval-samples", "8", "--output", str(output)]
+    assert module.main(args) == 0
+    results = json.loads(output.read_text())["results"]
+    assert set(results) == {"median", "none", "default"} and all(row["seconds"] > 0 for row in results.values())
+    assert [len(results[name]["trials"]) for name in ("median", "none")] == [2, 2]
+    shown = capsys.readouterr().out
+    assert "tune, median pruner" in shown and "pruning / no pruning: wall time" in shown and "best found - default: accuracy" in shown
