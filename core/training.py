@@ -15,6 +15,7 @@ resumed run that equals an uninterrupted one, and this module fixes each:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -249,11 +250,16 @@ def log_destinations(training: dict[str, Any], output_dir: Path) -> str | None:
     """Where the services of ``report_to`` log a run, for its first line: TensorBoard's folder, MLflow's server or folder."""
     value = training.get("report_to", "none")
     names = [value] if isinstance(value, str) else list(value or [])
-    where = {
-        "tensorboard": f"TensorBoard in {os.environ.get('TENSORBOARD_LOGGING_DIR') or output_dir / 'runs'}",
-        "mlflow": f"MLflow at {os.environ.get('MLFLOW_TRACKING_URI') or 'mlruns/ (the current folder)'}",
-    }
-    shown = [where.get(name, name) for name in names if name not in ("none",)]
+    shown = []
+    for name in names:
+        if name == "tensorboard":
+            shown.append(f"TensorBoard in {os.environ.get('TENSORBOARD_LOGGING_DIR') or output_dir / 'runs'}")
+        elif name == "mlflow" and importlib.util.find_spec("mlflow") is not None:
+            import mlflow  # its default store differs between versions: ask it
+
+            shown.append(f"MLflow at {mlflow.get_tracking_uri()}")
+        elif name != "none":
+            shown.append(name)
     return ", ".join(shown) or None
 
 
