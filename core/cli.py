@@ -17,6 +17,8 @@ from .distributed import report_error
 from .errors import FtrunError, first_line
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from .config import RunConfig
     from .plugin_manager import PluginManager
 
@@ -28,6 +30,7 @@ COMMANDS = {
     "predict": "predict with a trained model directory",
     "schema": "print the JSON Schema of the installed tasks' manifests",
     "tune": "search hyperparameters ([search]) with Optuna: each trial a run, the study in a database",
+    "eval": "evaluate a trained model directory on a split, with its task's metrics",
 }
 
 
@@ -94,6 +97,21 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                 "--storage", metavar="URL", help="the study's database, any Optuna supports (default: study.db, SQLite, in the output directory)"
             )
             parser.add_argument("--study", default="ftrun", metavar="NAME", help="the study's name in the database (default: ftrun)")
+        elif command == "eval":
+            parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
+            parser.add_argument("--manifest", metavar="FILE", help="tables laid over the run's own ftrun.toml (another [data] to evaluate on, ...)")
+            parser.add_argument(
+                "--set",
+                dest="overrides",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="override a key of the run's manifest, e.g. data.eval_file=test.csv",
+            )
+            parser.add_argument(
+                "--output-dir", metavar="DIR", help="where eval_results.json and plots/ go (default: the model directory's name + -eval, beside it)"
+            )
+            parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier ftrun eval there")
         elif command == "predict":
             parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
             parser.add_argument("--task", metavar="NAME", help="the task, when DIR has no ftrun.toml")
@@ -176,8 +194,6 @@ def blocked_plugins(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from . import distributed
     from .display import Display
     from .output import predict_command
@@ -196,12 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The run prints its first line and warnings once its data is loaded and checked.
     result = run(config, manager, output_dir, overwrite=args.overwrite, resume=args.resume, display=display)
 
-    table = Table(title="Final evaluation", show_header=True)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in result.eval_metrics.items():
-        table.add_row(key.removeprefix("eval_"), f"{value:.4f}" if isinstance(value, float) else str(value))
-    display.print(table)
+    display.print(metrics_table("Final evaluation", result.eval_metrics))
     task = manager.task(config.task)
     for example, prediction in zip(config.predict.examples, result.predictions):
         shown = example if isinstance(example, str) else json.dumps(example, ensure_ascii=False)
@@ -210,6 +221,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     command = predict_command(task, config, str(output_dir))
     if command:
         display.print(f"Try it: {command}", highlight=False, markup=False)
+    return 0
+
+
+def metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    """Eval metrics as the rich table a run ends with."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key.removeprefix("eval_"), f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .config import Origin, build_config, manifest_plugins, merge, read_manifest
+    from .display import Display
+    from .evaluation import evaluate_model
+    from .output import MANIFEST_NAME
+    from .plugin_manager import get_plugin_manager
+
+    model_dir = Path(args.model)
+    manifest_path = model_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise FtrunError(f"--model: {model_dir} has no {MANIFEST_NAME}: not a directory an ftrun run wrote")
+    manifest = read_manifest(manifest_path)
+    if args.manifest:
+        manifest = merge(manifest, read_manifest(Path(args.manifest)))
+    output_dir = Path(args.output_dir) if args.output_dir else model_dir.with_name(model_dir.name + "-eval")
+    if output_dir.resolve() == model_dir.resolve() or model_dir.resolve() in output_dir.resolve().parents:
+        raise FtrunError(f"--output-dir: {output_dir} is inside the model directory, which ftrun eval leaves as it is")
+    if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
+        raise FtrunError(f"--output-dir: {output_dir} is not empty: choose another, or pass --overwrite to replace an earlier ftrun eval's results")
+    manager = get_plugin_manager(plugins=[*args.plugin, *manifest_plugins(manifest, Origin(str(manifest_path)))], blocked=blocked_plugins(args))
+    name = manifest.get("task")
+    task = manager.task(name, where=f"{manifest_path}: task")
+    source = args.manifest or str(manifest_path)
+    config = build_config(
+        task, manifest, source=source, base_dir=Path(args.manifest).parent if args.manifest else model_dir, overrides=args.overrides, tables=manager.tables()
+    )
+    display = Display()
+    display.print(f"ftrun eval: {model_dir} (task {task.name}) on the eval split of {config.data.eval_file or config.data.dataset}, results to {output_dir}")
+    results = evaluate_model(manager, config, model_dir, output_dir, display)
+    display.print(metrics_table("Evaluation", results))
+    display.print(f"Results written to [bold]{output_dir}[/]")
     return 0
 
 

@@ -72,19 +72,23 @@ class TaskData:
         return {label: i for i, label in enumerate(self.labels or [])}
 
 
-def load_data(task: Task, config: RunConfig, sample: int | None = None) -> TaskData:
+def load_data(
+    task: Task, config: RunConfig, sample: int | None = None, labels: list[str] | None = None, encode: tuple[str, ...] = ("train", "eval")
+) -> TaskData:
     """Load and check the splits, get a tokenizer, encode both splits (cached on disk).
 
     With ``sample`` (``ftrun check``), only that many examples of each split are encoded, to
     fail now what would fail at tokenization: the result then holds no encoded splits, and its
-    ``stats`` count the features those examples became.
+    ``stats`` count the features those examples became. ``ftrun eval`` encodes the eval split
+    alone (``encode``), with a trained model's ``labels`` in its order rather than the train split's.
     """
     splits = load_splits(config, task.read_file)
-    labels = task.check_data(splits, config)
+    found = task.check_data(splits, config)
+    labels = labels if labels is not None and found is not None else found
     data = TaskData(train=None, eval=None, tokenizer=load_tokenizer(task, config, splits), labels=labels, raw=splits)
     # The task's code is part of the key: a changed encode never reuses stale features.
     key = repr((code_identity(task), tokenizer_fingerprint(data.tokenizer), config.data.model_dump(), labels))
-    for name in ("train", "eval"):
+    for name in encode:
         split = getattr(splits, name)
         if sample is None:
             encoded, data.stats[name] = tokenize(

@@ -108,13 +108,17 @@ def lengths(generated: Sequence[int], references: Sequence[int], unit: str = "to
 
 
 def run_figures(task: Task, trainer: Any, data: TaskData, config: RunConfig) -> dict[str, Figure]:
-    """A finished run's figures: its curves, and the task's plots of the final evaluation's outputs (where the Trainer kept them)."""
+    """A finished run's figures: its curves, and the task's plots of its final evaluation."""
     best = trainer.state.best_model_checkpoint
-    figures = training_curves(trainer.state.log_history, int(best.rsplit("-", 1)[1]) if best else None)
+    return {**training_curves(trainer.state.log_history, int(best.rsplit("-", 1)[1]) if best else None), **task_figures(task, trainer, data, config)}
+
+
+def task_figures(task: Task, trainer: Any, data: TaskData, config: RunConfig) -> dict[str, Figure]:
+    """The task's plots of the trainer's latest evaluation, post-processed as its metrics saw it (none where the Trainer kept no outputs)."""
     outputs = getattr(trainer, "eval_outputs", None)
-    if outputs is not None and outputs.predictions is not None and data.raw is not None:
-        figures.update(task.plots(task.postprocess(outputs, data.eval, data.raw.eval, data, config), data, config))
-    return figures
+    if outputs is None or outputs.predictions is None or data.raw is None:
+        return {}
+    return task.plots(task.postprocess(outputs, data.eval, data.raw.eval, data, config), data, config)
 
 
 def save(figures: dict[str, Figure], folder: Path) -> list[Path]:
