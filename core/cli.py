@@ -121,6 +121,22 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                 action="store_true",
                 help="each input is a JSON object (for tasks whose inputs have several fields, e.g. a question and a context)",
             )
+            parser.add_argument(
+                "--input", metavar="FILE", help="predict every row of a csv, json, jsonl(.gz) or parquet file (columns as the run's [data] names them)"
+            )
+            parser.add_argument("--output", metavar="FILE", help="with --input: the JSON lines file the predictions go to, one per row, in the rows' order")
+            parser.add_argument(
+                "--skip-bad", action="store_true", help="with --input: leave out rows that cannot be read (counted), instead of stopping at the first"
+            )
+            parser.add_argument("--overwrite", action="store_true", help="with --input: replace an existing --output file")
+            parser.add_argument(
+                "--set",
+                dest="overrides",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="override a key of the run's manifest, e.g. data.text_column=review",
+            )
             parser.add_argument("text", nargs="*", help="inputs; read from stdin, one per line, when none are given")
     _common(parser)
     return parser
@@ -352,6 +368,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not isinstance(name, str):
             raise FtrunError(f"{manifest_path}: task: missing; say which task it is with --task")
     task = manager.task(name, where=f"--task {args.task}" if args.task else f"{model_dir / MANIFEST_NAME}: task")
+    # The run's own settings (column names, lengths) where the model directory has them.
+    config = build_config(
+        task,
+        manifest if manifest.get("task") == task.name else {},
+        source=str(manifest_path),
+        base_dir=model_dir,
+        overrides=args.overrides,
+        tables=manager.tables(),
+    )
+    if args.input:
+        return predict_input_file(args, manager, task, config, model_dir)
+    if args.output or args.skip_bad:
+        raise FtrunError("predict: --output and --skip-bad go with --input FILE")
     lines = [("argument", i, text) for i, text in enumerate(args.text, 1)] or [
         ("stdin line", i, line.rstrip("\n")) for i, line in enumerate(sys.stdin, 1) if line.strip()
     ]
@@ -359,8 +388,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise FtrunError("predict: no input (give texts as arguments or lines on stdin)")
     given = [read_json_input(text, f"predict: {where} {i}") if args.json_input else text for where, i, text in lines]
     inputs = [task.read_input(value, f"predict: {where} {i}") for value, (where, i, _) in zip(given, lines)]
-    # The run's own settings (column names, lengths) where the model directory has them.
-    config = build_config(task, manifest if manifest.get("task") == task.name else {}, source=str(manifest_path), base_dir=model_dir, tables=manager.tables())
     model, tokenizer = load_trained(manager, task, config, model_dir)
     for value, prediction in zip(given, task.predict(model, tokenizer, inputs, config)):
         if args.json:
@@ -368,6 +395,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
             print(f"{task.format_prediction(prediction)}\t{shown}")
+    return 0
+
+
+def predict_input_file(args: argparse.Namespace, manager: PluginManager, task: Any, config: RunConfig, model_dir: Path) -> int:
+    """``ftrun predict --input FILE --output OUT``: every row of a file, streamed, batched, in order; a summary line at the end."""
+    from .display import Display
+    from .predict import load_trained, predict_file
+
+    source = Path(args.input)
+    if not source.is_file():
+        raise FtrunError(f"--input: {source} does not exist" if not source.exists() else f"--input: {source} is not a file")
+    if not args.output:
+        raise FtrunError("--input: needs --output FILE, the JSON lines file its predictions go to")
+    target = Path(args.output)
+    if target.exists() and not args.overwrite:
+        raise FtrunError(f"--output: {target} exists: choose another, or pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = load_trained(manager, task, config, model_dir)
+    from rich.console import Console
+
+    display = Display(Console(stderr=True, soft_wrap=True))  # stdout stays free for scripts; the rows' count is unknown until the end
+    with display.active():
+        advance = display.bar("Predicting", total=None)
+        summary = predict_file(task, model, tokenizer, config, source, target, args.skip_bad, advance)
+    skipped = f", {summary.skipped} bad row{'s' if summary.skipped != 1 else ''} skipped" if args.skip_bad else ""
+    print(f"ftrun predict: {summary.rows - summary.skipped} of {summary.rows} rows of {source} predicted into {target}{skipped}", file=sys.stderr)
     return 0
 
 

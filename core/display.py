@@ -42,7 +42,7 @@ class Display:
             self.progress.stop()
             _current.reset(token)
 
-    def bar(self, description: str, total: int) -> Callable[[int], None]:
+    def bar(self, description: str, total: int | None) -> Callable[[int], None]:
         task_id = self.progress.add_task(description, total=total, note="")
         return lambda n: self.progress.advance(task_id, n)
 

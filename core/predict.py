@@ -7,12 +7,15 @@ that changes the head (its class, a wrapper) is consulted at prediction too.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .data import TaskData, load_tokenizer
-from .errors import FtrunError
+from .errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -45,7 +48,7 @@ def predict_with_pipeline(task: Task, model: Any, tokenizer: Any, inputs: list[A
 
     # A wrapped head (a PEFT model) changes its base model in place: the pipeline takes the base.
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return pipeline(task.pipeline_tag, model=base, tokenizer=tokenizer)(inputs, **options)
+    return pipeline(task.pipeline_tag, model=base, tokenizer=tokenizer)(inputs, batch_size=PREDICT_BATCH, **options)
 
 
 def predict_with_trainer(task: Task, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
@@ -70,3 +73,95 @@ def predict_with_trainer(task: Task, model: Any, tokenizer: Any, inputs: list[An
         outputs = trainer.predict(features)
     raw = EvalPrediction(predictions=outputs.predictions, label_ids=outputs.label_ids)
     return list(task.postprocess(raw, features, examples, data, config).predictions)
+
+
+#: Rows read, sorted by length and predicted at once by ``ftrun predict --input``: a window, so that a file of any size streams.
+WINDOW = 1024
+
+
+@dataclasses.dataclass
+class BatchSummary:
+    rows: int = 0
+    skipped: int = 0
+
+
+def predict_file(
+    task: Task, model: Any, tokenizer: Any, config: RunConfig, source: Path, target: Path, skip_bad: bool, advance: Callable[[int], None] | None = None
+) -> BatchSummary:
+    """Predict every row of ``source`` (csv, json, jsonl(.gz), parquet) into ``target`` (JSON lines), in the rows' order.
+
+    The file is streamed (``datasets``' streaming mode) a window of rows at a time; each window is
+    sorted by length, predicted in batches, and written back in its own order. A row the task
+    cannot read is one line naming it, or, with ``skip_bad``, left out and counted. Written to a
+    temporary file moved into place at the end: ``target`` is whole or untouched.
+    """
+    import datasets
+
+    from .data import builder_for
+    from .output import as_record
+
+    builder, options = builder_for(source, "--input")
+    rows = datasets.load_dataset(builder, data_files=str(source), split="train", streaming=True, **options)
+    summary = BatchSummary()
+    temporary = target.with_name(f".{target.name}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as out:
+            window: list[dict[str, Any]] = []
+            for row in _guarded_rows(rows, source):
+                window.append(row)
+                if len(window) == WINDOW:
+                    _predict_window(task, model, tokenizer, config, window, summary, source, skip_bad, out, as_record)
+                    if advance:
+                        advance(len(window))
+                    window = []
+            if window:
+                _predict_window(task, model, tokenizer, config, window, summary, source, skip_bad, out, as_record)
+                if advance:
+                    advance(len(window))
+        if summary.rows and summary.skipped == summary.rows:
+            raise FtrunError(f"--input: {source}: no row could be read (every one of {summary.rows} was bad): check the columns --set names")
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return summary
+
+
+def _guarded_rows(rows: Any, source: Path) -> Any:
+    """The streamed rows; a file ``datasets`` cannot parse is one line naming it."""
+    import datasets
+
+    try:
+        yield from rows
+    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as exc:
+        raise FtrunError(f"--input: {source}: cannot read it: {first_line(exc)}") from exc
+
+
+def _predict_window(task, model, tokenizer, config, window, summary, source, skip_bad, out, as_record) -> None:
+    """One window of rows: read (a bad row named, or skipped), sorted longest first, predicted, written in the rows' order."""
+    first = summary.rows + 1  # the window's first row, counted from 1 as in the file (a csv file's header not counted)
+    summary.rows += len(window)
+    columns = list(dict.fromkeys(key for row in window for key in row))
+    try:
+        values = task.inputs_from({key: [row.get(key) for row in window] for key in columns}, config)
+    except (FtrunError, KeyError, TypeError, ValueError):
+        values = None  # a bad row among them: read each alone, to name it
+    inputs: list[tuple[Any, Any]] = []  # (the value as the file holds it, the input predict takes)
+    for number, row in enumerate(window, first):
+        where = f"--input: {source}: row {number}"
+        try:
+            value = values[number - first] if values is not None else task.inputs_from({key: [row.get(key)] for key in columns}, config)[0]
+            inputs.append((value, task.read_input(value, where)))
+        except (FtrunError, KeyError, TypeError, ValueError) as exc:
+            if not skip_bad:
+                raise (
+                    exc if isinstance(exc, FtrunError) and str(exc).startswith(where) else FtrunError(f"{where}: {first_line(exc)} (columns: {', '.join(row)})")
+                ) from exc
+            summary.skipped += 1
+    # Longest first, so that each batch is padded the least (and a batch too large fails at once).
+    order = sorted(range(len(inputs)), key=lambda i: -len(str(inputs[i][1])))
+    predictions = task.predict(model, tokenizer, [inputs[i][1] for i in order], config) if inputs else []
+    restored: list[Any] = [None] * len(inputs)
+    for position, prediction in zip(order, predictions):
+        restored[position] = prediction
+    for (value, _), prediction in zip(inputs, restored):
+        out.write(json.dumps(as_record(value, prediction), ensure_ascii=False) + "\n")

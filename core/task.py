@@ -176,6 +176,19 @@ class Task:
             raise FtrunError(f"{where}: task {self.name} predicts on texts, got {type(value).__name__} {value!r}")
         return value
 
+    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[Any]:
+        """The inputs of a batch of a file's rows (``ftrun predict --input``), from the columns ``[data]`` names, one per row.
+
+        What ``read_input`` then reads. Default: the one input text of each row that ``inputs_of``
+        gives; a task whose inputs have several fields returns tables (dicts).
+        """
+        from datasets import Dataset
+
+        found = self.inputs_of(Dataset.from_dict(batch), config)
+        if found is None or any(len(example) != 1 for example in found):
+            raise FtrunError(f"task {self.name} predicts on no column of a file: it has no inputs_from of its own")
+        return [example[0] for example in found]
+
     def example_input(self, config: RunConfig) -> str | dict[str, Any] | None:
         """An input to show in the "try it" line and the model card: the first ``[predict]`` example."""
         examples = config.predict.examples or self.defaults.get("predict", {}).get("examples", [])

@@ -314,6 +314,14 @@ class CausalLMTask(Task):
             return chat
         return super().read_input(value, where)
 
+    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[Any]:
+        """Each row's text, prompt, or chat (its turns before the last assistant one, which is what the model is to write)."""
+        settings: CausalLMData = config.data
+        if settings.form == "chat":
+            chats = batch[settings.messages_column]
+            return [{"messages": chat[: max((i for i, turn in enumerate(chat) if turn.get("role") == "assistant"), default=len(chat))]} for chat in chats]
+        return list(batch[settings.prompt_column if settings.form == "prompt" else settings.text_column])
+
     def predict(self, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[dict[str, str]]:
         """The continuation of each text, or the answer to each chat, generated as the model's generation config says.
 
@@ -323,7 +331,11 @@ class CausalLMTask(Task):
 
         if config.data.form == "chat":
             inputs = [[{"role": "user", "content": value}] if isinstance(value, str) else value for value in inputs]
-        outputs = predict_with_pipeline(self, model, tokenizer, inputs, return_full_text=False)
+        side, tokenizer.padding_side = tokenizer.padding_side, "left"  # a batch of prompts, each continued from its end
+        try:
+            outputs = predict_with_pipeline(self, model, tokenizer, inputs, return_full_text=False)
+        finally:
+            tokenizer.padding_side = side
         return [{"generated_text": output[0]["generated_text"]} for output in outputs]
 
     def format_prediction(self, prediction: dict[str, str]) -> str:

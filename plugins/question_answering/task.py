@@ -263,6 +263,11 @@ class QuestionAnsweringTask(Task):
         columns = split.select_columns([settings.question_column, settings.context_column])[:]
         return list(zip(columns[settings.question_column], columns[settings.context_column]))
 
+    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[dict[str, str]]:
+        """Each row's question and context, as ``read_input`` takes them."""
+        settings: QuestionAnsweringData = config.data
+        return [{"question": question, "context": context} for question, context in zip(batch[settings.question_column], batch[settings.context_column])]
+
     def sequences(self, split: Dataset, data: TaskData, config: RunConfig) -> dict[str, Any]:
         """None: a context longer than ``max_length`` is cut into windows, not truncated, and the features count them."""
         return {}

@@ -172,9 +172,22 @@ class TextClassificationTask(Task):
         """A text, or a text pair as ``{"text": ..., "text_pair": ...}`` (what the pipeline takes)."""
         if isinstance(value, str):
             return value
-        if set(value) - {"text", "text_pair"} or not all(isinstance(value.get(key, ""), str) for key in ("text", "text_pair")) or "text" not in value:
+        if (
+            not isinstance(value, dict)
+            or set(value) - {"text", "text_pair"}
+            or not all(isinstance(value.get(key, ""), str) for key in ("text", "text_pair"))
+            or "text" not in value
+        ):
             raise FtrunError(f"{where}: expected a text, or a table with a text and an optional text_pair, got {value!r}")
         return value
+
+    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[str | dict[str, str]]:
+        """Each row's text, or its text pair as ``read_input`` takes one."""
+        settings: TextClassificationData = config.data
+        texts = batch[settings.text_column]
+        if not settings.text_pair_column:
+            return list(texts)
+        return [{"text": text, "text_pair": pair} for text, pair in zip(texts, batch[settings.text_pair_column])]
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
         return f"{prediction['label']} ({prediction['score']:.3f})"
