@@ -31,6 +31,7 @@ def test_mlflow_records_the_metrics_the_manifest_and_the_versions(ftrun_cli, tin
     from ftrun import __version__
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)  # where MLflow puts the artifacts of a database store: ./mlruns
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "ftrun-test")
     mlflow.set_tracking_uri(store)
