@@ -61,6 +61,7 @@ class ModelConfig(Section):
     tokenizer_lowercase: bool = Field(True, description="Lowercase text in a trained tokenizer (keep case for names: false).")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
     trust_remote_code: bool = Field(False, description="Allow code from the model repository to run.")
+    license: str | None = Field(None, description="The trained model's license, for its model card's metadata (a Hub license id, e.g. apache-2.0).")
 
 
 class DataConfig(Section):

@@ -147,6 +147,7 @@ def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], ma
         base_model=base if base and not Path(base).exists() else None,
         datasets=[dataset] if dataset and not Path(dataset).exists() else None,
         model_name=f"{task.name} model",
+        license=config.model.license,
         eval_results=eval_results(task, config, eval_metrics) or None,
     )
     source = f"`{base}`" if base else "a model built from a config"
