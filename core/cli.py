@@ -97,6 +97,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                 "--storage", metavar="URL", help="the study's database, any Optuna supports (default: study.db, SQLite, in the output directory)"
             )
             parser.add_argument("--study", default="ftrun", metavar="NAME", help="the study's name in the database (default: ftrun)")
+        elif command == "schema":
+            parser.add_argument("--markdown", action="store_true", help="a task's own keys and defaults as Markdown, for its page in docs/tasks/ (with --task)")
+            parser.add_argument("--task", metavar="NAME", help="with --markdown: the task")
         elif command == "eval":
             parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
             parser.add_argument("--manifest", metavar="FILE", help="tables laid over the run's own ftrun.toml (another [data] to evaluate on, ...)")
@@ -452,8 +455,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     from .plugin_manager import get_plugin_manager
-    from .schema import manifest_schema
+    from .schema import manifest_schema, task_reference
 
     manager = get_plugin_manager(plugins=args.plugin, blocked=blocked_plugins(args))
+    if args.markdown:
+        if not args.task:
+            raise FtrunError("schema: --markdown needs --task NAME (see `ftrun tasks`)")
+        print(task_reference(manager, args.task), end="")
+        return 0
     print(json.dumps(manifest_schema(manager), indent=2, ensure_ascii=False))
     return 0

@@ -71,10 +71,10 @@ class DataConfig(Section):
     dataset_config: str | None = Field(None, description="Configuration name of a Hub dataset.")
     train_file: str | None = Field(None, description="Local csv, json, jsonl, jsonl.gz or parquet file.", json_schema_extra={"path": "local"})
     eval_file: str | None = Field(None, description="Local csv, json, jsonl, jsonl.gz or parquet file.", json_schema_extra={"path": "local"})
-    train_split: str = "train"
-    eval_split: str = "test"
-    max_train_samples: int | None = Field(None, gt=0)
-    max_eval_samples: int | None = Field(None, gt=0)
+    train_split: str = Field("train", description="Split of the dataset to train on.")
+    eval_split: str = Field("test", description="Split of the dataset to evaluate on.")
+    max_train_samples: int | None = Field(None, gt=0, description="Train on this many examples of the train split (shuffled first).")
+    max_eval_samples: int | None = Field(None, gt=0, description="Evaluate on this many examples of the eval split (shuffled first).")
     max_length: int | None = Field(None, gt=0, description="Truncate inputs to this many tokens.")
     shuffle_seed: int = Field(42, description="Seed of the shuffle before max_*_samples are taken.")
 

@@ -5,7 +5,7 @@ blocks are freed, to 32 MiB at most) straight back to the kernel when it is free
 the top of its heap above 128 KiB. A training step on the CPU allocates and frees activations
 of many megabytes in every layer, so each comes back as fresh pages that the kernel faults in
 and zeroes, every step. Served from a heap that keeps what is freed, the steps fault a small
-share of those pages and run faster (the README's Performance section has the figures and the
+share of those pages and run faster (docs/performance.md has the figures and the
 command that measures them). The price is memory: the heap holds the run's peak until the
 final evaluation ends. After it, glibc's default values come back, though not its adjusting of
 them as blocks are freed, which glibc ends for good once they are set.

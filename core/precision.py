@@ -4,7 +4,7 @@ bf16 where the GPU computes in it natively, fp16 (with the Trainer's loss scaler
 that has no bf16, bf16 autocast on a CPU with bf16 instructions (AVX512-BF16 or AMX), fp32
 otherwise. Without those instructions bf16 autocast is emulated and trained several times
 slower than fp32, so there bf16 stays an explicit ``training.bf16 = true``. The measured
-speeds and accuracies in each precision are in the README's Performance section, with the
+speeds and accuracies in each precision are in docs/performance.md, with the
 ``benchmarks/throughput.py`` commands that reproduce them.
 """
 

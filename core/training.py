@@ -118,7 +118,7 @@ class TrainerMixin:
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         # Each eval batch is padded to its longest example. The Trainer's length grouping sorts only
         # within random groups of up to 50 batches (one batch for a small set), so it pads nearly as
-        # much as random batches; sorted batches pad least (the README's Performance section has
+        # much as random batches; sorted batches pad least (docs/performance.md has
         # the figures). evaluation_loop puts the outputs back in the split's order. Several
         # processes (torchrun) keep the Trainer's sampler, which accelerate shards and gathers in order.
         lengths = lengths_of(eval_dataset, self._model_input_name()) if self.args.world_size == 1 else None

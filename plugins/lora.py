@@ -39,7 +39,7 @@ class PeftTable(Section):
     r: int = Field(8, gt=0, description="Rank of the adapter matrices.")
     alpha: float = Field(16, gt=0, description="LoRA's scaling numerator (lora_alpha): the adapters' output is scaled by alpha / r.")
     # peft's default: dropout draws a random mask over every adapted layer's input, which on a CPU
-    # is a large share of a step (the README's Performance section); raise it against overfitting.
+    # is a large share of a step (docs/performance.md); raise it against overfitting.
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapters' input (peft's default: none).")
     target_modules: list[str] | None = Field(
         None, description="Names of the layers to adapt; default: peft's for the model's family (query and value for BERT, q and v for T5)."

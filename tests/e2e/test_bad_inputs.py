@@ -211,7 +211,7 @@ def test_bad_data(fails, tables, ftrun_manifest, tmp_path, suffix, train, evalua
 #
 # Each case writes the files of one run (the task's good train and eval files, which it may
 # replace) and its [data] settings; the run and `ftrun check` must both refuse it with the same
-# line. README.md's "Bad data" section says which of these ftrun refuses and what it accepts.
+# line. docs/reliability.md's "Bad data" section says which of these ftrun refuses and what it accepts.
 
 TC_ROWS = [{"text": "A film.", "label": "pos"}, {"text": "Dull.", "label": "neg"}] * 2
 NER_ROWS = [{"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}, {"tokens": ["Peter"], "ner_tags": ["B-PER"]}] * 2
@@ -662,7 +662,7 @@ def test_bad_data_file(fails, ftrun_manifest, tmp_path, task, files, data, words
     run_and_check(fails, ftrun_manifest(case_tables(tmp_path, task, files, data)), ("run.toml: ", *words))
 
 
-#: What looks wrong and is not: each is data a run takes (README.md's "Bad data" says why).
+#: What looks wrong and is not: each is data a run takes (docs/reliability.md's "Bad data" says why).
 ACCEPTED = [
     pytest.param(
         TC,

@@ -31,7 +31,7 @@ def test_gpt2_from_a_config_models_imdb_reviews(ftrun_cli, ftrun_manifest, tmp_p
             "data": {
                 "train_file": str(IMDB / "train.jsonl.gz"),
                 "eval_file": str(IMDB / "dev.jsonl.gz"),
-                "max_train_samples": 1000,
+                "max_train_samples": 600,
                 "max_eval_samples": 100,
                 "block_size": 128,
             },
@@ -46,7 +46,7 @@ def test_gpt2_from_a_config_models_imdb_reviews(ftrun_cli, ftrun_manifest, tmp_p
     train = json.loads((out / "train_results.json").read_text())
     record_property(
         "figure",
-        f"GPT-2 (2 layers, n_embd 128) from scratch on 1000 IMDB reviews in blocks of 128 tokens, 1 epoch at 2e-3: eval loss "
+        f"GPT-2 (2 layers, n_embd 128) from scratch on 600 IMDB reviews in blocks of 128 tokens, 1 epoch at 2e-3: eval loss "
         f"{metrics['eval_loss']:.3f}, perplexity {metrics['eval_perplexity']:.1f} on 100 dev reviews (vocabulary {vocabulary}); "
         f"train {train['train_samples_per_second']:.1f} blocks/s",
     )
