@@ -35,7 +35,7 @@ def test_gpt2_from_a_config_models_imdb_reviews(ftrun_cli, ftrun_manifest, tmp_p
                 "max_eval_samples": 100,
                 "block_size": 128,
             },
-            "training": {"num_train_epochs": 1, "learning_rate": 2e-3, "warmup_steps": 0, "per_device_train_batch_size": 16},
+            "training": {"num_train_epochs": 2, "learning_rate": 2e-3, "warmup_steps": 0, "per_device_train_batch_size": 16},
             "predict": {"examples": ["This movie was"]},
         }
     )
@@ -46,7 +46,7 @@ def test_gpt2_from_a_config_models_imdb_reviews(ftrun_cli, ftrun_manifest, tmp_p
     train = json.loads((out / "train_results.json").read_text())
     record_property(
         "figure",
-        f"GPT-2 (2 layers, n_embd 128) from scratch on 600 IMDB reviews in blocks of 128 tokens, 1 epoch at 2e-3: eval loss "
+        f"GPT-2 (2 layers, n_embd 128) from scratch on 600 IMDB reviews in blocks of 128 tokens, 2 epochs at 2e-3: eval loss "
         f"{metrics['eval_loss']:.3f}, perplexity {metrics['eval_perplexity']:.1f} on 100 dev reviews (vocabulary {vocabulary}); "
         f"train {train['train_samples_per_second']:.1f} blocks/s",
     )
