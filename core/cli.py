@@ -226,6 +226,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not distributed.launched():
             return distributed.launch(nproc, args.argv, verbose=args.verbose)
         distributed.check_nproc(nproc, where)
+    if "search" in config.tables:
+        display.print(f"{config.where('search')}: read by ftrun tune; this run trains once, with the manifest's own values")
     default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if config.demo else config.task)
     output_dir = Path(args.output_dir or config.output_dir or default_dir)
     # The run prints its first line and warnings once its data is loaded and checked.

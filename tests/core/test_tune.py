@@ -1,4 +1,4 @@
-"""``ftrun tune``: the [search] table, a study's results, pruning, resume after a stop, and two workers on one study."""
+"""``ftrun tune``: the [search] table, a study's results, pruning, resume after a stop or a kill, and two workers on one study."""
 
 import csv
 import json
@@ -92,6 +92,13 @@ def test_tune_needs_a_search_table(ftrun_cli, tmp_path):
     assert result.code == 2 and "no [search] table: say what to search over" in result.err
 
 
+def test_a_plain_run_of_a_manifest_with_a_search_table_trains_once(ftrun_cli, tune_manifest, tmp_path):
+    result = ftrun_cli("--manifest", tune_manifest(), "--output-dir", tmp_path / "out")
+    assert result.code == 0, result
+    assert "search: read by ftrun tune; this run trains once, with the manifest's own values" in result.out
+    assert (tmp_path / "out" / "model.safetensors").exists() and not (tmp_path / "out" / "trials").exists()
+
+
 def test_an_unpromising_trial_is_stopped_by_the_pruner():
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
     good = study.ask()
@@ -137,6 +144,27 @@ def test_a_stopped_study_goes_on_and_retries_the_stopped_trial_from_its_checkpoi
     with open(out / "trials.csv", newline="") as handle:
         states = [(row["number"], row["state"], row["user_attrs_folder"]) for row in csv.DictReader(handle)]
     assert states[0] == ("0", "FAIL", "trial-0") and [state for _, state, _ in states].count("COMPLETE") == 2
+
+
+def test_a_trial_whose_process_was_killed_is_retried_once_its_heartbeat_is_stale(ftrun_cli, tune_manifest, tmp_path, monkeypatch):
+    manifest = tune_manifest(
+        training={"num_train_epochs": 12, "per_device_train_batch_size": 4}, trials=1, space={"training.learning_rate": {"low": 1e-4, "high": 1e-3}}
+    )
+    out = tmp_path / "out"
+    process = tune_process(manifest, out)
+    deadline = time.monotonic() + 300
+    while not list((out / "trials" / "trial-0").glob("checkpoint-*/ftrun-checkpoint.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()  # SIGKILL: no handler runs, the trial stays RUNNING in the study
+    process.communicate(timeout=60)
+    monkeypatch.setattr("ftrun.tune.GRACE_PERIOD", 1)  # instead of waiting 30 seconds
+    time.sleep(2)
+    result = ftrun_cli("tune", "--manifest", manifest, "--output-dir", out)
+    assert result.code == 0, result
+    assert "(trial-0; 0 of 1 finished)" in result.out and "resuming from" in result.out  # the killed trial, in its folder, from its checkpoint
+    with open(out / "trials.csv", newline="") as handle:
+        states = [(row["number"], row["state"], row["user_attrs_folder"]) for row in csv.DictReader(handle)]
+    assert states == [("0", "FAIL", "trial-0"), ("1", "COMPLETE", "trial-0")]
 
 
 def test_two_processes_share_one_study(tune_manifest, tmp_path):
