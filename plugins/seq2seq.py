@@ -30,6 +30,18 @@ if TYPE_CHECKING:
 
 #: Inputs generated for at once by ``predict``.
 PREDICT_BATCH = 32
+#: The demos' model, trained from scratch in a minute on two CPU cores: T5 v1.1's gated
+#: feed-forward, without dropout, learns fastest in a short run.
+DEMO_T5 = {
+    "model_type": "t5",
+    "d_model": 128,
+    "d_ff": 256,
+    "d_kv": 32,
+    "num_heads": 4,
+    "num_layers": 2,
+    "feed_forward_proj": "gated-gelu",
+    "dropout_rate": 0.0,
+}
 
 
 class Seq2SeqData(DataConfig):

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ftrun import FtrunError, RunConfig, Splits, check_text_column, hookimpl
 
-from ..seq2seq import Seq2SeqData, Seq2SeqTask
+from ..seq2seq import DEMO_T5, Seq2SeqData, Seq2SeqTask
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -65,16 +65,7 @@ class SummarizationTask(Seq2SeqTask):
     #: Real Reuters articles and their headlines (CoNLL-2003's text) shipped in the package, and a small T5 trained from scratch on them.
     demo = {
         "model": {
-            "config": {
-                "model_type": "t5",
-                "d_model": 128,
-                "d_ff": 256,
-                "d_kv": 32,
-                "num_heads": 4,
-                "num_layers": 2,
-                "feed_forward_proj": "gated-gelu",
-                "dropout_rate": 0.0,
-            },
+            "config": DEMO_T5,
             "tokenizer_vocab_size": 4000,
             "tokenizer_lowercase": False,
         },

@@ -15,7 +15,7 @@ from pydantic import Field
 from ftrun import FtrunError, RunConfig, Splits, check_text_column, hookimpl, require_columns, where_row
 from ftrun.data import describe_value
 
-from ..seq2seq import Seq2SeqData, Seq2SeqTask
+from ..seq2seq import DEMO_T5, Seq2SeqData, Seq2SeqTask
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -80,17 +80,7 @@ class TranslationTask(Seq2SeqTask):
     #: A real Multi30k English→German sample shipped in the package and a small T5 trained from scratch on it.
     demo = {
         "model": {
-            # T5 v1.1's gated feed-forward, without dropout: learns fastest in a short run.
-            "config": {
-                "model_type": "t5",
-                "d_model": 128,
-                "d_ff": 256,
-                "d_kv": 32,
-                "num_heads": 4,
-                "num_layers": 2,
-                "feed_forward_proj": "gated-gelu",
-                "dropout_rate": 0.0,
-            },
+            "config": DEMO_T5,
             "tokenizer_vocab_size": 3000,
             "tokenizer_lowercase": False,
         },
