@@ -47,17 +47,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' own logs and warnings")
 
 
+def _set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def _config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", metavar="NAME", help="the task to run (see `ftrun tasks`)")
     parser.add_argument("--manifest", metavar="FILE", help="a TOML manifest describing the run")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a manifest key, e.g. training.num_train_epochs=1 (value parsed as TOML; repeatable)",
-    )
+    _set_option(parser, "override a manifest key, e.g. training.num_train_epochs=1 (value parsed as TOML; repeatable)")
     parser.add_argument("--demo", action="store_true", help="run the task's embedded default: offline, small data and model")
 
 
@@ -103,14 +100,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         elif command == "eval":
             parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
             parser.add_argument("--manifest", metavar="FILE", help="tables laid over the run's own ftrun.toml (another [data] to evaluate on, ...)")
-            parser.add_argument(
-                "--set",
-                dest="overrides",
-                action="append",
-                default=[],
-                metavar="KEY=VALUE",
-                help="override a key of the run's manifest, e.g. data.eval_file=test.csv",
-            )
+            _set_option(parser, "override a key of the run's manifest, e.g. data.eval_file=test.csv")
             parser.add_argument(
                 "--output-dir", metavar="DIR", help="where eval_results.json and plots/ go (default: the model directory's name + -eval, beside it)"
             )
@@ -132,14 +122,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                 "--skip-bad", action="store_true", help="with --input: leave out rows that cannot be read (counted), instead of stopping at the first"
             )
             parser.add_argument("--overwrite", action="store_true", help="with --input: replace an existing --output file")
-            parser.add_argument(
-                "--set",
-                dest="overrides",
-                action="append",
-                default=[],
-                metavar="KEY=VALUE",
-                help="override a key of the run's manifest, e.g. data.text_column=review",
-            )
+            _set_option(parser, "override a key of the run's manifest, e.g. data.text_column=review")
             parser.add_argument("text", nargs="*", help="inputs; read from stdin, one per line, when none are given")
     _common(parser)
     return parser
