@@ -40,7 +40,7 @@ def figure(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (6.
 
 
 def training_curves(log_history: list[dict[str, Any]], best_step: int | None) -> dict[str, Figure]:
-    """``loss``: the training (and eval) loss against the step; one figure per other eval metric; the best checkpoint's step marked."""
+    """``loss``: the training (and eval) loss against the step; one figure per other eval metric, with its parts; the best checkpoint's step marked."""
     # Up to the training's summary: the final evaluation after it (of the best checkpoint, at the last step) is the run's result, not a point of its curve.
     end = next((i for i, entry in enumerate(log_history) if "train_runtime" in entry), len(log_history))
     log_history = log_history[:end]
@@ -55,12 +55,18 @@ def training_curves(log_history: list[dict[str, Any]], best_step: int | None) ->
         mark(axes, evaluations, "loss", best_step, "eval loss", "tab:orange")
         axes.legend()
         figures["loss"] = fig
+    # A metric's value per part (NER's ``LOC_f1`` beside ``f1``) is a line of the metric's figure, not a figure of its own.
+    parts = {name: [other for other in names if other.endswith(f"_{name}")] for name in names}
+    grouped = {other for members in parts.values() for other in members}
     for name in names:
-        if name == "loss":
+        if name == "loss" or name in grouped:
             continue
         fig, axes = figure(f"Eval {name}", "step", name)
-        mark(axes, evaluations, name, best_step, f"eval {name}", "tab:green")
-        axes.legend()
+        for other in parts[name]:
+            points = [(entry["step"], entry[f"eval_{other}"]) for entry in evaluations if f"eval_{other}" in entry]
+            axes.plot(*zip(*points), marker=".", linewidth=1, alpha=0.8, label=other[: -len(name) - 1])
+        mark(axes, evaluations, name, best_step, f"eval {name}" + (" (all)" if parts[name] else ""), "black" if parts[name] else "tab:green")
+        axes.legend(fontsize="small")
         figures[f"eval_{name}"] = fig
     return figures
 

@@ -56,3 +56,16 @@ def test_each_task_adds_its_figure(ftrun_cli, ftrun_manifest, tmp_path, task, fi
     assert result.code == 0, result
     assert (out / "plots" / figure).stat().st_size > 0
     assert json.loads((out / "eval_results.json").read_text())
+
+
+def test_a_metric_per_part_is_a_line_of_the_metric_s_figure():
+    """NER's per-type F1 (``LOC_f1``) is drawn with the overall ``f1``, not as a figure of its own."""
+    history = [
+        {"step": 4, "eval_loss": 0.8, "eval_f1": 0.4, "eval_LOC_f1": 0.6, "eval_PER_f1": 0.2, "eval_precision": 0.5},
+        {"step": 8, "eval_loss": 0.7, "eval_f1": 0.5, "eval_LOC_f1": 0.7, "eval_PER_f1": 0.3, "eval_precision": 0.6},
+    ]
+    figures = training_curves(history, best_step=8)
+    assert sorted(figures) == ["eval_f1", "eval_precision", "loss"]
+    (axes,) = figures["eval_f1"].axes
+    lines = {line.get_label(): list(line.get_ydata()) for line in axes.get_lines()}
+    assert lines == {"LOC": [0.6, 0.7], "PER": [0.2, 0.3], "eval f1 (all)": [0.4, 0.5]}
