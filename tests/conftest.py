@@ -33,6 +33,25 @@ pytest_plugins = ["ftrun.testing", "pytester", "forking"]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow: the longest integration tests at full size")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run only with --slow: the suite's default (and CI's) keeps their short forms."""
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def short_and_full(names: str, short: tuple, full: tuple):
+    """Parametrize a test in two sizes: ``short`` by default, ``full`` (marked slow) with --slow."""
+    return pytest.mark.parametrize(names, [pytest.param(*short, id="short"), pytest.param(*full, id="full", marks=pytest.mark.slow)])
+
+
 def sample_reviews(name: str = "imdb-train", limit: int = 48) -> list[dict]:
     """Real IMDB reviews (labels ``neg`` / ``pos``) from text-classification's embedded sample, shortened."""
     import ftrun.plugins  # only the package's folder: the task module would import transformers

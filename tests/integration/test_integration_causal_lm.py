@@ -9,7 +9,7 @@ import json
 import math
 
 import pytest
-from conftest import SHARED
+from conftest import SHARED, short_and_full
 
 from ftrun.testing import write_jsonl
 
@@ -58,13 +58,16 @@ def test_gpt2_from_a_config_models_imdb_reviews(ftrun_cli, ftrun_manifest, tmp_p
 
 
 @pytest.mark.skipif(not MULTI30K.is_dir(), reason="../shared/data/multi30k is absent")
-def test_gpt2_from_a_config_learns_completions_of_multi30k_prompts(ftrun_cli, ftrun_manifest, tmp_path, record_property):
+#: Under what each size measured: perplexity 79.7 and chrF 20.2 on 6,000 pairs, 160.8 and 10.8 on 2,000 (an
+#: untrained model's perplexity is near its vocabulary of 4000).
+@short_and_full(("pairs", "perplexity_bound", "chrf_floor"), (2000, 250, 7), (6000, 120, 15))
+def test_gpt2_from_a_config_learns_completions_of_multi30k_prompts(ftrun_cli, ftrun_manifest, tmp_path, record_property, pairs, perplexity_bound, chrf_floor):
     """English captions as prompts, their German translations as completions: the loss is on the German only."""
     files = {}
-    for split, count in (("train", 6000), ("validation", 200)):
+    for split, count in (("train", pairs), ("validation", 200)):
         lines = (MULTI30K / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()[:count]
-        pairs = [json.loads(line)["translation"] for line in lines]
-        rows = [{"prompt": f"English: {pair['en']}\nGerman:", "completion": f" {pair['de']}"} for pair in pairs]
+        translations = [json.loads(line)["translation"] for line in lines]
+        rows = [{"prompt": f"English: {pair['en']}\nGerman:", "completion": f" {pair['de']}"} for pair in translations]
         files[split] = str(write_jsonl(tmp_path / f"{split}.jsonl", rows))
     manifest = ftrun_manifest(
         {
@@ -85,11 +88,10 @@ def test_gpt2_from_a_config_learns_completions_of_multi30k_prompts(ftrun_cli, ft
     train = json.loads((out / "train_results.json").read_text())
     record_property(
         "figure",
-        f"GPT-2 (2 layers, n_embd 128) from scratch on 6000 Multi30k en-de prompt/completion pairs, 2 epochs at 2e-3, packed: "
+        f"GPT-2 (2 layers, n_embd 128) from scratch on {pairs} Multi30k en-de prompt/completion pairs, 2 epochs at 2e-3, packed: "
         f"completion loss {metrics['eval_loss']:.3f}, perplexity {metrics['eval_perplexity']:.1f} on 200 validation pairs, "
         f"chrF {metrics['eval_chrf']:.1f} of 100 greedy completions; train {train['train_samples_per_second']:.1f} samples/s",
     )
-    # Measured: perplexity 79.7 and chrF 20.2 (an untrained model's perplexity is near its vocabulary of 4000).
-    assert metrics["eval_perplexity"] < 120 and metrics["eval_chrf"] > 15
+    assert metrics["eval_perplexity"] < perplexity_bound and metrics["eval_chrf"] > chrf_floor
     (prediction,) = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert prediction["generated_text"].strip()

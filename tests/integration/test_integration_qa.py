@@ -11,13 +11,10 @@ rate ten times run_qa.py's 3e-5: on this data 3e-4 gave exact match 26.4 / F1 37
 import json
 
 import pytest
-from conftest import SHARED
+from conftest import SHARED, short_and_full
 
 MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
 SQUAD = SHARED / "data" / "squad"
-#: Under what it measured: exact match 26.4 and F1 37.8 (one run; at 2e-4 and batches of 12, 16.1 and 23.5).
-EXACT_MATCH_FLOOR = 15.0
-F1_FLOOR = 25.0
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,12 +22,17 @@ pytestmark = [
 ]
 
 
-def test_minilm_fine_tuned_on_squad(ftrun_cli, ftrun_manifest, tmp_path, record_property):
+#: The floors are under what each size measured: all 1,553 questions gave exact match 26.4 and F1 37.8
+#: (one run; at 2e-4 and batches of 12, 16.1 and 23.5), 600 of them 7.2 and 12.2
+#: (an untrained head scores about 0).
+@short_and_full(("questions", "exact_match_floor", "f1_floor"), (600, 4.0, 8.0), (None, 15.0, 25.0))
+def test_minilm_fine_tuned_on_squad(ftrun_cli, ftrun_manifest, tmp_path, record_property, questions, exact_match_floor, f1_floor):
+    data = {"train_file": str(SQUAD / "train.jsonl"), "eval_file": str(SQUAD / "validation.jsonl"), "max_length": 384, "doc_stride": 128}
     manifest = ftrun_manifest(
         {
             "task": "question-answering",
             "model": {"name": str(MODEL)},
-            "data": {"train_file": str(SQUAD / "train.jsonl"), "eval_file": str(SQUAD / "validation.jsonl"), "max_length": 384, "doc_stride": 128},
+            "data": {**data, "max_train_samples": questions} if questions else data,
             "training": {
                 "num_train_epochs": 1,
                 "learning_rate": 3e-4,
@@ -61,10 +63,10 @@ def test_minilm_fine_tuned_on_squad(ftrun_cli, ftrun_manifest, tmp_path, record_
     train = json.loads((out / "train_results.json").read_text())
     record_property(
         "figure",
-        f"all-MiniLM-L6-v2 on 1553 SQuAD questions, 1 epoch at 3e-4, 384/128 windows: exact match "
+        f"all-MiniLM-L6-v2 on {questions or 1553} SQuAD questions, 1 epoch at 3e-4, 384/128 windows: exact match "
         f"{metrics['eval_exact_match']:.2f}, F1 {metrics['eval_f1']:.2f} on 447 validation questions; "
         f"train {train['train_samples_per_second']:.2f} samples/s, {train['train_runtime']:.0f} s",
     )
-    assert metrics["eval_exact_match"] >= EXACT_MATCH_FLOOR and metrics["eval_f1"] >= F1_FLOOR
+    assert metrics["eval_exact_match"] >= exact_match_floor and metrics["eval_f1"] >= f1_floor
     (prediction,) = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert "Denver Broncos" in prediction["answer"]
