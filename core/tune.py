@@ -126,7 +126,7 @@ def tune(
         study.optimize(
             objective,
             timeout=search.timeout,
-            callbacks=[optuna.study.MaxTrialsCallback(search.trials, states=finished)],
+            callbacks=[optuna.study.MaxTrialsCallback(search.trials, states=finished), Progress(metric, search.trials, display)],
         )
     write_results(study, output_dir, metric, display)
     return study
@@ -221,7 +221,7 @@ class Objective:
         trial.set_user_attr("folder", folder)
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
         trial_dir = self.output_dir / TRIALS_DIR / folder
-        shown = ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in values.items())
+        shown = assignments(values)
         done = len(trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
         self.display.print(f"[bold]trial {trial.number}[/] ({folder}; {done} of {search.trials} finished): {shown}", highlight=False)
         config = trial_config(self.manager, self.config, self.manifest, self.overrides, values)
@@ -243,6 +243,33 @@ class Objective:
             raise optuna.TrialPruned()
         self.display.print(f"trial {trial.number}: {self.metric} {value:.4f}")
         return value
+
+
+def formatted(value: Any) -> str:
+    """A parameter's value as the terminal shows it: floats short (``0.0003``, ``1e-05``)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def assignments(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={formatted(value)}" for key, value in values.items())
+
+
+class Progress:
+    """After each trial, the study's standing in one line: finished, pruned and running trials (any worker's), and the best so far."""
+
+    def __init__(self, metric: str, trials: int, display: Display) -> None:
+        self.metric, self.trials, self.display = metric, trials, display
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from optuna.trial import TrialState
+
+        states = [found.state for found in study.get_trials(deepcopy=False)]
+        finished = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
+        line = f"study: {finished} of {self.trials} trials finished ({states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.RUNNING)} running)"
+        if TrialState.COMPLETE in states:
+            best = study.best_trial
+            line += f"; best so far: trial {best.number}, {self.metric} {best.value:.4f} ({assignments(dict(sorted(best.params.items())))})"
+        self.display.print(line, highlight=False)
 
 
 class ReportToTrial(TrainerCallback):
@@ -275,7 +302,7 @@ def write_results(study: optuna.Study, output_dir: Path, metric: str, display: D
     for column in ("trial", "state", metric, *(sorted(study.trials[0].params) if trials else [])):
         table.add_column(column)
     for trial in trials:
-        shown = [f"{trial.params[key]:g}" if isinstance(trial.params.get(key), float) else str(trial.params.get(key, "")) for key in sorted(trial.params)]
+        shown = [formatted(trial.params[key]) for key in sorted(trial.params)]
         table.add_row(str(trial.number), trial.state.name.lower(), "" if trial.value is None else f"{trial.value:.4f}", *shown)
     display.print(table)
     study.trials_dataframe().to_csv(output_dir / "trials.csv", index=False)

@@ -49,6 +49,10 @@ def test_a_study_leaves_the_best_model_its_manifest_the_trials_and_plots(ftrun_c
         trials = list(csv.DictReader(handle))
     assert [row["state"] for row in trials] == ["COMPLETE"] * 3
     best = max(trials, key=lambda row: float(row["value"]))  # the first of equals is Optuna's best, as max's
+    # After each trial, the study's standing; the last one names the best trial.
+    standings = [line for line in result.out.splitlines() if line.startswith("study: ")]
+    assert [line.split(" (")[0] for line in standings] == [f"study: {n} of 3 trials finished" for n in (1, 2, 3)]
+    assert f"(0 pruned, 0 running); best so far: trial {best['number']}, accuracy {float(best['value']):.4f} (training.learning_rate=" in standings[-1]
     assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == pytest.approx(float(best["value"]))
     assert (out / "model.safetensors").read_bytes() == (out / "trials" / best["user_attrs_folder"] / "model.safetensors").read_bytes()
     assert f"learning_rate = {float(best['params_training.learning_rate'])}" in (out / "best.toml").read_text()
