@@ -129,15 +129,20 @@ def tune_process(manifest: Path, out: Path, *flags: str) -> subprocess.Popen:
     )
 
 
+def wait_for_a_checkpoint(folder: Path) -> None:
+    """Until a run in ``folder`` has written a complete checkpoint (five minutes at the most)."""
+    deadline = time.monotonic() + 300
+    while not list(folder.glob("checkpoint-*/ftrun-checkpoint.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_stopped_study_goes_on_and_retries_the_stopped_trial_from_its_checkpoint(ftrun_cli, tune_manifest, tmp_path):
     manifest = tune_manifest(
         training={"num_train_epochs": 40, "per_device_train_batch_size": 4}, trials=2, space={"training.learning_rate": {"low": 1e-4, "high": 1e-3}}
     )
     out = tmp_path / "out"
     process = tune_process(manifest, out)
-    deadline = time.monotonic() + 300
-    while not list((out / "trials" / "trial-0").glob("checkpoint-*/ftrun-checkpoint.json")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_a_checkpoint(out / "trials" / "trial-0")
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, output
@@ -156,9 +161,7 @@ def test_a_trial_whose_process_was_killed_is_retried_once_its_heartbeat_is_stale
     )
     out = tmp_path / "out"
     process = tune_process(manifest, out)
-    deadline = time.monotonic() + 300
-    while not list((out / "trials" / "trial-0").glob("checkpoint-*/ftrun-checkpoint.json")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_a_checkpoint(out / "trials" / "trial-0")
     process.kill()  # SIGKILL: no handler runs, the trial stays RUNNING in the study
     process.communicate(timeout=60)
     monkeypatch.setattr("ftrun.tune.GRACE_PERIOD", 1)  # instead of waiting 30 seconds
