@@ -56,10 +56,10 @@ def training_curves(log_history: list[dict[str, Any]], best_step: int | None) ->
         axes.legend()
         figures["loss"] = fig
     # A metric's value per part (NER's ``LOC_f1`` beside ``f1``) is a line of the metric's figure, not a figure of its own.
-    parts = {name: [other for other in names if other.endswith(f"_{name}")] for name in names}
+    parts = {name: [other for other in names if other.endswith(f"_{name}")] for name in names if name != "loss"}
     grouped = {other for members in parts.values() for other in members}
     for name in names:
-        if name == "loss" or name in grouped:
+        if name not in parts or name in grouped:
             continue
         fig, axes = figure(f"Eval {name}", "step", name)
         for other in parts[name]:

@@ -115,8 +115,8 @@ def tune(
     # the first creates them while the others wait (filelock: a blocking lock, held briefly).
     with FileLock(output_dir / ".ftrun-study.lock"):
         study = create_study(optuna, search, storage or f"sqlite:///{(output_dir / STUDY_FILE).resolve()}", study_name, direction)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = len(study.get_trials(states=finished))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # what counts toward trials
+    done = finished_trials(study)
     display.print(
         f"ftrun tune: study {study_name} ({storage or output_dir / STUDY_FILE}): {done} of {search.trials} trials finished; "
         f"{direction} {metric} over {', '.join(search.space)}"
@@ -222,7 +222,7 @@ class Objective:
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
         trial_dir = self.output_dir / TRIALS_DIR / folder
         shown = assignments(values)
-        done = len(trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
+        done = finished_trials(trial.study)
         self.display.print(f"[bold]trial {trial.number}[/] ({folder}; {done} of {search.trials} finished): {shown}", highlight=False)
         config = trial_config(self.manager, self.config, self.manifest, self.overrides, values)
         report = ReportToTrial(trial, self.metric)
@@ -245,6 +245,13 @@ class Objective:
         return value
 
 
+def finished_trials(study: optuna.Study) -> int:
+    """Trials that count toward ``trials``: complete or pruned, by any worker."""
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
 def formatted(value: Any) -> str:
     """A parameter's value as the terminal shows it: floats short (``0.0003``, ``1e-05``)."""
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -264,8 +271,7 @@ class Progress:
         from optuna.trial import TrialState
 
         states = [found.state for found in study.get_trials(deepcopy=False)]
-        finished = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
-        line = f"study: {finished} of {self.trials} trials finished ({states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.RUNNING)} running)"
+        line = f"study: {finished_trials(study)} of {self.trials} trials finished ({states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.RUNNING)} running)"
         if TrialState.COMPLETE in states:
             best = study.best_trial
             line += f"; best so far: trial {best.number}, {self.metric} {best.value:.4f} ({assignments(dict(sorted(best.params.items())))})"

@@ -116,12 +116,12 @@ MULTI30K = SHARED / "data" / "multi30k"
 MULTI30K_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multi30k.toml"
 
 
-@pytest.mark.skipif(not MULTI30K.is_dir(), reason="../shared/data/multi30k is absent")
 #: The trained Unigram tokenizer differs from run to run (the tokenizers library's trainer is not
 #: deterministic, even on one thread), and the model with it: 11 runs of the full size on 2-core
 #: CPUs, in bf16 and fp32, gave BLEU 3.75 to 6.06 (mean 4.8), and chrF 22.2 to 24.2 in the 10 that
 #: printed it; one run of the short form, BLEU 4.70 and chrF 18.5. A model that learnt little scores about 1 BLEU
 #: (benchmarks/throughput.py's one short epoch); chrF varies less, so it is held tighter.
+@pytest.mark.skipif(not MULTI30K.is_dir(), reason="../shared/data/multi30k is absent")
 @short_and_full(("train_pairs", "bleu_floor", "chrf_floor"), (4000, 1.5, 14.0), (12000, 2.5, 20.0))
 def test_t5_from_a_config_translates_multi30k(ftrun_cli, tmp_path, record_property, train_pairs, bleu_floor, chrf_floor):
     """examples/multi30k.toml on a local copy of its data: a 2-layer T5 trained from scratch on 12,000 Multi30k pairs (4,000 short).

@@ -57,9 +57,9 @@ def test_gpt2_from_a_config_models_imdb_reviews(ftrun_cli, ftrun_manifest, tmp_p
     assert prediction["generated_text"].strip()
 
 
-@pytest.mark.skipif(not MULTI30K.is_dir(), reason="../shared/data/multi30k is absent")
 #: Under what each size measured: perplexity 79.7 and chrF 20.2 on 6,000 pairs, 160.8 and 10.8 on 2,000 (an
 #: untrained model's perplexity is near its vocabulary of 4000).
+@pytest.mark.skipif(not MULTI30K.is_dir(), reason="../shared/data/multi30k is absent")
 @short_and_full(("pairs", "perplexity_bound", "chrf_floor"), (2000, 250, 7), (6000, 120, 15))
 def test_gpt2_from_a_config_learns_completions_of_multi30k_prompts(ftrun_cli, ftrun_manifest, tmp_path, record_property, pairs, perplexity_bound, chrf_floor):
     """English captions as prompts, their German translations as completions: the loss is on the German only."""
