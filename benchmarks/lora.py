@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from ftrun import hookimpl, load_run
-from ftrun.display import Display
 from ftrun.runner import run
+from ftrun.util.display import Display
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

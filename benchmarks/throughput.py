@@ -69,12 +69,12 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, nested_concat
 
 import ftrun
 from ftrun import FtrunError, RunConfig, Task, TaskData, hookimpl
-from ftrun.config import build_config, parse_override
-from ftrun.display import Display
-from ftrun.head import build_head, check_model
-from ftrun.plugin_manager import PluginManager, get_plugin_manager
-from ftrun.precision import choose_precision, cpu_computes_in_bf16
+from ftrun.api.plugin_manager import PluginManager, get_plugin_manager
+from ftrun.manifest.config import build_config, parse_override
 from ftrun.runner import run
+from ftrun.stages.head import build_head, check_model
+from ftrun.util.display import Display
+from ftrun.util.precision import choose_precision, cpu_computes_in_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -317,7 +317,7 @@ class Bench:
 
     def common_training(self) -> dict[str, Any]:
         """The run's hyperparameters (epochs, batch sizes, rate, ...), without ftrun's run management."""
-        from ftrun.config import TRAINING_DEFAULTS
+        from ftrun.manifest.config import TRAINING_DEFAULTS
 
         managed = set(TRAINING_DEFAULTS) - {"seed"}
         training = {key: value for key, value in self.config.training.items() if key not in managed}
@@ -523,7 +523,7 @@ def data_files(folder: Path) -> tuple[Path, Path]:
 
 def build_from_config(task: Task, config: RunConfig, directory: Path) -> str:
     """The model of ``config`` (built from a config, with its tokenizer or one trained on the training texts), saved as pretrained."""
-    from ftrun.data import load_splits, load_tokenizer
+    from ftrun.stages.data import load_splits, load_tokenizer
 
     tokenizer = load_tokenizer(task, config, load_splits(config, task.read_file))
     set_seed(config.training.get("seed", 42))

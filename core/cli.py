@@ -12,15 +12,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .distributed import report_error
-from .errors import FtrunError, first_line
+from ftrun import __version__
+from ftrun.stages.distributed import report_error
+from ftrun.util.errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from .config import RunConfig
-    from .plugin_manager import PluginManager
+    from ftrun.api.plugin_manager import PluginManager
+    from ftrun.manifest.config import RunConfig
 
 COMMANDS = {
     "run": "train, evaluate, save and predict (the default command)",
@@ -173,8 +173,8 @@ def quiet_libraries(verbose: bool) -> None:
 
 
 def load_config(args: argparse.Namespace, announce: Callable[[str], None] = print) -> tuple[PluginManager, RunConfig]:
-    """Manifest and flags → (plugin manager, validated RunConfig), by :func:`ftrun.config.load_run`."""
-    from .config import load_run
+    """Manifest and flags → (plugin manager, validated RunConfig), by :func:`ftrun.api.load.load_run`."""
+    from ftrun.api.load import load_run
 
     return load_run(
         task=args.task,
@@ -196,10 +196,10 @@ def blocked_plugins(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import distributed
-    from .display import Display
-    from .output import predict_command
-    from .runner import run
+    from ftrun.runner import run
+    from ftrun.stages import distributed
+    from ftrun.stages.output import predict_command
+    from ftrun.util.display import Display
 
     display = Display(quiet=not distributed.is_main_process())
     manager, config = load_config(args, announce=display.print)
@@ -241,11 +241,11 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .config import Origin, build_config, manifest_plugins, merge, read_manifest
-    from .display import Display
-    from .evaluation import evaluate_model
-    from .output import MANIFEST_NAME
-    from .plugin_manager import get_plugin_manager
+    from ftrun.api.plugin_manager import get_plugin_manager
+    from ftrun.manifest.config import Origin, build_config, manifest_plugins, merge, read_manifest
+    from ftrun.stages.evaluation import evaluate_model
+    from ftrun.stages.output import MANIFEST_NAME
+    from ftrun.util.display import Display
 
     model_dir = Path(args.model)
     manifest_path = model_dir / MANIFEST_NAME
@@ -275,7 +275,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from .plugin_manager import get_plugin_manager
+    from ftrun.api.plugin_manager import get_plugin_manager
 
     manager = get_plugin_manager(plugins=args.plugin, blocked=blocked_plugins(args))
     for name, (task, plugin) in sorted(manager.tasks().items()):
@@ -284,7 +284,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from .plugin_manager import get_plugin_manager
+    from ftrun.api.plugin_manager import get_plugin_manager
 
     manager = get_plugin_manager(plugins=args.plugin, blocked=blocked_plugins(args))
     for name, info in manager.info.items():
@@ -298,8 +298,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from .head import check_model
-    from .preflight import remote_code_warning, show
+    from ftrun.stages.head import check_model
+    from ftrun.stages.preflight import CHECK_SAMPLE, remote_code_warning, show
 
     manager, config = load_config(args)
     if config.model.trust_remote_code:
@@ -331,15 +331,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-#: Examples of each split that ``ftrun check`` encodes.
-CHECK_SAMPLE = 32
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .config import Origin, build_config, manifest_plugins, read_manifest
-    from .output import MANIFEST_NAME, as_record
-    from .plugin_manager import get_plugin_manager
-    from .predict import load_trained
+    from ftrun.api.plugin_manager import get_plugin_manager
+    from ftrun.manifest.config import Origin, build_config, manifest_plugins, read_manifest
+    from ftrun.stages.output import MANIFEST_NAME, as_record
+    from ftrun.stages.predict import load_trained
 
     model_dir = Path(args.model)
     if not model_dir.is_dir():
@@ -388,8 +384,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def predict_input_file(args: argparse.Namespace, manager: PluginManager, task: Any, config: RunConfig, model_dir: Path) -> int:
     """``ftrun predict --input FILE --output OUT``: every row of a file, streamed, batched, in order; a summary line at the end."""
-    from .display import Display
-    from .predict import load_trained, predict_file
+    from ftrun.stages.predict import load_trained, predict_file
+    from ftrun.util.display import Display
 
     source = Path(args.input)
     if not source.is_file():
@@ -424,8 +420,8 @@ def read_json_input(text: str, where: str) -> dict[str, Any]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .display import Display
-    from .tune import tune
+    from ftrun.commands.tune import tune
+    from ftrun.util.display import Display
 
     display = Display()
     manager, config = load_config(args, announce=display.print)
@@ -439,8 +435,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .plugin_manager import get_plugin_manager
-    from .schema import manifest_schema, task_reference
+    from ftrun.api.plugin_manager import get_plugin_manager
+    from ftrun.manifest.schema import manifest_schema, task_reference
 
     manager = get_plugin_manager(plugins=args.plugin, blocked=blocked_plugins(args))
     if args.markdown:

@@ -13,21 +13,21 @@ from typing import Any
 from transformers import Trainer, TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from .config import RunConfig
-from .data import TaskData
-from .display import Display
-from .distributed import check_engines, process_state
-from .errors import FtrunError
-from .head import check_model
-from .memory import keep_freed_memory
-from .output import write_outputs
-from .output_dir import OutputDir, claimed
-from .plots import run_figures
-from .plugin_manager import PluginManager
-from .precision import choose_precision
-from .preflight import Preflight, remote_code_warning
-from .task import Task
-from .training import RichProgressCallback, SealCheckpoints, StopOnSignal, check_resumable, latest_checkpoint, log_destinations
+from ftrun.api.plugin_manager import PluginManager
+from ftrun.api.task import Task
+from ftrun.manifest.config import RunConfig
+from ftrun.stages.data import TaskData
+from ftrun.stages.distributed import check_engines, process_state
+from ftrun.stages.head import check_model
+from ftrun.stages.output import write_outputs
+from ftrun.stages.output_dir import OutputDir, claimed
+from ftrun.stages.plots import run_figures
+from ftrun.stages.preflight import Preflight, remote_code_warning
+from ftrun.stages.training import RichProgressCallback, SealCheckpoints, StopOnSignal, check_resumable, latest_checkpoint, log_destinations
+from ftrun.util.display import Display
+from ftrun.util.errors import FtrunError
+from ftrun.util.memory import keep_freed_memory
+from ftrun.util.precision import choose_precision
 
 
 @dataclasses.dataclass
@@ -118,7 +118,7 @@ def announce(display: Display, config: RunConfig, output_dir: Path, report: Pref
     """The run's first line (task, model, precision, output, what was sized to the run), its warnings, then each split; errors stop it."""
     from rich.markup import escape
 
-    from . import __version__
+    from ftrun import __version__
 
     sized = f"; {escape(report.sized)}" if report.sized else ""
     logs = log_destinations(config.training, output_dir)

@@ -5,7 +5,7 @@ environment with ftrun installed can ask for these fixtures by name (docs/plugin
 name starts with ``ftrun_``, so that none clashes with a project's own ``cli`` or ``config``:
 
 - ``ftrun_cli``: ``ftrun ARGS`` run in-process → :class:`Result` (exit code, output, output directory);
-- ``ftrun_config``: a validated :class:`~ftrun.config.RunConfig` from a dict of tables, as a run builds it;
+- ``ftrun_config``: a validated :class:`~ftrun.manifest.config.RunConfig` from a dict of tables, as a run builds it;
 - ``ftrun_plugin_manager``: a fresh plugin manager with extra plugin modules or objects;
 - ``ftrun_plugin_module``: write a plugin module from source and make it importable;
 - ``ftrun_manifest``: a TOML manifest from a dict of tables;
@@ -45,9 +45,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from .config import RunConfig
-    from .plugin_manager import PluginManager
-    from .runner import RunResult
+    from ftrun.api.plugin_manager import PluginManager
+    from ftrun.manifest.config import RunConfig
+    from ftrun.runner import RunResult
 
 #: Training settings small enough for a unit test: one quick epoch.
 TINY_TRAINING: dict[str, Any] = {
@@ -160,7 +160,7 @@ def make_config(
     validated. Relative paths are resolved against ``base_dir`` (the current directory by
     default); errors name ``source``, as they would a manifest file of that name.
     """
-    from .config import load_run
+    from ftrun.api.load import load_run
 
     manifest = tomllib.loads(tomli_w.dumps(tables))  # what a manifest file of these tables gives a run
     _, config = load_run(manifest=manifest, overrides=overrides, plugins=plugins, blocked=blocked, source=source, base_dir=base_dir)
@@ -237,7 +237,7 @@ def ftrun_plugin_manager() -> Callable[..., PluginManager]:
     It holds ftrun's default stages, every installed plugin but the ``blocked`` names, and
     ``plugins``: module names (as ``--plugin`` takes them) or objects with hook implementations.
     """
-    from ftrun.plugin_manager import get_plugin_manager
+    from ftrun.api.plugin_manager import get_plugin_manager
 
     def make(*plugins: str | object, blocked: Iterable[str] = ()) -> PluginManager:
         return get_plugin_manager(plugins=plugins, blocked=blocked)
@@ -290,7 +290,7 @@ def ftrun_tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local "pretrained" BERT encoder directory (weights, config, WordPiece tokenizer), built offline."""
     from transformers import AutoModel
 
-    from ftrun.tokenizer import train_tokenizer
+    from ftrun.stages.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(TINY_CORPUS, model_type="bert", vocab_size=500, model_max_length=128)
     return save_tiny_pretrained(tmp_path_factory.mktemp("tiny-bert"), TINY_BERT, tokenizer, AutoModel)
@@ -301,7 +301,7 @@ def ftrun_tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A local "pretrained" T5 encoder-decoder directory (weights, config, Unigram tokenizer), built offline."""
     from transformers import AutoModelForSeq2SeqLM
 
-    from ftrun.tokenizer import train_tokenizer
+    from ftrun.stages.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(TINY_CORPUS, model_type="t5", vocab_size=500, model_max_length=128)
     # As T5's checkpoints say (its config class leaves them to them): decoding starts from the pad token.
@@ -317,7 +317,7 @@ def ftrun_tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from transformers import AutoModelForCausalLM
 
-    from ftrun.tokenizer import train_tokenizer
+    from ftrun.stages.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(TINY_CORPUS, model_type="gpt2", vocab_size=500, model_max_length=128, lowercase=False)
     tokenizer.pad_token = None

@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ftrun import FtrunError
-from ftrun.errors import first_line
+from ftrun import FtrunError, first_line
 
 #: A score of (references, predictions).
 Scorer = Callable[[Any, Any], float]

@@ -185,10 +185,10 @@ class Seq2SeqTask(Task):
 
     def plots(self, prediction: EvalPrediction, data: TaskData, config: RunConfig) -> dict[str, Figure]:
         """Each generated text's length against its reference's, in tokens (special tokens aside, as ``gen_len`` counts)."""
-        from ftrun.plots import lengths
+        from ftrun import plots
 
         references = data.tokenizer(text_target=list(prediction.label_ids), add_special_tokens=False)["input_ids"]
-        return {"lengths": lengths([generated["tokens"] for generated in prediction.predictions], [len(ids) for ids in references])}
+        return {"lengths": plots.lengths([generated["tokens"] for generated in prediction.predictions], [len(ids) for ids in references])}
 
     # -- trainer stage -------------------------------------------------------------------
 

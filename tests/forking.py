@@ -29,7 +29,7 @@ import pytest
 SERVER = r'''
 import json, os, signal, sys, time
 
-import ftrun.cli, ftrun.runner, ftrun.plugin_manager  # everything a run imports, imported once
+import ftrun.cli, ftrun.runner, ftrun.api.plugin_manager  # everything a run imports, imported once
 import ftrun.plugins.text_classification, ftrun.plugins.ner, ftrun.plugins.translation, ftrun.plugins.question_answering
 
 protocol = os.fdopen(os.dup(1), "w")

@@ -40,11 +40,11 @@ from ftrun import (
     TaskData,
     TokenSequence,
     check_text_column,
+    describe_value,
     hookimpl,
     require_columns,
     where_row,
 )
-from ftrun.data import describe_value
 
 from ..metrics import generation_metrics
 
@@ -250,9 +250,9 @@ class CausalLMTask(Task):
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
         """The generic report, less the eval-size check: perplexity is measured over tokens, not a share of examples."""
-        from ftrun.preflight import check_eval_size, preflight
+        from ftrun import check_eval_size, generic_preflight
 
-        return preflight(self, config, data, skip=(check_eval_size,))
+        return generic_preflight(self, config, data, skip=(check_eval_size,))
 
     # -- trainer stage -----------------------------------------------------------------
 
@@ -327,7 +327,7 @@ class CausalLMTask(Task):
 
         A model trained on chats answers a plain text as a user's turn, in its chat template.
         """
-        from ftrun.predict import predict_with_pipeline
+        from ftrun import predict_with_pipeline
 
         if config.data.form == "chat":
             inputs = [[{"role": "user", "content": value}] if isinstance(value, str) else value for value in inputs]
@@ -358,7 +358,7 @@ def perplexity(loss: float) -> float:
 
 def block_size(settings: CausalLMData, tokenizer: PreTrainedTokenizerBase) -> int:
     """``block_size``, or run_clm.py's default: the model's length, at most 1024."""
-    from ftrun.preflight import tokenizer_limit
+    from ftrun import tokenizer_limit
 
     return settings.block_size or min(tokenizer_limit(tokenizer) or MAX_DEFAULT_BLOCK, MAX_DEFAULT_BLOCK)
 

@@ -65,7 +65,7 @@ def read_conll(path: Path) -> Dataset:
     """
     from datasets import Dataset, Features, Sequence, Value
 
-    from ftrun.data import text_lines
+    from ftrun import text_lines
 
     rows = list(sentences(text_lines(path)))  # a line that is not UTF-8 is refused by its number
     if not rows:  # datasets' own message for this names no file and no cause

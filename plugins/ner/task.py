@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 from transformers import AutoModelForTokenClassification
 
-from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, hookimpl, require_columns, where_row
-from ftrun.data import describe_feature
+from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, describe_feature, hookimpl, require_columns, where_row
 
 from ..demo import small_bert
 from ..labels import check_eval_labels, first_missing, named_labels
@@ -145,11 +144,11 @@ class NerTask(Task):
 
     def plots(self, prediction: EvalPrediction, data: TaskData, config: RunConfig) -> dict[str, Figure]:
         """Entity-level F1 of each entity type on the eval split."""
-        from ftrun.plots import scores_per_class
+        from ftrun import plots
 
         scores = entity_scores(*tag_sequences(prediction, data.labels), ["f1"], data.labels)
         per_type = {key.removesuffix("_f1"): value for key, value in scores.items() if key != "f1"}
-        return {"f1_per_entity_type": scores_per_class(per_type, f"Entity F1 per type (eval split; all: {scores['f1']:.2f})", "entity type", "F1")}
+        return {"f1_per_entity_type": plots.scores_per_class(per_type, f"Entity F1 per type (eval split; all: {scores['f1']:.2f})", "entity type", "F1")}
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
         """The shared report, and whether the best metric has entities to score in the eval split (PER_f1: PER entities)."""

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ftrun import FtrunError, RunConfig, require_columns, where_row
-from ftrun.data import source_row, split_source
+from ftrun import FtrunError, RunConfig, require_columns, source_row, split_source, where_row
 
 if TYPE_CHECKING:
     from datasets import Dataset

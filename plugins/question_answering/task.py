@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 from transformers import AutoModelForQuestionAnswering
 
-from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, hookimpl
-from ftrun.config import did_you_mean
+from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, did_you_mean, hookimpl
 
 from ..demo import small_bert
 from .answers import best_answers

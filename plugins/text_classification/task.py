@@ -138,11 +138,11 @@ class TextClassificationTask(Task):
 
     def plots(self, prediction: EvalPrediction, data: TaskData, config: RunConfig) -> dict[str, Figure]:
         """The confusion matrix of the eval split, by label name."""
-        from ftrun.plots import confusion_matrix
+        from ftrun import plots
 
         names = data.labels
         predicted = [names[i] for i in np.argmax(prediction.predictions, axis=-1)]
-        return {"confusion_matrix": confusion_matrix([names[i] for i in prediction.label_ids], predicted, names)}
+        return {"confusion_matrix": plots.confusion_matrix([names[i] for i in prediction.label_ids], predicted, names)}
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
         """The shared report, and whether the best metric can be computed on the eval split's labels.

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from ftrun import FtrunError, RunConfig, Splits, check_text_column, hookimpl, require_columns, where_row
-from ftrun.data import describe_value
+from ftrun import FtrunError, RunConfig, Splits, check_text_column, describe_value, hookimpl, require_columns, where_row
 
 from ..seq2seq import DEMO_T5, Seq2SeqData, Seq2SeqTask
 

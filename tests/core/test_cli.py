@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from ftrun import __version__
-from ftrun.plugin_manager import get_plugin_manager
+from ftrun.api.plugin_manager import get_plugin_manager
 
 
 def test_version_and_help(ftrun_cli, capsys):

@@ -1,4 +1,4 @@
-"""ftrun.config: one pydantic model per task validates a manifest, and the schema is its JSON Schema."""
+"""ftrun.manifest.config: one pydantic model per task validates a manifest, and the schema is its JSON Schema."""
 
 from pathlib import Path
 
@@ -7,7 +7,8 @@ from pydantic import Field, ValidationError
 from transformers import TrainingArguments
 
 from ftrun import FtrunError, hookimpl, load_run
-from ftrun.config import (
+from ftrun.api.plugin_manager import get_plugin_manager
+from ftrun.manifest.config import (
     TOP_LEVEL_KEYS,
     apply_overrides,
     build_config,
@@ -15,12 +16,11 @@ from ftrun.config import (
     parse_override,
     training_model,
 )
-from ftrun.plugin_manager import get_plugin_manager
+from ftrun.manifest.schema import manifest_schema
 from ftrun.plugins.text_classification import (
     TextClassificationData,
     TextClassificationTask,
 )
-from ftrun.schema import manifest_schema
 
 
 class GlossaryData(TextClassificationData):

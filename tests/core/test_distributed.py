@@ -163,7 +163,7 @@ def test_processes_cannot_each_train_their_own_tokenizer(monkeypatch):
     from datasets import Dataset
 
     from ftrun import FtrunError
-    from ftrun.tokenizer import cached_tokenizer
+    from ftrun.stages.tokenizer import cached_tokenizer
 
     split = Dataset.from_list([{"text": "a film"}])  # in memory: no cache folder to share a tokenizer through
     assert cached_tokenizer(split, "key", lambda: "trained", where="run.toml: model.tokenizer") == "trained"
@@ -197,7 +197,7 @@ def test_a_run_of_two_processes_resumes_in_one_keeping_the_batch_of_a_step(ftrun
     """2 processes over gloo, killed; --resume in 1 refuses the half-size step it would take, and with the same step goes on as one run."""
     import signal
 
-    from ftrun.training import is_sealed
+    from ftrun.stages.training import is_sealed
 
     manifest = distributed_manifest(ftrun_plugin_module("kill_at_step_3", KILL_AT_STEP_3))
     steps = ["--set", 'training.save_strategy="steps"', "--set", "training.save_steps=2", "--set", "training.load_best_model_at_end=false"]

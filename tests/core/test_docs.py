@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ftrun.plugin_manager import get_plugin_manager
-from ftrun.schema import task_reference
+from ftrun.api.plugin_manager import get_plugin_manager
+from ftrun.manifest.schema import task_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = re.compile(

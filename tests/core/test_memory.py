@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from ftrun.memory import keep_freed_memory, tuned_by_user
+from ftrun.util.memory import keep_freed_memory, tuned_by_user
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc" or tuned_by_user(),

@@ -5,7 +5,7 @@ import json
 import pytest
 from matplotlib.image import imread
 
-from ftrun.plots import training_curves
+from ftrun.stages.plots import training_curves
 
 
 def test_a_run_plots_its_curves_and_the_confusion_matrix(ftrun_cli, tiny_manifest, tmp_path):

@@ -12,9 +12,9 @@ import pytest
 
 import ftrun
 from ftrun import FtrunError, __version__, hookimpl
+from ftrun.api.hookspecs import hook_names
+from ftrun.api.plugin_manager import get_plugin_manager
 from ftrun.cli import COMMANDS, build_parser
-from ftrun.hookspecs import hook_names
-from ftrun.plugin_manager import get_plugin_manager
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -227,11 +227,11 @@ def test_plugins_command_lists_hooks_and_origin(ftrun_cli):
     result = ftrun_cli("plugins")
     assert result.code == 0
     assert "text-classification (ftrun 0.1.0): ftrun_register_tasks" in result.out
-    assert "ftrun.default_stages" in result.out and "ftrun_build_trainer" in result.out
+    assert "ftrun.api.default_stages" in result.out and "ftrun_build_trainer" in result.out
 
 
 def test_every_hook_spec_is_documented():
-    import ftrun.hookspecs as specs
+    import ftrun.api.hookspecs as specs
 
     for name in hook_names():
         doc = getattr(specs, name).__doc__ or ""
@@ -285,9 +285,9 @@ def test_no_plugin_and_the_environment_block_plugins(ftrun_cli, ftrun_plugin_mod
     assert result.code == 2 and "unknown task 'text-classification'" in result.err
     # As pytest refuses to block its essential plugins: refused before anything runs, not mid-run.
     for command in (["--manifest", tiny_manifest, "--output-dir", tmp_path / "out"], ["tasks"], ["check", "--manifest", tiny_manifest]):
-        result = ftrun_cli(*command, "--no-plugin", "ftrun.default_stages")
+        result = ftrun_cli(*command, "--no-plugin", "ftrun.api.default_stages")
         assert result.code == 2 and result.err.strip() == (
-            "ftrun: error: ftrun.default_stages cannot be blocked: it runs every task's stages (a plugin that implements a stage hook replaces that stage)"
+            "ftrun: error: ftrun.api.default_stages cannot be blocked: it runs every task's stages (a plugin that implements a stage hook replaces that stage)"
         )
     assert not (tmp_path / "out").exists()
     ftrun_plugin_module("counted", "from ftrun import hookimpl\n\n@hookimpl\ndef ftrun_trainer_callbacks():\n    return []\n")
@@ -297,7 +297,7 @@ def test_no_plugin_and_the_environment_block_plugins(ftrun_cli, ftrun_plugin_mod
 
 
 def test_a_task_s_own_keys_are_validated_and_errors_name_the_key(ftrun_plugin_manager, ftrun_plugin_module, tmp_path):
-    from ftrun.config import build_config
+    from ftrun.manifest.config import build_config
 
     ftrun_plugin_module(
         "ranged_task",
@@ -492,7 +492,7 @@ def test_a_hook_spec_can_grow_an_argument_without_breaking_plugins():
 def test_every_hook_is_documented_and_implemented_in_a_test(name):
     import inspect
 
-    import ftrun.hookspecs as specs
+    import ftrun.api.hookspecs as specs
 
     guide = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
     # As datasette's: the section of each hook, and in it the spec's exact signature.

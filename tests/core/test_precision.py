@@ -4,7 +4,7 @@ import pytest
 import torch
 import transformers.utils
 
-from ftrun.precision import choose_precision
+from ftrun.util.precision import choose_precision
 
 
 @pytest.fixture

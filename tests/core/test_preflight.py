@@ -116,7 +116,7 @@ def test_unknown_tokens_of_a_trained_tokenizer(check, classification):
 
 
 def test_a_large_split_is_tokenized_in_a_sample_and_the_report_says_so(ftrun_cli, classification, monkeypatch):
-    monkeypatch.setattr("ftrun.preflight.SAMPLE", 10)
+    monkeypatch.setattr("ftrun.stages.preflight.SAMPLE", 10)
     manifest = classification()
     result = ftrun_cli("check", "--manifest", manifest, "--json")
     report = json.loads(result.out)["splits"]["train"]

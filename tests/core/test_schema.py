@@ -8,8 +8,8 @@ import pytest
 from pydantic import TypeAdapter
 from transformers.trainer_utils import IntervalStrategy
 
-from ftrun.config import TOP_LEVEL_KEYS, toml_type
-from ftrun.plugin_manager import get_plugin_manager
+from ftrun.api.plugin_manager import get_plugin_manager
+from ftrun.manifest.config import TOP_LEVEL_KEYS, toml_type
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "manifest.schema.json"
@@ -17,8 +17,8 @@ COMMITTED = ROOT / "docs" / "manifest.schema.json"
 
 @pytest.fixture(scope="module")
 def schema():
-    from ftrun.plugin_manager import get_plugin_manager
-    from ftrun.schema import manifest_schema
+    from ftrun.api.plugin_manager import get_plugin_manager
+    from ftrun.manifest.schema import manifest_schema
 
     return manifest_schema(get_plugin_manager())
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ftrun.data import load_data
+from ftrun.stages.data import load_data
 from ftrun.testing import TINY_BERT, TINY_TRAINING, files_under, write_jsonl
 
 PLUGIN = '''
@@ -247,7 +247,7 @@ def test_the_cache_key_holds_the_task_code(ftrun_config, ftrun_plugin_module, ha
         "data": {"dataset": str(write_jsonl(tmp_path / "train.jsonl", rows(8)).parent), "train_split": "train", "eval_split": "train"},
     }
     # A folder of data files is loaded through the datasets cache, where tokenized splits are cached too.
-    from ftrun.plugin_manager import get_plugin_manager
+    from ftrun.api.plugin_manager import get_plugin_manager
 
     def load():
         manager = get_plugin_manager(plugins=["ftrun_halves"])

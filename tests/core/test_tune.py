@@ -14,8 +14,8 @@ import pytest
 from conftest import sample_reviews
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
+from ftrun.commands.tune import ReportToTrial
 from ftrun.testing import TINY_BERT, TINY_TRAINING, write_jsonl
-from ftrun.tune import ReportToTrial
 
 SPACE = {"training.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "training.per_device_train_batch_size": {"choices": [4, 8]}}
 
@@ -164,7 +164,7 @@ def test_a_trial_whose_process_was_killed_is_retried_once_its_heartbeat_is_stale
     wait_for_a_checkpoint(out / "trials" / "trial-0")
     process.kill()  # SIGKILL: no handler runs, the trial stays RUNNING in the study
     process.communicate(timeout=60)
-    monkeypatch.setattr("ftrun.tune.GRACE_PERIOD", 1)  # instead of waiting 30 seconds
+    monkeypatch.setattr("ftrun.commands.tune.GRACE_PERIOD", 1)  # instead of waiting 30 seconds
     time.sleep(2)
     result = ftrun_cli("tune", "--manifest", manifest, "--output-dir", out)
     assert result.code == 0, result

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ftrun import FtrunError
-from ftrun.plugin_manager import get_plugin_manager
+from ftrun.api.plugin_manager import get_plugin_manager
 from ftrun.testing import TINY_BERT, TINY_T5, TINY_TRAINING, write_jsonl
 
 #: How an unknown-task error lists the installed tasks.
@@ -698,7 +698,7 @@ def test_data_that_is_accepted(ftrun_cli, ftrun_manifest, ftrun_config, tmp_path
     checked = ftrun_cli("check", "--manifest", ftrun_manifest(tables))
     assert checked.code == 0 and "error" not in checked.err, checked
     if texts is not None:
-        from ftrun.data import load_splits
+        from ftrun.stages.data import load_splits
 
         assert load_splits(ftrun_config(tables)).train["text"] == texts
 
@@ -713,7 +713,7 @@ def test_the_catalogue_covers_every_task_and_format():
 
 
 def test_tokenizer_that_does_not_match_the_model(fails, tables, ftrun_manifest, ftrun_tiny_bert, tmp_path):
-    from ftrun.tokenizer import train_tokenizer
+    from ftrun.stages.tokenizer import train_tokenizer
 
     texts = [f"word{i} another{i} text{i}" for i in range(3000)]
     train_tokenizer(texts, model_type="bert", vocab_size=2000, model_max_length=128).save_pretrained(tmp_path / "big-tokenizer")

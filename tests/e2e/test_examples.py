@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ftrun.config import build_config, read_manifest
-from ftrun.plugin_manager import get_plugin_manager
+from ftrun.api.plugin_manager import get_plugin_manager
+from ftrun.manifest.config import build_config, read_manifest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANIFESTS = sorted(EXAMPLES.glob("*.toml"))

@@ -24,8 +24,8 @@ import torch
 from conftest import EMBEDDED, embedded_data
 from safetensors.torch import load_file
 
+from ftrun.stages.training import SEAL_NAME, is_sealed
 from ftrun.testing import TINY_BERT, TINY_GPT2, TINY_T5, TINY_TRAINING
-from ftrun.training import SEAL_NAME, is_sealed
 
 #: 48 examples in batches of 4: 12 steps an epoch, 24 in all; a checkpoint every 5 steps.
 TRAINING = {
@@ -467,14 +467,14 @@ class Killed(BaseException):
 
 
 def test_replacing_an_earlier_run_survives_a_kill_between_any_two_renames(tmp_path, monkeypatch):
-    import ftrun.output_dir
-    from ftrun.output_dir import NEXT_NAME, replace_earlier_run
+    import ftrun.stages.output_dir
+    from ftrun.stages.output_dir import NEXT_NAME, replace_earlier_run
 
     real_replace, renames = os.replace, []
     out = tmp_path / "out"
     out.mkdir()
     earlier, new = fake_run(out, "earlier"), fake_run(out / NEXT_NAME, "new")
-    monkeypatch.setattr(ftrun.output_dir.os, "replace", lambda *a: (renames.append(a), real_replace(*a)))
+    monkeypatch.setattr(ftrun.stages.output_dir.os, "replace", lambda *a: (renames.append(a), real_replace(*a)))
     replace_earlier_run(out)
     assert contents(out) == new and renames
     for kill in range(len(renames)):
@@ -488,14 +488,14 @@ def test_replacing_an_earlier_run_survives_a_kill_between_any_two_renames(tmp_pa
                 raise Killed
             real_replace(*paths)
 
-        monkeypatch.setattr(ftrun.output_dir.os, "replace", dying)
+        monkeypatch.setattr(ftrun.stages.output_dir.os, "replace", dying)
         with pytest.raises(Killed):
             replace_earlier_run(out)
         # Whatever the moment, the folder's manifest is the earlier run's with all of its files, or there is none yet.
         manifest = out / "ftrun.toml"
         if manifest.exists():
             assert manifest.read_text() == earlier["ftrun.toml"] and all((out / path).read_text() == text for path, text in earlier.items()), kill
-        monkeypatch.setattr(ftrun.output_dir.os, "replace", real_replace)
+        monkeypatch.setattr(ftrun.stages.output_dir.os, "replace", real_replace)
         replace_earlier_run(out)  # what the next run in the folder does first
         assert contents(out) == new, kill
 
@@ -558,7 +558,7 @@ def test_a_run_killed_anywhere_ends_as_an_uninterrupted_one(run_manifest, forker
     import random
     from collections import Counter
 
-    from ftrun.output_dir import EARLIER_NAME, INCOMING_NAME, NEXT_NAME
+    from ftrun.stages.output_dir import EARLIER_NAME, INCOMING_NAME, NEXT_NAME
     from ftrun.testing import files_under
 
     manifest, out = run_manifest(), tmp_path / "out"

@@ -132,7 +132,7 @@ def test_t5_from_a_config_translates_multi30k(ftrun_cli, tmp_path, record_proper
     import datasets
     from transformers import AutoTokenizer
 
-    from ftrun.data import subset
+    from ftrun.stages.data import subset
 
     # The Hub's bentrevett/multi30k layout (a column per language), on disk: as a user with a copy runs the example.
     local = tmp_path / "multi30k"

@@ -10,14 +10,14 @@ import tomli_w
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorWithFlattening, pipeline
 
-from ftrun.data import load_data
-from ftrun.errors import FtrunError
-from ftrun.head import build_head
-from ftrun.plugin_manager import get_plugin_manager
+from ftrun.api.plugin_manager import get_plugin_manager
 from ftrun.plugins.causal_lm.task import CHATML_TEMPLATE, ftrun_after_training, isolates_packed_examples
+from ftrun.stages.data import load_data
+from ftrun.stages.head import build_head
+from ftrun.stages.tokenizer import END_OF_TEXT
+from ftrun.stages.training import build_trainer
 from ftrun.testing import TINY_GPT2, TINY_TRAINING, make_config, write_jsonl
-from ftrun.tokenizer import END_OF_TEXT
-from ftrun.training import build_trainer
+from ftrun.util.errors import FtrunError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "plugins" / "causal_lm" / "data"
 IGNORED = -100

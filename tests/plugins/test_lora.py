@@ -10,8 +10,8 @@ import torch
 from conftest import EMBEDDED, embedded_data
 from safetensors.torch import load_file
 
+from ftrun.stages.training import is_sealed
 from ftrun.testing import TINY_TRAINING
-from ftrun.training import is_sealed
 
 pytest.importorskip("peft")
 

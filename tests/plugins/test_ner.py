@@ -11,14 +11,14 @@ import pytest
 import tomli_w
 from transformers import EvalPrediction
 
+from ftrun.api.plugin_manager import get_plugin_manager
 from ftrun.cli import main
-from ftrun.config import build_config, read_manifest
-from ftrun.data import load_data
-from ftrun.head import build_head
-from ftrun.plugin_manager import get_plugin_manager
+from ftrun.manifest.config import build_config, read_manifest
 from ftrun.plugins.ner.conll import read_conll, sentences
 from ftrun.plugins.ner.metrics import entity_metrics
 from ftrun.plugins.ner.tags import IGNORED, align_labels, continuation_ids
+from ftrun.stages.data import load_data
+from ftrun.stages.head import build_head
 from ftrun.testing import TINY_BERT, TINY_TRAINING, write_jsonl
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

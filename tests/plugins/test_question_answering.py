@@ -23,10 +23,10 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer, EvalPredi
 
 from ftrun import FtrunError, Splits, TaskData
 from ftrun.cli import main
-from ftrun.data import load_tokenizer
 from ftrun.plugins.question_answering.answers import best_answer, best_answers, window_spans
+from ftrun.stages.data import load_tokenizer
+from ftrun.stages.tokenizer import train_tokenizer
 from ftrun.testing import TINY_BERT, TINY_TRAINING, write_jsonl
-from ftrun.tokenizer import train_tokenizer
 
 #: Until ftrun's pyproject names it as an entry point; naming it too is harmless after.
 PLUGIN = "ftrun.plugins.question_answering"
@@ -46,7 +46,7 @@ def row_with_id(example_id: str) -> dict:
 
 @pytest.fixture(scope="module")
 def task():
-    from ftrun.plugin_manager import get_plugin_manager
+    from ftrun.api.plugin_manager import get_plugin_manager
 
     return get_plugin_manager(plugins=[PLUGIN]).task(TASK_NAME)
 

@@ -8,10 +8,10 @@ import pytest
 from rouge_score import rouge_scorer
 
 from ftrun import FtrunError, RunConfig
-from ftrun.data import load_data
-from ftrun.head import build_head
-from ftrun.plugin_manager import get_plugin_manager
+from ftrun.api.plugin_manager import get_plugin_manager
 from ftrun.plugins.metrics import generation_metrics
+from ftrun.stages.data import load_data
+from ftrun.stages.head import build_head
 from ftrun.testing import TINY_T5, TINY_TRAINING, make_config, write_jsonl
 
 SAMPLE = Path(__file__).resolve().parents[2] / "plugins" / "summarization" / "data"

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from ftrun.config import build_config
-from ftrun.data import load_data, tokenize
-from ftrun.head import build_head
-from ftrun.plugin_manager import get_plugin_manager
+from ftrun.api.plugin_manager import get_plugin_manager
+from ftrun.manifest.config import build_config
+from ftrun.stages.data import load_data, tokenize
+from ftrun.stages.head import build_head
 from ftrun.testing import TINY_BERT, write_jsonl
 
 

@@ -9,14 +9,14 @@ import pytest
 import tomli_w
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, EvalPrediction, Seq2SeqTrainer
 
+from ftrun.api.plugin_manager import get_plugin_manager
 from ftrun.cli import main
-from ftrun.config import build_config, read_manifest
-from ftrun.data import load_data
-from ftrun.head import build_head
-from ftrun.plugin_manager import get_plugin_manager
+from ftrun.manifest.config import build_config, read_manifest
+from ftrun.stages.data import load_data
+from ftrun.stages.head import build_head
+from ftrun.stages.tokenizer import T5_SENTINELS, train_tokenizer
+from ftrun.stages.training import build_trainer
 from ftrun.testing import TINY_T5, TINY_TRAINING, files_under, write_jsonl
-from ftrun.tokenizer import T5_SENTINELS, train_tokenizer
-from ftrun.training import build_trainer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "plugins" / "translation" / "data"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multi30k.toml"

@@ -12,7 +12,6 @@ import hashlib
 import importlib.metadata
 import inspect
 import json
-import os
 import sys
 import time
 import zlib
@@ -20,16 +19,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import display
-from .config import looks_like_path
-from .errors import FtrunError, first_line
+from ftrun.manifest.config import looks_like_path
+from ftrun.util import display
+from ftrun.util.errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
 
-    from .config import RunConfig
-    from .task import Task
+    from ftrun.api.task import Task
+    from ftrun.manifest.config import RunConfig
 
 #: csv and tsv cells are read as they are written. pandas by default reads an empty cell (the only
 #: way a csv writes an empty text) and texts such as "NA", "null" or "nan" as missing values, which
@@ -106,8 +105,8 @@ def load_tokenizer(task: Task, config: RunConfig, splits: Splits) -> PreTrainedT
     """The named tokenizer, the model's own, or one trained on the training texts; then the task's own check of it."""
     from transformers import AutoTokenizer
 
-    from .head import check_local, model_config_of
-    from .tokenizer import cached_tokenizer, train_tokenizer
+    from ftrun.stages.head import check_local, model_config_of
+    from ftrun.stages.tokenizer import cached_tokenizer, train_tokenizer
 
     model = config.model
     source = model.tokenizer or model.name
@@ -150,14 +149,12 @@ def encode_batch(task: Task, batch: dict[str, list], data: TaskData, config: Run
 def code_identity(task: Task) -> tuple[str, ...]:
     """The task's name, its distribution's version and a hash of its code, for the encoded-split cache key.
 
-    The code is the source of each module defining the task's class and its bases up to
-    :class:`ftrun.Task`; a module in a package brings every ``.py`` file of its folder, where
+    The code is the source of each module defining the task's class and its bases, but for
+    ftrun's task API (``ftrun.api``) that every task shares; a module in a package brings every ``.py`` file of its folder, where
     helpers of the task's ``encode`` usually live.
     """
-    from .task import Task  # here: the task module imports this one
-
     digest = hashlib.sha256()
-    for name in sorted({cls.__module__ for cls in type(task).__mro__ if issubclass(cls, Task) and cls is not Task}):
+    for name in sorted({cls.__module__ for cls in type(task).__mro__[:-1] if not cls.__module__.startswith("ftrun.api.")}):
         module = sys.modules.get(name)
         path = Path(getattr(module, "__file__", None) or "")
         in_package = bool(getattr(module, "__package__", None)) and path.is_file()
@@ -511,17 +508,6 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return Hasher.hash(tokenizer)
 
 
-def cache_dir_of(split: Dataset) -> Path | None:
-    """The folder of a split's own Arrow cache, where derived files are cached too.
-
-    ``None`` for an in-memory split or a read-only folder: then nothing is cached.
-    """
-    if not split.cache_files:
-        return None
-    folder = Path(split.cache_files[0]["filename"]).parent
-    return folder if os.access(folder, os.W_OK) else None
-
-
 @dataclasses.dataclass
 class TokenizeStats:
     """How a split was tokenized: for the run summary and for benchmarks."""
@@ -547,6 +533,8 @@ def tokenize(
     loads the tokenized split instead of tokenizing again.
     """
     from datasets.fingerprint import Hasher
+
+    from ftrun.stages.tokenizer import cache_dir_of
 
     start = time.perf_counter()
     fingerprint = Hasher.hash((split._fingerprint, key))

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .config import RunConfig
-    from .data import TaskData
-    from .task import Task
+    from ftrun.api.task import Task
+    from ftrun.manifest.config import RunConfig
+    from ftrun.stages.data import TaskData
 
 #: Logged values that are no metric of the model: the Trainer's bookkeeping.
 BOOKKEEPING = ("runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time", "flos")

@@ -34,16 +34,16 @@ from transformers import EvalPrediction, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler as _LengthGroupedSampler
 from transformers.trainer_utils import EvalLoopOutput, denumpify_detensorize
 
-from .errors import FtrunError, first_line
+from ftrun.util.errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from rich.progress import Progress
     from transformers import PreTrainedModel
 
-    from .config import RunConfig
-    from .data import TaskData
-    from .display import Display
-    from .task import Metrics, Task
+    from ftrun.api.task import Metrics, Task
+    from ftrun.manifest.config import RunConfig
+    from ftrun.stages.data import TaskData
+    from ftrun.util.display import Display
 
 #: The file that marks a checkpoint as completely written: the size of each of its files.
 SEAL_NAME = "ftrun-checkpoint.json"
@@ -217,7 +217,7 @@ def build_trainer(
     A seq2seq model's generation config takes the run's generation settings, so that the saved
     model generates as it was evaluated.
     """
-    from .precision import choose_precision
+    from ftrun.util.precision import choose_precision
 
     settings = {"metric_for_best_model": metrics.best, "greater_is_better": metrics.greater_is_better}
     settings.update(choose_precision(config.training).settings)

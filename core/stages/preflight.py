@@ -24,19 +24,21 @@ import random
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from .config import merge
-from .data import where_row
-from .errors import FtrunError, first_line
+from ftrun.manifest.config import merge
+from ftrun.stages.data import where_row
+from ftrun.util.errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .config import RunConfig
-    from .data import TaskData
-    from .task import Task
+    from ftrun.api.task import Task
+    from ftrun.manifest.config import RunConfig
+    from ftrun.stages.data import TaskData
 
 #: Examples of each split tokenized for the length figures; a larger split is sampled, and the report says so.
 SAMPLE = 1000
+#: Examples of each split that ``ftrun check`` encodes.
+CHECK_SAMPLE = 32
 #: A warmup from the defaults that is longer than this share of the run's steps is cut to this share.
 WARMUP_SHARE = 0.1
 #: A warmup of at least this share of the steps is a warning: the peak learning rate comes late, or never.
@@ -202,7 +204,7 @@ def preflight(task: Task, config: RunConfig, data: TaskData, skip: Collection[Ca
     (the data stage with a ``sample``: features counted on the rows it encoded, and extrapolated).
     ``skip``: checks of ``CHECKS`` that do not apply to the task (``check_eval_size`` to a metric that is no share of examples).
     """
-    from .head import model_config_of
+    from ftrun.stages.head import model_config_of
 
     model = model_config_of(config).to_dict()
     (train, train_hashes), (evaluation, eval_hashes) = (describe(task, config, data, name) for name in ("train", "eval"))
@@ -467,7 +469,7 @@ def usual_learning_rates(model: dict[str, Any], from_scratch: bool) -> tuple[flo
     small models (ELECTRA-small, MiniLM) go up to 3e-4; T5 is fine-tuned at 1e-4 to 1e-3;
     random weights want far more (ftrun's demos train from scratch at 1e-3 to 3e-3).
     """
-    from .tokenizer import T5_FAMILY
+    from ftrun.stages.tokenizer import T5_FAMILY
 
     family = model.get("model_type") or "model"
     hidden = model.get("hidden_size") or model.get("d_model") or 0

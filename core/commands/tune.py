@@ -20,78 +20,26 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 from filelock import FileLock
-from pydantic import Field, model_validator
 from transformers import TrainerCallback
 
-from .config import Section
-from .errors import FtrunError
+from ftrun.manifest.search import SearchTable
+from ftrun.util.errors import FtrunError
 
 if TYPE_CHECKING:
     import optuna
 
-    from .config import RunConfig
-    from .display import Display
-    from .plugin_manager import PluginManager
+    from ftrun.api.plugin_manager import PluginManager
+    from ftrun.manifest.config import RunConfig
+    from ftrun.util.display import Display
 
 #: Seconds between a running trial's heartbeats, and without one after which it counts as dead and is retried.
 HEARTBEAT_INTERVAL, GRACE_PERIOD = 10, 30
 STUDY_FILE = "study.db"
 TRIALS_DIR = "trials"
-
-
-class Param(Section):
-    """One dimension of the search: a range (``low``, ``high``, ``log``, ``step``) or a list of ``choices``."""
-
-    low: int | float | None = Field(None, description="Lowest value of a range (ints: an integer range).")
-    high: int | float | None = Field(None, description="Highest value of a range.")
-    log: bool = Field(False, description="Sample the range on a log scale (learning rates).")
-    step: int | float | None = Field(None, gt=0, description="Sample the range in steps of this size.")
-    choices: list[int | float | str | bool] | None = Field(None, min_length=1, description="Sample one of these values.")
-
-    @model_validator(mode="after")
-    def _range_or_choices(self) -> Param:
-        if self.choices is not None:
-            if self.low is not None or self.high is not None:
-                raise ValueError("give a range (low, high) or choices, not both")
-            return self
-        if self.low is None or self.high is None:
-            raise ValueError("needs low and high, or choices")
-        if self.low >= self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log scale needs low > 0, got {self.low}")
-        if self.log and self.step is not None:
-            raise ValueError("give log or step, not both")
-        return self
-
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        if self.choices is not None:
-            return trial.suggest_categorical(name, self.choices)
-        if isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.step, float):
-            return trial.suggest_int(name, self.low, self.high, step=self.step or 1, log=self.log)
-        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
-
-
-class SearchTable(Section):
-    """``[search]``: what ``ftrun tune`` searches over, for how long, and by which metric."""
-
-    space: dict[str, Param] = Field(
-        min_length=1, description='The manifest keys to search over, as --set names them: {"training.learning_rate" = {low = 1e-5, high = 1e-3, log = true}}.'
-    )
-    trials: int = Field(20, gt=0, description="Trials to finish (complete or pruned), counted over the whole study.")
-    metric: str | None = Field(None, description="Eval metric to optimise, without eval_; default: the task's best metric (metrics.best).")
-    direction: Literal["maximize", "minimize"] | None = Field(None, description="Default: as the metric's (maximize accuracy, minimize loss).")
-    timeout: float | None = Field(None, gt=0, description="Start no trial after this many seconds.")
-    seed: int = Field(42, description="Seed of the sampler.")
-    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna's TPE sampler, or random search.")
-    pruner: Literal["median", "successive-halving", "none"] = Field(
-        "median", description="Stop a trial whose eval metric is worse than the others' at the same step."
-    )
-    keep_pruned: bool = Field(False, description="Keep a pruned trial's folder (default: removed).")
 
 
 def tune(
@@ -164,7 +112,7 @@ def import_optuna() -> Any:
 
 def objective_of(manager: PluginManager, config: RunConfig, search: SearchTable) -> tuple[str, str]:
     """The metric to optimise and its direction: the task's best metric (its metric stage says which way is better), or ``[search]``'s."""
-    from .cli import CHECK_SAMPLE
+    from ftrun.stages.preflight import CHECK_SAMPLE
 
     task = manager.task(config.task)
     metrics = manager.build_metrics(task, config, manager.load_data(task, config, sample=CHECK_SAMPLE))
@@ -180,7 +128,7 @@ def objective_of(manager: PluginManager, config: RunConfig, search: SearchTable)
 
 def trial_config(manager: PluginManager, config: RunConfig, manifest: str | None, overrides: list[str], values: dict[str, Any]) -> RunConfig:
     """The run config of one trial: the manifest and flags, with the trial's values laid over them as ``--set`` lays them."""
-    from .config import build_config, read_manifest
+    from ftrun.manifest.config import build_config, read_manifest
 
     task = manager.task(config.task)
     given = read_manifest(Path(manifest)) if manifest else {"task": config.task}
@@ -212,7 +160,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
-        from .runner import Interrupted, run
+        from ftrun.runner import Interrupted, run
 
         search: SearchTable = self.config.tables["search"]
         values = {key: param.suggest(trial, key) for key, param in search.space.items()}
@@ -301,7 +249,7 @@ def write_results(study: optuna.Study, output_dir: Path, metric: str, display: D
     import optuna
     from rich.table import Table
 
-    from .output import MANIFEST_NAME
+    from ftrun.stages.output import MANIFEST_NAME
 
     trials = study.get_trials(deepcopy=False)
     table = Table(title=f"Trials of study {study.study_name}")

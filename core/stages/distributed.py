@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import FtrunError
+from ftrun.util.errors import FtrunError
 
 if TYPE_CHECKING:
     from accelerate import PartialState
 
-    from .config import RunConfig
+    from ftrun.manifest.config import RunConfig
 
 #: Set by ``ftrun --nproc`` for the processes it starts: they leave their errors to it to show once.
 LAUNCHER_ENV = "FTRUN_LAUNCHER"

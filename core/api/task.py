@@ -2,8 +2,8 @@
 
 A task says what is particular to it: its head class, its tables, its defaults, how its
 examples are checked and encoded, how outputs become predictions, its metrics. The stages
-that run with these parts, the same for every task, live in their own modules (``ftrun.data``,
-``ftrun.head``, ``ftrun.training``) and are plugins (``ftrun.default_stages``): to change what
+that run with these parts, the same for every task, live in their own modules (``ftrun.stages.data``,
+``ftrun.stages.head``, ``ftrun.stages.training``) and are plugins (``ftrun.api.default_stages``): to change what
 one task is, subclass; to change a stage for some or every task, implement its hook.
 """
 
@@ -14,16 +14,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .config import DataConfig, MetricsConfig, RunConfig
-from .data import Splits, TaskData
-from .errors import FtrunError
+from ftrun.manifest.config import DataConfig, MetricsConfig, RunConfig
+from ftrun.stages.data import Splits, TaskData
+from ftrun.util.errors import FtrunError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
 
-    from .preflight import Preflight, TokenSequence
-    from .training import Trainer
+    from ftrun.stages.preflight import Preflight, TokenSequence
+    from ftrun.stages.training import Trainer
 
 
 @dataclasses.dataclass
@@ -85,7 +85,7 @@ class Task:
     @property
     def trainer_class(self) -> type[Trainer]:
         """ftrun's Trainer (exact resume, NaN check, sorted evaluation); a subclass of your own should mix in ``ftrun.TrainerMixin``."""
-        from .training import Trainer
+        from ftrun.stages.training import Trainer
 
         return Trainer
 
@@ -157,7 +157,7 @@ class Task:
         """The task's own figures of the final evaluation, saved as ``plots/NAME.png`` and shown in the model card.
 
         ``prediction`` is what ``Metrics.compute`` received: the post-processed predictions and
-        references of the eval split. ``ftrun.plots`` draws the usual ones (``confusion_matrix``,
+        references of the eval split. ``ftrun.stages.plots`` draws the usual ones (``confusion_matrix``,
         ``scores_per_class``, ``lengths``). Default: none; every run also plots its loss and eval metrics.
         """
         return {}
@@ -240,7 +240,7 @@ class Task:
         ``{"inputs": ...}``, the texts of ``inputs_of`` (two as a pair) cut at ``data.max_length``,
         else at the tokenizer's maximum; ``{}`` (no figures) where ``inputs_of`` gives none.
         """
-        from .preflight import TokenSequence, tokenizer_limit
+        from ftrun.stages.preflight import TokenSequence, tokenizer_limit
 
         inputs = self.inputs_of(split, config)
         if inputs is None:
@@ -258,7 +258,7 @@ class Task:
         of its own: call ``super().preflight(config, data)``, then ``report.warn(key, message)`` or
         ``report.fail(key, message)`` with what it finds in ``report.splits`` (labels, lengths, ...).
         """
-        from .preflight import preflight
+        from ftrun.stages.preflight import preflight
 
         return preflight(self, config, data)
 
@@ -269,7 +269,7 @@ class Task:
         ``predict`` split, the model runs over the features, and ``postprocess`` makes them
         one prediction per input, exactly as at evaluation.
         """
-        from .predict import predict_with_pipeline, predict_with_trainer
+        from ftrun.stages.predict import predict_with_pipeline, predict_with_trainer
 
         if self.has_pipeline():
             return predict_with_pipeline(self, model, tokenizer, inputs)

@@ -2,7 +2,7 @@
 
 The runner makes one ``Display`` current for the length of a run; the stages report
 through :func:`bar` and stay silent when no display is current (tests, library use). The
-Trainer's progress reaches it through ``ftrun.training.RichProgressCallback``.
+Trainer's progress reaches it through ``ftrun.stages.training.RichProgressCallback``.
 """
 
 from __future__ import annotations

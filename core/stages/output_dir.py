@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import FtrunError
-from .output import MANIFEST_NAME
-from .training import SEAL_NAME, checkpoints, is_sealed, latest_checkpoint, remove_unsealed
+from ftrun.stages.output import MANIFEST_NAME
+from ftrun.stages.training import SEAL_NAME, checkpoints, is_sealed, latest_checkpoint, remove_unsealed
+from ftrun.util.errors import FtrunError
 
 if TYPE_CHECKING:
     from accelerate import PartialState

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from .errors import FtrunError
+from ftrun.util.errors import FtrunError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
 
@@ -145,8 +150,7 @@ def cached_tokenizer(split: Any, key: Any, train: Callable[[], PreTrainedTokeniz
     from datasets.fingerprint import Hasher
     from transformers import AutoTokenizer
 
-    from .data import cache_dir_of
-    from .distributed import several_processes
+    from ftrun.stages.distributed import several_processes
 
     folder = cache_dir_of(split)
     if folder is None:
@@ -160,3 +164,14 @@ def cached_tokenizer(split: Any, key: Any, train: Callable[[], PreTrainedTokeniz
     if not (directory / "tokenizer_config.json").exists():
         train().save_pretrained(directory)
     return AutoTokenizer.from_pretrained(directory)
+
+
+def cache_dir_of(split: Dataset) -> Path | None:
+    """The folder of a split's own Arrow cache, where derived files are cached too.
+
+    ``None`` for an in-memory split or a read-only folder: then nothing is cached.
+    """
+    if not split.cache_files:
+        return None
+    folder = Path(split.cache_files[0]["filename"]).parent
+    return folder if os.access(folder, os.W_OK) else None

@@ -2,7 +2,7 @@
 
 One document, as tox's ``tox schema``: a manifest is one of the per-task schemas, told
 apart by its ``task`` key. Each is the JSON Schema of the pydantic model its manifests are
-validated by (:func:`ftrun.config.manifest_model`), so the schema says what validation does.
+validated by (:func:`ftrun.manifest.config.manifest_model`), so the schema says what validation does.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import models_json_schema
 
-from . import __version__
-from .config import manifest_model
+from ftrun import __version__
+from ftrun.manifest.config import manifest_model
 
 if TYPE_CHECKING:
-    from .plugin_manager import PluginManager
+    from ftrun.api.plugin_manager import PluginManager
 
 
 def manifest_schema(manager: PluginManager) -> dict[str, Any]:

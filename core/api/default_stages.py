@@ -7,9 +7,10 @@ plugin: without it no stage has an answer.
 
 from __future__ import annotations
 
-from . import hookimpl
-from .data import load_data
-from .head import build_head
+from ftrun import hookimpl
+from ftrun.manifest.search import SearchTable
+from ftrun.stages.data import load_data
+from ftrun.stages.head import build_head
 
 
 @hookimpl(trylast=True)
@@ -29,7 +30,7 @@ def ftrun_build_metrics(task, config, data):
 
 @hookimpl(trylast=True)
 def ftrun_build_trainer(task, config, data, model, metrics, callbacks, output_dir):
-    from .training import build_trainer  # on first use: the Trainer imports optional libraries (peft, ...), which listing tasks must not
+    from ftrun.stages.training import build_trainer  # on first use: the Trainer imports optional libraries (peft, ...), which listing tasks must not
 
     return build_trainer(task, config, data, model, metrics, callbacks, output_dir)
 
@@ -42,6 +43,4 @@ def ftrun_save_model(task, config, trainer, output_dir):
 
 @hookimpl
 def ftrun_register_tables(register):
-    from .tune import SearchTable  # on first use: it imports the Trainer's callbacks
-
     register("search", SearchTable)

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 from huggingface_hub import EvalResult, ModelCardData
 
-from . import plots
-from .precision import choose_precision
+from ftrun.stages import plots
+from ftrun.util.precision import choose_precision
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .config import RunConfig
-    from .plugin_manager import PluginManager
-    from .task import Task
+    from ftrun.api.plugin_manager import PluginManager
+    from ftrun.api.task import Task
+    from ftrun.manifest.config import RunConfig
 
 MANIFEST_NAME = "ftrun.toml"
 #: The run's figures (PNG), inside the output directory.
@@ -196,7 +196,7 @@ def eval_results(task: Task, config: RunConfig, eval_metrics: dict[str, float]) 
 
 def provenance(plugins: PluginManager, fingerprints: dict[str, str]) -> str:
     """What made the model: ftrun's version, every plugin loaded (and its package's version), the data's fingerprints."""
-    from . import __version__
+    from ftrun import __version__
 
     rows = "\n".join(f"| {name} | {info.dist or info.module} | {info.version or ''} |" for name, info in plugins.info.items())
     data = "".join(f"- {split}: `{fingerprint}`\n" for split, fingerprint in fingerprints.items())

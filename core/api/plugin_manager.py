@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from . import __version__, hookspecs
-from .errors import FtrunError, first_line
-from .task import Task
+from ftrun import __version__
+from ftrun.api import hookspecs
+from ftrun.api.task import Task
+from ftrun.util.errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,14 +27,14 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from transformers import PreTrainedModel, Trainer, TrainerCallback
 
-    from .config import RunConfig
-    from .data import TaskData
-    from .output import ModelCard
-    from .preflight import Preflight
-    from .task import Metrics
+    from ftrun.api.task import Metrics
+    from ftrun.manifest.config import RunConfig
+    from ftrun.stages.data import TaskData
+    from ftrun.stages.output import ModelCard
+    from ftrun.stages.preflight import Preflight
 
 #: Modules registered before any entry point: the default implementation of each stage.
-DEFAULT_PLUGINS = ("ftrun.default_stages",)
+DEFAULT_PLUGINS = ("ftrun.api.default_stages",)
 ENTRY_POINT_GROUP = "ftrun"
 
 
@@ -101,7 +102,7 @@ class PluginManager(pluggy.PluginManager):
         """The manifest tables plugins registered (``ftrun_register_tables``), by name."""
         from pydantic import BaseModel
 
-        from .config import TOP_LEVEL_KEYS
+        from ftrun.manifest.config import TOP_LEVEL_KEYS
 
         if self._tables is None:
             tables: dict[str, tuple[type[BaseModel], str]] = {}
@@ -171,7 +172,7 @@ class PluginManager(pluggy.PluginManager):
 
     def load_data(self, task: Task, config: RunConfig, sample: int | None = None) -> TaskData:
         """The data stage (``ftrun_load_data``); ``sample``: ``ftrun check``'s number of examples to encode per split."""
-        from .data import TaskData
+        from ftrun.stages.data import TaskData
 
         return self._stage("ftrun_load_data", TaskData, task=task, config=config, sample=sample)
 
@@ -187,7 +188,7 @@ class PluginManager(pluggy.PluginManager):
 
     def build_metrics(self, task: Task, config: RunConfig, data: TaskData) -> Metrics:
         """The metric stage (``ftrun_build_metrics``)."""
-        from .task import Metrics
+        from ftrun.api.task import Metrics
 
         return self._stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
 

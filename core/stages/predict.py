@@ -14,15 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .data import TaskData, load_tokenizer
-from .errors import FtrunError, first_line
+from ftrun.stages.data import TaskData, load_tokenizer
+from ftrun.util.errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from .config import RunConfig
-    from .plugin_manager import PluginManager
-    from .task import Task
+    from ftrun.api.plugin_manager import PluginManager
+    from ftrun.api.task import Task
+    from ftrun.manifest.config import RunConfig
 
 #: Inputs run through the model at once.
 PREDICT_BATCH = 32
@@ -56,8 +56,8 @@ def predict_with_trainer(task: Task, model: Any, tokenizer: Any, inputs: list[An
     from datasets import Dataset
     from transformers import EvalPrediction, TrainingArguments
 
-    from .data import encode_batch
-    from .training import Trainer
+    from ftrun.stages.data import encode_batch
+    from ftrun.stages.training import Trainer
 
     if not all(isinstance(value, dict) for value in inputs):
         raise FtrunError(
@@ -97,8 +97,8 @@ def predict_file(
     """
     import datasets
 
-    from .data import builder_for
-    from .output import as_record
+    from ftrun.stages.data import builder_for
+    from ftrun.stages.output import as_record
 
     builder, options = builder_for(source, "--input")
     rows = datasets.load_dataset(builder, data_files=str(source), split="train", streaming=True, **options)

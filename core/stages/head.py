@@ -12,15 +12,15 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import looks_like_path
-from .errors import FtrunError, first_line
+from ftrun.manifest.config import looks_like_path
+from ftrun.util.errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig, PreTrainedModel
 
-    from .config import RunConfig
-    from .data import TaskData
-    from .task import Task
+    from ftrun.api.task import Task
+    from ftrun.manifest.config import RunConfig
+    from ftrun.stages.data import TaskData
 
 
 def build_head(task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel:

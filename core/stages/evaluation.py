@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .config import RunConfig
-    from .display import Display
-    from .plugin_manager import PluginManager
+    from ftrun.api.plugin_manager import PluginManager
+    from ftrun.manifest.config import RunConfig
+    from ftrun.util.display import Display
 
 
 def evaluate_model(manager: PluginManager, config: RunConfig, model_dir: Path, output_dir: Path, display: Display) -> dict[str, float]:
     """Evaluate ``model_dir`` on ``config``'s eval split; write ``eval_results.json`` and ``plots/`` into ``output_dir``."""
-    from . import plots
-    from .data import load_data
-    from .output import PLOTS_DIR
-    from .predict import load_trained
+    from ftrun.stages import plots
+    from ftrun.stages.data import load_data
+    from ftrun.stages.output import PLOTS_DIR
+    from ftrun.stages.predict import load_trained
 
     task = manager.task(config.task)
     model, tokenizer = load_trained(manager, task, config, model_dir)

@@ -15,9 +15,9 @@ A run calls the hooks in this order::
     ftrun_model_card                  the model card, before it is written
 
 The four stage hooks are ``firstresult``: the first plugin that returns something other
-than ``None`` wins. The built-in implementations (``ftrun.default_stages``, which cannot be
-blocked) are ``trylast`` and run the shared stage code (``ftrun.data``, ``ftrun.head``,
-the task's ``build_metrics``, ``ftrun.training``) with the task's own parts, so a plugin
+than ``None`` wins. The built-in implementations (``ftrun.api.default_stages``, which cannot be
+blocked) are ``trylast`` and run the shared stage code (``ftrun.stages.data``, ``ftrun.stages.head``,
+the task's ``build_metrics``, ``ftrun.stages.training``) with the task's own parts, so a plugin
 overrides one stage of one task by implementing the hook and returning ``None`` for every
 other task::
 
@@ -48,11 +48,11 @@ if TYPE_CHECKING:
     from torch.nn import Module
     from transformers import PreTrainedModel, Trainer, TrainerCallback
 
-    from .config import RunConfig
-    from .data import TaskData
-    from .output import ModelCard
-    from .preflight import Preflight
-    from .task import Metrics, Task
+    from ftrun.api.task import Metrics, Task
+    from ftrun.manifest.config import RunConfig
+    from ftrun.stages.data import TaskData
+    from ftrun.stages.output import ModelCard
+    from ftrun.stages.preflight import Preflight
 
 hookspec = pluggy.HookspecMarker("ftrun")
 

@@ -1,0 +1,1 @@
+"""The ``ftrun`` commands, one module each, independent of each other."""

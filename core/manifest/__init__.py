@@ -1,0 +1,1 @@
+"""Configuration and schema: manifests read, validated and filled into a ``RunConfig``; the JSON Schema of them."""
