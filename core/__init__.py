@@ -53,6 +53,7 @@ _PUBLIC = {
     "Metrics": "api.task",
     "ModelCard": "stages.output",
     "Task": "api.task",
+    "BaseTask": "api.task",
     "model_config_dict": "stages.head",
     "model_config_of": "stages.head",
     "Preflight": "stages.preflight",

@@ -14,7 +14,7 @@ from transformers import Trainer, TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ftrun.api.plugin_manager import PluginManager
-from ftrun.api.task import Task
+from ftrun.api.task import BaseTask
 from ftrun.manifest.config import RunConfig
 from ftrun.stages.data import TaskData
 from ftrun.stages.distributed import check_engines, process_state
@@ -172,7 +172,7 @@ def train(trainer: Trainer, checkpoint: Path | None, stop: StopOnSignal, state: 
     return metrics
 
 
-def predict_examples(task: Task, trainer: Trainer, data: TaskData, config: RunConfig) -> list[Any]:
+def predict_examples(task: BaseTask, trainer: Trainer, data: TaskData, config: RunConfig) -> list[Any]:
     """The task's predictions on ``[predict] examples``, by the main process, as a smoke test of the trained model."""
     examples = config.predict.examples
     if not examples or not trainer.is_world_process_zero():

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from torch.nn import Module
     from transformers import PreTrainedModel, Trainer, TrainerCallback
 
-    from ftrun.api.task import Metrics, Task
+    from ftrun.api.task import BaseTask, Metrics, Task
     from ftrun.manifest.config import RunConfig
     from ftrun.stages.data import TaskData
     from ftrun.stages.output import ModelCard
@@ -62,7 +62,7 @@ def ftrun_register_tasks(register: Callable[[Task], None]) -> None:
     """Register the tasks this plugin provides.
 
     Called once per plugin when the plugin manager is built. Call ``register(task)`` with
-    a :class:`ftrun.Task` instance for each task; a name that another plugin already
+    a :class:`ftrun.Task` (or :class:`ftrun.BaseTask`) instance for each task; a name that another plugin already
     registered is an error naming both plugins. Returns nothing.
     """
 
@@ -81,7 +81,7 @@ def ftrun_register_tables(register: Callable[[str, type[BaseModel]], None]) -> N
 
 
 @hookspec(firstresult=True)
-def ftrun_load_data(task: Task, config: RunConfig, sample: int | None) -> TaskData | None:
+def ftrun_load_data(task: BaseTask, config: RunConfig, sample: int | None) -> TaskData | None:
     """Data stage: load the train and eval splits, check them, and tokenize them.
 
     Called first in a run, before any model weights are loaded, and by ``ftrun check``.
@@ -95,7 +95,7 @@ def ftrun_load_data(task: Task, config: RunConfig, sample: int | None) -> TaskDa
 
 
 @hookspec
-def ftrun_preflight(task: Task, config: RunConfig, data: TaskData, report: Preflight) -> None:
+def ftrun_preflight(task: BaseTask, config: RunConfig, data: TaskData, report: Preflight) -> None:
     """Add findings to the pre-flight report: what this plugin's tables need of the run.
 
     Called after the task's own ``preflight``, by ``ftrun check`` (on a sample of the data) and
@@ -105,7 +105,7 @@ def ftrun_preflight(task: Task, config: RunConfig, data: TaskData, report: Prefl
 
 
 @hookspec(firstresult=True)
-def ftrun_build_head(task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel | Module | None:
+def ftrun_build_head(task: BaseTask, config: RunConfig, data: TaskData) -> PreTrainedModel | Module | None:
     """Head stage: build the model with the task's output layer, labels wired in.
 
     Called after the data stage. Receives the task, the config and the data stage's
@@ -119,7 +119,7 @@ def ftrun_build_head(task: Task, config: RunConfig, data: TaskData) -> PreTraine
 
 
 @hookspec(firstresult=True)
-def ftrun_build_metrics(task: Task, config: RunConfig, data: TaskData) -> Metrics | None:
+def ftrun_build_metrics(task: BaseTask, config: RunConfig, data: TaskData) -> Metrics | None:
     """Metric stage: the ``compute_metrics`` function and the metric that picks the best model.
 
     Called after the head stage. Returns a :class:`ftrun.Metrics`.
@@ -128,7 +128,7 @@ def ftrun_build_metrics(task: Task, config: RunConfig, data: TaskData) -> Metric
 
 
 @hookspec
-def ftrun_trainer_callbacks(task: Task, config: RunConfig) -> list[TrainerCallback] | None:
+def ftrun_trainer_callbacks(task: BaseTask, config: RunConfig) -> list[TrainerCallback] | None:
     """Trainer stage: ``transformers.TrainerCallback`` objects to add to the run.
 
     Called before ``ftrun_build_trainer``. Returns a list of ``TrainerCallback`` instances
@@ -139,7 +139,7 @@ def ftrun_trainer_callbacks(task: Task, config: RunConfig) -> list[TrainerCallba
 
 @hookspec(firstresult=True)
 def ftrun_build_trainer(
-    task: Task,
+    task: BaseTask,
     config: RunConfig,
     data: TaskData,
     model: PreTrainedModel,
@@ -157,7 +157,7 @@ def ftrun_build_trainer(
 
 
 @hookspec
-def ftrun_after_training(task: Task, config: RunConfig, trainer: Trainer) -> str | None:
+def ftrun_after_training(task: BaseTask, config: RunConfig, trainer: Trainer) -> str | None:
     """After training and the final evaluation, before the final save.
 
     Called once per run, by every process. Receives the ``Trainer`` (its ``state`` holds the log history and the best checkpoint).
@@ -167,7 +167,7 @@ def ftrun_after_training(task: Task, config: RunConfig, trainer: Trainer) -> str
 
 
 @hookspec(firstresult=True)
-def ftrun_save_model(task: Task, config: RunConfig, trainer: Trainer, output_dir: Path) -> bool | None:
+def ftrun_save_model(task: BaseTask, config: RunConfig, trainer: Trainer, output_dir: Path) -> bool | None:
     """The final save: write the trained model (and its tokenizer) into ``output_dir``.
 
     Called by every process (a distributed save gathers the shards), with a staging folder that
@@ -179,7 +179,7 @@ def ftrun_save_model(task: Task, config: RunConfig, trainer: Trainer, output_dir
 
 
 @hookspec
-def ftrun_model_card(task: Task, config: RunConfig, card: ModelCard) -> None:
+def ftrun_model_card(task: BaseTask, config: RunConfig, card: ModelCard) -> None:
     """Change the model card before it is written: add metadata (``card.data``, a
     ``huggingface_hub.ModelCardData``) or a section (``card.sections[title] = markdown``).
 

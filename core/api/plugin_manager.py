@@ -18,7 +18,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from ftrun import __version__
 from ftrun.api import hookspecs
-from ftrun.api.task import Task
+from ftrun.api.task import BaseTask
 from ftrun.util.errors import FtrunError, first_line
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from transformers import PreTrainedModel, Trainer, TrainerCallback
 
-    from ftrun.api.task import Metrics
+    from ftrun.api.task import BaseTask, Metrics
     from ftrun.manifest.config import RunConfig
     from ftrun.stages.data import TaskData
     from ftrun.stages.output import ModelCard
@@ -59,7 +59,7 @@ class PluginManager(pluggy.PluginManager):
         super().__init__("ftrun")
         self.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
-        self._tasks: dict[str, tuple[Task, str]] | None = None
+        self._tasks: dict[str, tuple[BaseTask, str]] | None = None
         self._tables: dict[str, tuple[type[BaseModel], str]] | None = None
         #: Module names asked for (``--plugin``, a manifest's ``plugins``) but blocked: consulted by :meth:`blocked_table_owner`.
         self.blocked_modules: list[str] = []
@@ -79,15 +79,15 @@ class PluginManager(pluggy.PluginManager):
         """``plugin NAME (DIST VERSION)``: how messages name a registered plugin."""
         return self.info[name].label if name in self.info else f"plugin {name}"
 
-    def tasks(self) -> dict[str, tuple[Task, str]]:
+    def tasks(self) -> dict[str, tuple[BaseTask, str]]:
         """Every registered task by name, with the name of the plugin that registered it."""
         if self._tasks is None:
-            tasks: dict[str, tuple[Task, str]] = {}
+            tasks: dict[str, tuple[BaseTask, str]] = {}
 
-            def registrar(label: str, plugin: str) -> Callable[[Task], None]:
-                def register(task: Task) -> None:
-                    if not isinstance(task, Task):
-                        raise FtrunError(f"{label}: registered {task!r}, which is not an ftrun.Task instance")
+            def registrar(label: str, plugin: str) -> Callable[[BaseTask], None]:
+                def register(task: BaseTask) -> None:
+                    if not isinstance(task, BaseTask):
+                        raise FtrunError(f"{label}: registered {task!r}, which is not an ftrun.Task (or ftrun.BaseTask) instance")
                     if task.name in tasks:
                         raise FtrunError(f"task {task.name!r} is registered by both {self.label(tasks[task.name][1])} and {label}")
                     tasks[task.name] = (task, plugin)
@@ -158,7 +158,7 @@ class PluginManager(pluggy.PluginManager):
                 return plugin
         return None
 
-    def task(self, name: str, where: str | None = None) -> Task:
+    def task(self, name: str, where: str | None = None) -> BaseTask:
         """The task called ``name``; ``where`` (the flag or key that named it) starts the error message."""
         tasks = self.tasks()
         if name not in tasks:
@@ -170,29 +170,29 @@ class PluginManager(pluggy.PluginManager):
 
     # -- the stages, called through pluggy, each answer checked ----------------------------
 
-    def load_data(self, task: Task, config: RunConfig, sample: int | None = None) -> TaskData:
+    def load_data(self, task: BaseTask, config: RunConfig, sample: int | None = None) -> TaskData:
         """The data stage (``ftrun_load_data``); ``sample``: ``ftrun check``'s number of examples to encode per split."""
         from ftrun.stages.data import TaskData
 
         return self._stage("ftrun_load_data", TaskData, task=task, config=config, sample=sample)
 
-    def preflight(self, task: Task, config: RunConfig, data: TaskData) -> Preflight:
+    def preflight(self, task: BaseTask, config: RunConfig, data: TaskData) -> Preflight:
         """The task's pre-flight report, with every plugin's ``ftrun_preflight`` findings added."""
         report = task.preflight(config, data)
         self.hook.ftrun_preflight(task=task, config=report.config, data=data, report=report)
         return report
 
-    def build_head(self, task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel:
+    def build_head(self, task: BaseTask, config: RunConfig, data: TaskData) -> PreTrainedModel:
         """The head stage (``ftrun_build_head``): a ``PreTrainedModel``, or a module wrapping one (a PEFT model)."""
         return self._stage("ftrun_build_head", is_head, task=task, config=config, data=data)
 
-    def build_metrics(self, task: Task, config: RunConfig, data: TaskData) -> Metrics:
+    def build_metrics(self, task: BaseTask, config: RunConfig, data: TaskData) -> Metrics:
         """The metric stage (``ftrun_build_metrics``)."""
         from ftrun.api.task import Metrics
 
         return self._stage("ftrun_build_metrics", Metrics, task=task, config=config, data=data)
 
-    def trainer_callbacks(self, task: Task, config: RunConfig) -> list[TrainerCallback]:
+    def trainer_callbacks(self, task: BaseTask, config: RunConfig) -> list[TrainerCallback]:
         """Every plugin's ``ftrun_trainer_callbacks``, joined; anything but lists of callbacks is an error naming who gave it."""
         from transformers import TrainerCallback
 
@@ -214,7 +214,7 @@ class PluginManager(pluggy.PluginManager):
         return callbacks
 
     def build_trainer(
-        self, task: Task, config: RunConfig, data: TaskData, model: PreTrainedModel, metrics: Metrics, callbacks: list[TrainerCallback], output_dir: str
+        self, task: BaseTask, config: RunConfig, data: TaskData, model: PreTrainedModel, metrics: Metrics, callbacks: list[TrainerCallback], output_dir: str
     ) -> Trainer:
         """The trainer stage (``ftrun_build_trainer``)."""
         from transformers import Trainer
@@ -223,16 +223,16 @@ class PluginManager(pluggy.PluginManager):
             "ftrun_build_trainer", Trainer, task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=output_dir
         )
 
-    def after_training(self, task: Task, config: RunConfig, trainer: Trainer) -> list[str]:
+    def after_training(self, task: BaseTask, config: RunConfig, trainer: Trainer) -> list[str]:
         """Every plugin's ``ftrun_after_training`` line for the run's summary."""
         lines = self.hook.ftrun_after_training(task=task, config=config, trainer=trainer)
         return [line for line in lines if isinstance(line, str) and line]
 
-    def save_model(self, task: Task, config: RunConfig, trainer: Trainer, output_dir: Path) -> None:
+    def save_model(self, task: BaseTask, config: RunConfig, trainer: Trainer, output_dir: Path) -> None:
         """The final save (``ftrun_save_model``), into the staging folder ``output_dir``."""
         self.hook.ftrun_save_model(task=task, config=config, trainer=trainer, output_dir=output_dir)
 
-    def model_card(self, task: Task, config: RunConfig, card: ModelCard) -> None:
+    def model_card(self, task: BaseTask, config: RunConfig, card: ModelCard) -> None:
         """Every plugin's ``ftrun_model_card`` changes to the card."""
         self.hook.ftrun_model_card(task=task, config=config, card=card)
 

@@ -42,12 +42,12 @@ class Metrics:
     names come without the ``eval_`` prefix, as ``compute``'s."""
 
 
-class Task:
-    """Base class of every task: subclass it, set the class attributes, fill in the methods.
+class BaseTask:
+    """What every task is, whatever its inputs: subclass it for a task on images or sound (``Task`` for text).
 
-    A subclass must define ``name``, ``auto_model``, ``check_data``, ``text_of``, ``encode`` and
-    ``build_metrics``; every other method has a default that suits a task with one feature per
-    example and a transformers pipeline. docs/plugins.md describes each.
+    A subclass must define ``name``, ``auto_model``, ``check_data``, ``encode``,
+    ``build_metrics`` and ``load_processor``; every other method has a default that suits a
+    task with one feature per example and a transformers pipeline. docs/plugins.md describes each.
     """
 
     name: ClassVar[str]
@@ -70,6 +70,9 @@ class Task:
     #: ``[training]`` settings the task cannot run without: applied over the user's, and a user
     #: setting that differs is an error when the manifest is validated.
     required_training: ClassVar[dict[str, Any]] = {}
+    #: The class that loads the saved model's processor, and its variable, in the model card's usage code (without a pipeline).
+    processor_class: ClassVar[str] = "AutoProcessor"
+    processor_name: ClassVar[str] = "processor"
 
     # The two classes of the trainer stage are properties, imported on first use: transformers'
     # Trainer imports peft and other optional libraries wherever they are installed, and listing
@@ -101,10 +104,6 @@ class Task:
 
     def check_data(self, splits: Splits, config: RunConfig) -> list[str] | None:
         """Check columns and labels of the raw splits; return the label names, if the task has labels."""
-        raise NotImplementedError
-
-    def text_of(self, split: Any, config: RunConfig) -> Iterable[str]:
-        """The raw texts of a split, to train a tokenizer on when none is given."""
         raise NotImplementedError
 
     def inputs_of(self, split: Any, config: RunConfig) -> list[tuple[str, ...]] | None:
@@ -169,6 +168,125 @@ class Task:
     def read_input(self, value: str | dict[str, Any], where: str) -> Any:
         """One input to predict on (a ``[predict]`` example, an ``ftrun predict`` line or JSON object) → what ``predict`` takes.
 
+        Default: the value as given. A bad input is a FtrunError starting with ``where``.
+        """
+        return value
+
+    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[Any]:
+        """The inputs of a batch of a file's rows (``ftrun predict --input``), from the columns ``[data]`` names, one per row.
+
+        What ``read_input`` then reads. Default: none, the task predicts on no file.
+        """
+        raise FtrunError(f"task {self.name} predicts on no column of a file: it has no inputs_from of its own")
+
+    def example_input(self, config: RunConfig) -> str | dict[str, Any] | None:
+        """An input to show in the "try it" line and the model card: the first ``[predict]`` example."""
+        examples = config.predict.examples or self.defaults.get("predict", {}).get("examples", [])
+        return examples[0] if examples else None
+
+    def has_pipeline(self) -> bool:
+        """Whether transformers has a pipeline for ``pipeline_tag`` (transformers 5 has none for translation or QA)."""
+        from transformers.pipelines import SUPPORTED_TASKS
+
+        return self.pipeline_tag in SUPPORTED_TASKS
+
+    def usage(self, model_dir: str, config: RunConfig) -> str:
+        """Python that uses the saved model, for its model card: the task's pipeline, or its head class and processor."""
+        if self.has_pipeline():
+            return f'from transformers import pipeline\npipe = pipeline("{self.pipeline_tag}", model="{model_dir}")'
+        head = self.auto_model.__name__
+        return (
+            f"from transformers import {head}, {self.processor_class}\n"
+            f'model = {head}.from_pretrained("{model_dir}")\n'
+            f'{self.processor_name} = {self.processor_class}.from_pretrained("{model_dir}")'
+        )
+
+    # -- what a task's stages use -------------------------------------------------------
+
+    def read_file(self, path: Path) -> Any | None:
+        """Read a local data file of a format only this task knows; ``None`` for the usual formats."""
+        return None
+
+    def load_processor(self, config: RunConfig, splits: Splits | None) -> Any:
+        """What turns raw inputs into features (a tokenizer, an image processor, ...), as ``[model]`` names it.
+
+        ``splits`` are the raw splits (``None`` where a finished model is loaded). It is saved
+        with the model. ``Task`` loads (or trains) a tokenizer.
+        """
+        raise NotImplementedError
+
+    def data_collator(self, data: TaskData, model: PreTrainedModel | None, config: RunConfig) -> Callable:
+        """How features become batches: by default transformers' ``default_data_collator``, which stacks features of one size.
+
+        ``model`` is ``None`` where there is none yet; ``config`` holds the settings a collator may
+        depend on (causal LM: whether examples are packed).
+        """
+        from transformers import default_data_collator
+
+        return default_data_collator
+
+    def sequences(self, split: Any, data: TaskData, config: RunConfig) -> dict[str, TokenSequence]:
+        """The token sequences the model reads from ``split`` (a sample of one), for ``preflight``'s length figures.
+
+        Default: ``{}``, none (inputs of a fixed size).
+        """
+        return {}
+
+    def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
+        """What ``ftrun check`` reports and every run prints first: per split, the schedule, and findings.
+
+        ``data`` is the data stage's: a run's, or ``ftrun check``'s, which encoded a sample. The report's
+        ``config`` is the one to run with (a default warmup sized to the run). A task adds checks
+        of its own: call ``super().preflight(config, data)``, then ``report.warn(key, message)`` or
+        ``report.fail(key, message)`` with what it finds in ``report.splits`` (labels, lengths, ...).
+        """
+        from ftrun.stages.preflight import preflight
+
+        return preflight(self, config, data)
+
+    def predict(self, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
+        """Predictions for inputs (as ``read_input`` gave them): the task's pipeline where transformers has one.
+
+        Without one, the inputs (tables of the raw columns ``encode`` reads) are encoded as the
+        ``predict`` split, the model runs over the features, and ``postprocess`` makes them
+        one prediction per input, exactly as at evaluation.
+        """
+        from ftrun.stages.predict import predict_with_pipeline, predict_with_trainer
+
+        if self.has_pipeline():
+            return predict_with_pipeline(self, model, tokenizer, inputs)
+        return predict_with_trainer(self, model, tokenizer, inputs, config)
+
+
+class Task(BaseTask):
+    """A task on text: ``BaseTask`` with what text tasks share, a tokenizer, token sequences and text columns.
+
+    A subclass must define ``name``, ``auto_model``, ``check_data``, ``text_of``, ``encode`` and
+    ``build_metrics``.
+    """
+
+    processor_class = "AutoTokenizer"
+    processor_name = "tokenizer"
+
+    def text_of(self, split: Any, config: RunConfig) -> Iterable[str]:
+        """The raw texts of a split, to train a tokenizer on when none is given."""
+        raise NotImplementedError
+
+    def load_processor(self, config: RunConfig, splits: Splits | None) -> PreTrainedTokenizerBase:
+        """The tokenizer ``[model]`` names (or the model's), or one trained on ``text_of`` the train split; then ``check_tokenizer``."""
+        from ftrun.stages.data import load_tokenizer
+
+        return load_tokenizer(self, config, splits)
+
+    def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase, config: RunConfig, where: str) -> None:
+        """What the task needs of its tokenizer, checked when the data stage loads it (NER: a fast one); ``where`` names the key.
+
+        Default: nothing.
+        """
+
+    def read_input(self, value: str | dict[str, Any], where: str) -> Any:
+        """One input to predict on (a ``[predict]`` example, an ``ftrun predict`` line or JSON object) → what ``predict`` takes.
+
         Default: a text. A task whose examples have several fields takes a table (dict) and says
         which keys it needs; a bad input is a FtrunError starting with ``where``.
         """
@@ -188,40 +306,6 @@ class Task:
         if found is None or any(len(example) != 1 for example in found):
             raise FtrunError(f"task {self.name} predicts on no column of a file: it has no inputs_from of its own")
         return [example[0] for example in found]
-
-    def example_input(self, config: RunConfig) -> str | dict[str, Any] | None:
-        """An input to show in the "try it" line and the model card: the first ``[predict]`` example."""
-        examples = config.predict.examples or self.defaults.get("predict", {}).get("examples", [])
-        return examples[0] if examples else None
-
-    def has_pipeline(self) -> bool:
-        """Whether transformers has a pipeline for ``pipeline_tag`` (transformers 5 has none for translation or QA)."""
-        from transformers.pipelines import SUPPORTED_TASKS
-
-        return self.pipeline_tag in SUPPORTED_TASKS
-
-    def usage(self, model_dir: str, config: RunConfig) -> str:
-        """Python that uses the saved model, for its model card: the task's pipeline, or its head class."""
-        if self.has_pipeline():
-            return f'from transformers import pipeline\npipe = pipeline("{self.pipeline_tag}", model="{model_dir}")'
-        head = self.auto_model.__name__
-        return (
-            f"from transformers import {head}, AutoTokenizer\n"
-            f'model = {head}.from_pretrained("{model_dir}")\n'
-            f'tokenizer = AutoTokenizer.from_pretrained("{model_dir}")'
-        )
-
-    # -- what a task's stages use -------------------------------------------------------
-
-    def read_file(self, path: Path) -> Any | None:
-        """Read a local data file of a format only this task knows; ``None`` for the usual formats."""
-        return None
-
-    def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase, config: RunConfig, where: str) -> None:
-        """What the task needs of its tokenizer, checked when the data stage loads it (NER: a fast one); ``where`` names the key.
-
-        Default: nothing.
-        """
 
     def data_collator(self, data: TaskData, model: PreTrainedModel | None, config: RunConfig) -> Callable:
         """How features become batches: by default, padded to each batch's own longest example (dynamic padding).
@@ -249,28 +333,3 @@ class Task:
         pairs = [example[1] for example in inputs] if inputs and all(len(example) > 1 for example in inputs) else None
         ids = data.tokenizer(texts, pairs, truncation=False)["input_ids"]
         return {"inputs": TokenSequence(ids, config.data.max_length or tokenizer_limit(data.tokenizer), "data.max_length")}
-
-    def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
-        """What ``ftrun check`` reports and every run prints first: per split, the schedule, and findings.
-
-        ``data`` is the data stage's: a run's, or ``ftrun check``'s, which encoded a sample. The report's
-        ``config`` is the one to run with (a default warmup sized to the run). A task adds checks
-        of its own: call ``super().preflight(config, data)``, then ``report.warn(key, message)`` or
-        ``report.fail(key, message)`` with what it finds in ``report.splits`` (labels, lengths, ...).
-        """
-        from ftrun.stages.preflight import preflight
-
-        return preflight(self, config, data)
-
-    def predict(self, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
-        """Predictions for inputs (as ``read_input`` gave them): the task's pipeline where transformers has one.
-
-        Without one, the inputs (tables of the raw columns ``encode`` reads) are encoded as the
-        ``predict`` split, the model runs over the features, and ``postprocess`` makes them
-        one prediction per input, exactly as at evaluation.
-        """
-        from ftrun.stages.predict import predict_with_pipeline, predict_with_trainer
-
-        if self.has_pipeline():
-            return predict_with_pipeline(self, model, tokenizer, inputs)
-        return predict_with_trainer(self, model, tokenizer, inputs, config)

@@ -33,7 +33,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from ftrun.api.task import Task
+    from ftrun.api.task import BaseTask, Task
 
 
 class Section(BaseModel):
@@ -421,7 +421,7 @@ def _refuse_output_dir(value: Any) -> Any:
 # -- a whole manifest ---------------------------------------------------------------------------
 
 
-def manifest_model(task: Task, tables: Mapping[str, type[BaseModel]] | None = None) -> type[Manifest]:
+def manifest_model(task: BaseTask, tables: Mapping[str, type[BaseModel]] | None = None) -> type[Manifest]:
     """The model a manifest of ``task`` is validated by: :class:`Manifest` with the task's own tables and the plugins' ``tables``."""
     return _manifest_model(type(task), task.training_arguments_class, tuple(sorted((tables or {}).items())))
 
@@ -478,7 +478,7 @@ def manifest_plugins(manifest: dict[str, Any], where: Callable[[str], str]) -> l
 
 
 def build_config(
-    task: Task,
+    task: BaseTask,
     manifest: dict[str, Any],
     *,
     source: str,
@@ -538,7 +538,7 @@ def build_config(
     )
 
 
-def demo_manifest(task: Task) -> dict[str, Any]:
+def demo_manifest(task: BaseTask) -> dict[str, Any]:
     """The task's embedded default: its ``demo`` laid over its ``defaults`` as a manifest would be."""
     if task.demo is None:
         raise FtrunError(f"task {task.name} has no embedded demo")

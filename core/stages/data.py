@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
 
-    from ftrun.api.task import Task
+    from ftrun.api.task import BaseTask, Task
     from ftrun.manifest.config import RunConfig
 
 #: csv and tsv cells are read as they are written. pandas by default reads an empty cell (the only
@@ -72,7 +72,7 @@ class TaskData:
 
 
 def load_data(
-    task: Task, config: RunConfig, sample: int | None = None, labels: list[str] | None = None, encode: tuple[str, ...] = ("train", "eval")
+    task: BaseTask, config: RunConfig, sample: int | None = None, labels: list[str] | None = None, encode: tuple[str, ...] = ("train", "eval")
 ) -> TaskData:
     """Load and check the splits, get a tokenizer, encode both splits (cached on disk).
 
@@ -84,7 +84,7 @@ def load_data(
     splits = load_splits(config, task.read_file)
     found = task.check_data(splits, config)
     labels = labels if labels is not None and found is not None else found
-    data = TaskData(train=None, eval=None, tokenizer=load_tokenizer(task, config, splits), labels=labels, raw=splits)
+    data = TaskData(train=None, eval=None, tokenizer=task.load_processor(config, splits), labels=labels, raw=splits)
     # The task's code is part of the key: a changed encode never reuses stale features.
     key = repr((code_identity(task), tokenizer_fingerprint(data.tokenizer), config.data.model_dump(), labels))
     for name in encode:
@@ -101,8 +101,8 @@ def load_data(
     return data
 
 
-def load_tokenizer(task: Task, config: RunConfig, splits: Splits) -> PreTrainedTokenizerBase:
-    """The named tokenizer, the model's own, or one trained on the training texts; then the task's own check of it."""
+def load_tokenizer(task: Task, config: RunConfig, splits: Splits | None) -> PreTrainedTokenizerBase:
+    """A text task's processor: the named tokenizer, the model's own, or one trained on the training texts; then the task's own check of it."""
     from transformers import AutoTokenizer
 
     from ftrun.stages.head import check_local, model_config_of
@@ -136,7 +136,7 @@ def load_tokenizer(task: Task, config: RunConfig, splits: Splits) -> PreTrainedT
     return tokenizer
 
 
-def encode_batch(task: Task, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
+def encode_batch(task: BaseTask, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
     """The task's ``encode``, with a failure reported as one line naming the task and the split."""
     try:
         return task.encode(batch, data, config, split)
@@ -146,7 +146,7 @@ def encode_batch(task: Task, batch: dict[str, list], data: TaskData, config: Run
         raise FtrunError(f"{config.where('data')}: task {task.name} cannot encode the {split} split: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
-def code_identity(task: Task) -> tuple[str, ...]:
+def code_identity(task: BaseTask) -> tuple[str, ...]:
     """The task's name, its distribution's version and a hash of its code, for the encoded-split cache key.
 
     The code is the source of each module defining the task's class and its bases, but for

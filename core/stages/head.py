@@ -18,12 +18,12 @@ from ftrun.util.errors import FtrunError, first_line
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig, PreTrainedModel
 
-    from ftrun.api.task import Task
+    from ftrun.api.task import BaseTask
     from ftrun.manifest.config import RunConfig
     from ftrun.stages.data import TaskData
 
 
-def build_head(task: Task, config: RunConfig, data: TaskData) -> PreTrainedModel:
+def build_head(task: BaseTask, config: RunConfig, data: TaskData) -> PreTrainedModel:
     """Pretrained weights with a fresh output layer, or a model built from a config; the task's labels wired in."""
     kwargs = task.head_kwargs(data, config)
     if named_model(config) is not None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ftrun.api.plugin_manager import PluginManager
-    from ftrun.api.task import Task
+    from ftrun.api.task import BaseTask
     from ftrun.manifest.config import RunConfig
 
 MANIFEST_NAME = "ftrun.toml"
@@ -46,7 +46,7 @@ def write_outputs(
     output_dir: Path,
     trainer: Any,
     plugins: PluginManager,
-    task: Task,
+    task: BaseTask,
     config: RunConfig,
     train_metrics: dict[str, float],
     eval_metrics: dict[str, float],
@@ -136,7 +136,7 @@ class ModelCard:
         return "\n\n".join(parts) + "\n"
 
 
-def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], manifest: str, warnings: Sequence[str] = ()) -> ModelCard:
+def model_card(task: BaseTask, config: RunConfig, eval_metrics: dict[str, float], manifest: str, warnings: Sequence[str] = ()) -> ModelCard:
     """The model card of a run: what it was trained from, its metrics, how to use it, the pre-flight warnings, its manifest."""
     base = config.model.name
     dataset = config.data.dataset if config.data.dataset and not config.data.train_file else None
@@ -173,7 +173,7 @@ def model_card(task: Task, config: RunConfig, eval_metrics: dict[str, float], ma
     return ModelCard(title=f"{task.name} model", intro=intro, data=data, sections=sections)
 
 
-def eval_results(task: Task, config: RunConfig, eval_metrics: dict[str, float]) -> list[EvalResult]:
+def eval_results(task: BaseTask, config: RunConfig, eval_metrics: dict[str, float]) -> list[EvalResult]:
     """The final evaluation as the Hub's ``model-index`` has it: one result per metric, on the eval split's dataset."""
     data = config.data
     source = data.dataset or data.eval_file or data.train_file or "local data"
@@ -206,7 +206,7 @@ def provenance(plugins: PluginManager, fingerprints: dict[str, str]) -> str:
     )
 
 
-def predict_command(task: Task, config: RunConfig, model_dir: str) -> str | None:
+def predict_command(task: BaseTask, config: RunConfig, model_dir: str) -> str | None:
     """The ``ftrun predict`` command that tries the saved model on the task's example input."""
     example = task.example_input(config)
     if example is None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ftrun.api.task import Task
+    from ftrun.api.task import BaseTask
     from ftrun.manifest.config import RunConfig
     from ftrun.stages.data import TaskData
 
@@ -113,13 +113,13 @@ def lengths(generated: Sequence[int], references: Sequence[int], unit: str = "to
     return fig
 
 
-def run_figures(task: Task, trainer: Any, data: TaskData, config: RunConfig) -> dict[str, Figure]:
+def run_figures(task: BaseTask, trainer: Any, data: TaskData, config: RunConfig) -> dict[str, Figure]:
     """A finished run's figures: its curves, and the task's plots of its final evaluation."""
     best = trainer.state.best_model_checkpoint
     return {**training_curves(trainer.state.log_history, int(best.rsplit("-", 1)[1]) if best else None), **task_figures(task, trainer, data, config)}
 
 
-def task_figures(task: Task, trainer: Any, data: TaskData, config: RunConfig) -> dict[str, Figure]:
+def task_figures(task: BaseTask, trainer: Any, data: TaskData, config: RunConfig) -> dict[str, Figure]:
     """The task's plots of the trainer's latest evaluation, post-processed as its metrics saw it (none where the Trainer kept no outputs)."""
     outputs = getattr(trainer, "eval_outputs", None)
     if outputs is None or outputs.predictions is None or data.raw is None:

@@ -14,21 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftrun.stages.data import TaskData, load_tokenizer
+from ftrun.stages.data import TaskData
 from ftrun.util.errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from ftrun.api.plugin_manager import PluginManager
-    from ftrun.api.task import Task
+    from ftrun.api.task import BaseTask
     from ftrun.manifest.config import RunConfig
 
 #: Inputs run through the model at once.
 PREDICT_BATCH = 32
 
 
-def load_trained(plugins: PluginManager, task: Task, config: RunConfig, model_dir: Path) -> tuple[PreTrainedModel, Any]:
+def load_trained(plugins: PluginManager, task: BaseTask, config: RunConfig, model_dir: Path) -> tuple[PreTrainedModel, Any]:
     """The model and tokenizer of a finished run's output directory, through the head stage.
 
     The head stage sees ``model.name`` set to the directory (its config.json holds the labels),
@@ -38,11 +38,11 @@ def load_trained(plugins: PluginManager, task: Task, config: RunConfig, model_di
         raise FtrunError(f"--model: {model_dir} has no config.json: not a model directory that a run wrote")
     model = config.model.model_copy(update={"name": str(model_dir), "config": None, "tokenizer": None, "revision": None})
     config = dataclasses.replace(config, model=model, source="--model", overridden=frozenset())
-    data = TaskData(train=None, eval=None, tokenizer=load_tokenizer(task, config, None))
+    data = TaskData(train=None, eval=None, tokenizer=task.load_processor(config, None))
     return plugins.build_head(task, config, data), data.tokenizer
 
 
-def predict_with_pipeline(task: Task, model: Any, tokenizer: Any, inputs: list[Any], **options: Any) -> list[Any]:
+def predict_with_pipeline(task: BaseTask, model: Any, tokenizer: Any, inputs: list[Any], **options: Any) -> list[Any]:
     """The task's transformers pipeline over the inputs; ``options`` go to its call (``return_full_text=False``)."""
     from transformers import pipeline
 
@@ -51,7 +51,7 @@ def predict_with_pipeline(task: Task, model: Any, tokenizer: Any, inputs: list[A
     return pipeline(task.pipeline_tag, model=base, tokenizer=tokenizer)(inputs, batch_size=PREDICT_BATCH, **options)
 
 
-def predict_with_trainer(task: Task, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
+def predict_with_trainer(task: BaseTask, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
     """The inputs (tables of the raw columns ``encode`` reads) encoded as the ``predict`` split, run, and post-processed."""
     from datasets import Dataset
     from transformers import EvalPrediction, TrainingArguments
@@ -86,7 +86,7 @@ class BatchSummary:
 
 
 def predict_file(
-    task: Task, model: Any, tokenizer: Any, config: RunConfig, source: Path, target: Path, skip_bad: bool, advance: Callable[[int], None] | None = None
+    task: BaseTask, model: Any, tokenizer: Any, config: RunConfig, source: Path, target: Path, skip_bad: bool, advance: Callable[[int], None] | None = None
 ) -> BatchSummary:
     """Predict every row of ``source`` (csv, json, jsonl(.gz), parquet) into ``target`` (JSON lines), in the rows' order.
 

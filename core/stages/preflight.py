@@ -31,7 +31,7 @@ from ftrun.util.errors import FtrunError, first_line
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ftrun.api.task import Task
+    from ftrun.api.task import BaseTask
     from ftrun.manifest.config import RunConfig
     from ftrun.stages.data import TaskData
 
@@ -197,7 +197,7 @@ class Preflight:
         }
 
 
-def preflight(task: Task, config: RunConfig, data: TaskData, skip: Collection[Callable[[Preflight], None]] = ()) -> Preflight:
+def preflight(task: BaseTask, config: RunConfig, data: TaskData, skip: Collection[Callable[[Preflight], None]] = ()) -> Preflight:
     """The generic report of a run of ``task`` on ``data`` and its findings (the default ``Task.preflight``).
 
     ``data`` is the data stage's (exact feature counts, from every example) or ``ftrun check``'s
@@ -226,7 +226,7 @@ def preflight(task: Task, config: RunConfig, data: TaskData, skip: Collection[Ca
     return report
 
 
-def describe(task: Task, config: RunConfig, data: TaskData, name: str) -> tuple[SplitReport, list[bytes] | None]:
+def describe(task: BaseTask, config: RunConfig, data: TaskData, name: str) -> tuple[SplitReport, list[bytes] | None]:
     """One split's report (counts from every example, token figures from a sample) and the hash of each example's input."""
     import numpy as np
 
@@ -292,7 +292,7 @@ def tokenizer_limit(tokenizer: Any) -> int | None:
 # -- the schedule -----------------------------------------------------------------------------
 
 
-def training_settings(task: Task, config: RunConfig) -> dict[str, Any]:
+def training_settings(task: BaseTask, config: RunConfig) -> dict[str, Any]:
     """``[training]`` over the defaults of the task's ``TrainingArguments`` class."""
     fields = {f.name: f.default for f in dataclasses.fields(task.training_arguments_class) if f.default is not dataclasses.MISSING}
     return {**fields, **config.training}
@@ -303,7 +303,7 @@ def steps_of(value: float, steps: int) -> int:
     return int(value) if value >= 1 else math.ceil(value * steps)
 
 
-def schedule_of(task: Task, config: RunConfig, train: SplitReport, processes: int) -> Schedule:
+def schedule_of(task: BaseTask, config: RunConfig, train: SplitReport, processes: int) -> Schedule:
     """The optimizer steps, warmup, evaluations, checkpoints and tokens of the run, counted as the Trainer counts them."""
     args = training_settings(task, config)
     batch, accumulation = args["per_device_train_batch_size"], args["gradient_accumulation_steps"]

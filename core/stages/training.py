@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from transformers import PreTrainedModel
 
-    from ftrun.api.task import Metrics, Task
+    from ftrun.api.task import BaseTask, Metrics
     from ftrun.manifest.config import RunConfig
     from ftrun.stages.data import TaskData
     from ftrun.util.display import Display
@@ -204,7 +204,7 @@ class Seq2SeqTrainer(TrainerMixin, transformers.Seq2SeqTrainer):
 
 
 def build_trainer(
-    task: Task,
+    task: BaseTask,
     config: RunConfig,
     data: TaskData,
     model: PreTrainedModel,

@@ -259,3 +259,57 @@ def test_the_cache_key_holds_the_task_code(ftrun_config, ftrun_plugin_module, ha
     sys.modules.pop("ftrun_halves")
     ftrun_plugin_module("ftrun_halves", PLUGIN.replace("# eval and predict features carry no labels", "# changed"))
     assert load() is False  # the same data, but the plugin's code changed: tokenized again
+
+
+PIXELS_PLUGIN = '''
+from transformers import AutoModelForImageClassification
+
+from ftrun import BaseTask, hookimpl
+
+
+class PixelsTask(BaseTask):
+    """A task on fixed-size images: no tokenizer, no texts."""
+
+    name = "pixels"
+    auto_model = AutoModelForImageClassification
+
+
+@hookimpl
+def ftrun_register_tasks(register):
+    register(PixelsTask())
+'''
+
+
+def test_a_task_on_images_subclasses_no_text_machinery(ftrun_plugin_module, ftrun_plugin_manager, ftrun_cli):
+    from ftrun import BaseTask, Task
+
+    ftrun_plugin_module("ftrun_pixels", PIXELS_PLUGIN)
+    task = ftrun_plugin_manager("ftrun_pixels").task("pixels")
+    assert isinstance(task, BaseTask) and not isinstance(task, Task)
+    for text_only in ("text_of", "check_tokenizer"):
+        assert not hasattr(task, text_only), text_only
+    assert task.sequences(None, None, None) == {}  # no token lengths to report
+    assert task.read_input({"image": "digit.png"}, "where") == {"image": "digit.png"}  # any value, not only texts
+    batch = task.data_collator(None, None, None)([{"pixel_values": torch.zeros(3, 4, 4), "labels": 1}] * 2)  # stacked, no tokenizer
+    assert batch["pixel_values"].shape == (2, 3, 4, 4) and batch["labels"].tolist() == [1, 1]
+    assert "AutoProcessor.from_pretrained" in task.usage("DIR", None) and "AutoTokenizer" not in task.usage("DIR", None)
+    with pytest.raises(NotImplementedError):
+        task.load_processor(None, None)
+    listed = ftrun_cli("tasks", "--plugin", "ftrun_pixels")
+    assert listed.code == 0 and "pixels" in listed.out
+
+
+def test_a_text_task_keeps_what_text_tasks_share(ftrun_plugin_manager):
+    from transformers import AutoModelForSequenceClassification
+
+    from ftrun import FtrunError, Task
+
+    class Texts(Task):
+        name = "texts"
+        auto_model = AutoModelForSequenceClassification
+
+    task = Texts()
+    assert task.read_input("a text", "where") == "a text"
+    with pytest.raises(FtrunError, match="where: task texts predicts on texts"):
+        task.read_input({"image": "digit.png"}, "where")
+    assert "AutoTokenizer.from_pretrained" in task.usage("DIR", None) and "tokenizer = " in task.usage("DIR", None)

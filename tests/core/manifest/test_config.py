@@ -174,13 +174,13 @@ def test_defaults_are_the_seed_recipe(tmp_path):
     ],
 )
 def test_model_config_keys_are_the_model_family_s(ftrun_cli, override, message):
-    offline = Path(__file__).resolve().parents[2] / "examples" / "offline.toml"
+    offline = Path(__file__).resolve().parents[3] / "examples" / "offline.toml"
     result = ftrun_cli("check", "--manifest", offline, "--set", override)
     assert (result.code, result.err.strip()) == (2, f"ftrun: error: {message}")
 
 
 def test_model_config_takes_aliases_properties_and_generation_settings(ftrun_cli):
-    offline = Path(__file__).resolve().parents[2] / "examples" / "offline.toml"
+    offline = Path(__file__).resolve().parents[3] / "examples" / "offline.toml"
     for override in ("model.config.num_labels=2", "model.config.layer_norm_eps=1e-6", "model.config.max_length=20"):
         result = ftrun_cli("check", "--manifest", offline, "--set", override)
         assert result.code == 0, (override, result)

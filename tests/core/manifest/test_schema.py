@@ -11,7 +11,7 @@ from transformers.trainer_utils import IntervalStrategy
 from ftrun.api.plugin_manager import get_plugin_manager
 from ftrun.manifest.config import TOP_LEVEL_KEYS, toml_type
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = ROOT / "docs" / "manifest.schema.json"
 
 
