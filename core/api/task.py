@@ -1,10 +1,12 @@
-"""The Task base class: the contract of one task, what a task plugin subclasses and fills in.
+"""The task API: ``BaseTask``, what every task is, and ``Task``, a task on text, which task plugins subclass and fill in.
 
-A task says what is particular to it: its head class, its tables, its defaults, how its
-examples are checked and encoded, how outputs become predictions, its metrics. The stages
-that run with these parts, the same for every task, live in their own modules (``ftrun.stages.data``,
-``ftrun.stages.head``, ``ftrun.stages.training``) and are plugins (``ftrun.api.default_stages``): to change what
-one task is, subclass; to change a stage for some or every task, implement its hook.
+A task says what is particular to it: its head class, its tables, its defaults, what turns its
+raw inputs into features, how its examples are checked and encoded, how outputs become
+predictions, its metrics. The stages that run with these parts, the same for every task, live
+in ``ftrun.stages`` and are plugins (``ftrun.api.default_stages``): to change what one task is,
+subclass; to change a stage for some or every task, implement its hook. What text tasks share
+(a tokenizer, token sequences, text columns) is ``Task``'s alone: a task on images or sound
+subclasses ``BaseTask`` and inherits none of it.
 """
 
 from __future__ import annotations
