@@ -291,6 +291,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         hooks = sorted(caller.name for caller in manager.get_hookcallers(manager.get_plugin(name)) or ())
         where = f"{info.dist} {info.version}" if info.dist else info.module
         print(f"{name} ({where}): {', '.join(hooks) or 'no hooks'}")
+    for table in manager.table_clashes():
+        print(f"warning: {manager.table_clash(table)}; a manifest with [{table}] fails, everything else works")
     return 0
 
 

@@ -10,6 +10,7 @@ A run calls the hooks in this order::
     ftrun_build_metrics               metric stage
     ftrun_trainer_callbacks           trainer stage (callbacks, collected from every plugin)
     ftrun_build_trainer               trainer stage
+    ftrun_training_loss               trainer stage (at most one plugin's loss), and the pre-flight
     ftrun_after_training              after training and the final evaluation
     ftrun_save_model                  the final save into the output directory
     ftrun_model_card                  the model card, before it is written
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pydantic import BaseModel
+    from torch import Tensor
     from torch.nn import Module
     from transformers import PreTrainedModel, Trainer, TrainerCallback
 
@@ -153,6 +155,25 @@ def ftrun_build_trainer(
     stages returned and the directory checkpoints go to. Returns a ready
     ``transformers.Trainer``; the runner then trains, evaluates and saves with it.
     ``firstresult``: stops at the first non-``None`` result.
+    """
+
+
+@hookspec
+def ftrun_training_loss(task: Task, config: RunConfig, data: TaskData) -> Callable[[Tensor, Tensor], Tensor] | None:
+    """The training loss in place of the model's own, for a task whose head gives logits over labels.
+
+    Called once the trainer stage has built the Trainer (a run, ``ftrun eval``), and by the pre-flight
+    report (``ftrun check``, and every run first), with the data stage's result. Returns ``None``
+    (the plugin's table is not in ``config.tables``), or a function ``loss(logits, labels)``:
+    ``logits`` are float32, one row of scores over the labels per scored position (``[N, labels]``),
+    ``labels`` the ``N`` label ids (``-100`` left out; a causal LM's shifted by one); it returns
+    the ``N`` losses, one per position, unreduced. ftrun makes it the Trainer's
+    ``compute_loss_func``: it sums the losses and divides by the Trainer's count of the labels
+    of the whole accumulated batch (``num_items_in_batch``), so gradient accumulation and
+    several processes change nothing; the eval loss goes through it too, except where a
+    seq2seq task evaluates by generating (the model's own loss then). A task whose
+    ``logits_over_labels`` is false, or a second plugin answering, is an error naming the
+    plugins. Every plugin's is called.
     """
 
 

@@ -99,6 +99,16 @@ class Task:
         """
         return config
 
+    def logits_over_labels(self, config: RunConfig) -> bool:
+        """Whether the head gives, per scored position, logits over labels whose integer ids the features carry.
+
+        What a plugin's training loss (``ftrun_training_loss``) needs: one class per example
+        (text classification), per token (NER), or the next or target token (causal LM, seq2seq:
+        the vocabulary is the label set). Default ``False``: spans (QA), or labels that are not
+        one id per position (several labels per example, a regression).
+        """
+        return False
+
     def check_data(self, splits: Splits, config: RunConfig) -> list[str] | None:
         """Check columns and labels of the raw splits; return the label names, if the task has labels."""
         raise NotImplementedError

@@ -200,6 +200,40 @@ class Seq2SeqTrainer(TrainerMixin, transformers.Seq2SeqTrainer):
     """``transformers.Seq2SeqTrainer`` with exact resume, a NaN check and sorted evaluation (and generation)."""
 
 
+#: The label of a position no loss counts (padding, a word's later sub-tokens, a prompt), PyTorch's ``ignore_index``.
+IGNORED = -100
+
+
+class PluginLoss:
+    """A plugin's loss (``ftrun_training_loss``) as the Trainer's ``compute_loss_func``, with the Trainer's contract kept here.
+
+    The Trainer pops the labels, so the model computes no loss of its own: a causal LM's logits
+    are shifted against its labels here as the model would. In training it passes
+    ``num_items_in_batch``, the labels of the whole accumulated batch (of every process with
+    ``average_tokens_across_devices``), and does not divide this loss by the accumulation steps:
+    the sum over this batch's labels divided by that count. At evaluation it passes this batch's count.
+    """
+
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], plugin: str, shift: bool) -> None:
+        self.loss = loss
+        self.plugin = plugin
+        self.shift = shift
+
+    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        logits = outputs["logits"]
+        if self.shift:  # the logits at position i score the token at i + 1
+            logits, labels = logits[..., :-1, :], labels[..., 1:]
+        logits = logits.reshape(-1, logits.shape[-1]).float()  # in fp32 under mixed precision
+        labels = labels.reshape(-1).to(logits.device)
+        scored = labels != IGNORED
+        losses = self.loss(logits[scored], labels[scored])
+        if not isinstance(losses, torch.Tensor) or losses.shape != (int(scored.sum()),):
+            shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+            raise FtrunError(f"{self.plugin}: the loss of ftrun_training_loss returned {shape}, expected one loss per label ({int(scored.sum())},)")
+        count = num_items_in_batch if num_items_in_batch is not None else scored.sum().clamp(min=1)
+        return losses.sum() / count
+
+
 # -- the trainer stage ------------------------------------------------------------------------
 
 

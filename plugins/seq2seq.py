@@ -60,6 +60,10 @@ class Seq2SeqTask(Task):
     #: The key of a prediction's text: ``{"translation": ...}``, ``{"summary_text": ...}``.
     output_key: ClassVar[str]
 
+    def logits_over_labels(self, config: RunConfig) -> bool:
+        """Each target token: the logits score each token of the vocabulary."""
+        return True
+
     @property
     def training_arguments_class(self) -> type:
         from transformers import Seq2SeqTrainingArguments  # on first use, as Task's (ftrun tasks imports no Trainer)

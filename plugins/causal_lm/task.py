@@ -163,6 +163,10 @@ class CausalLMTask(Task):
 
     # -- data stage --------------------------------------------------------------------
 
+    def logits_over_labels(self, config: RunConfig) -> bool:
+        """The next token: the logits score each token of the vocabulary."""
+        return True
+
     def check_data(self, splits: Splits, config: RunConfig) -> None:
         data: CausalLMData = config.data
         keys = {"text": ("text_column",), "prompt": ("prompt_column", "completion_column"), "chat": ("messages_column",)}[data.form]

@@ -81,6 +81,10 @@ class NerTask(Task):
         """CoNLL text files (``.conll``, ``.iob``, ``.bio``, ``.txt``); columns ``tokens`` and ``ner_tags``."""
         return read_conll(path) if is_conll(path) else None
 
+    def logits_over_labels(self, config: RunConfig) -> bool:
+        """One tag per scored token: the logits score each tag."""
+        return True
+
     def check_data(self, splits: Splits, config: RunConfig) -> list[str]:
         settings: NerData = config.data
         columns = {"tokens_column": settings.tokens_column, "tags_column": settings.tags_column}

@@ -84,6 +84,10 @@ class TextClassificationTask(Task):
 
     # -- data stage --------------------------------------------------------------------
 
+    def logits_over_labels(self, config: RunConfig) -> bool:
+        """One class per example: the logits score each label."""
+        return True
+
     def check_data(self, splits: Splits, config: RunConfig) -> list[str]:
         data: TextClassificationData = config.data
         columns = {"text_column": data.text_column, "text_pair_column": data.text_pair_column, "label_column": data.label_column}
