@@ -264,7 +264,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     task = manager.task(name, where=f"{manifest_path}: task")
     source = args.manifest or str(manifest_path)
     config = build_config(
-        task, manifest, source=source, base_dir=Path(args.manifest).parent if args.manifest else model_dir, overrides=args.overrides, tables=manager.tables()
+        task,
+        manifest,
+        source=source,
+        base_dir=Path(args.manifest).parent if args.manifest else model_dir,
+        overrides=args.overrides,
+        tables=manager.tables(),
+        finished=True,
     )
     display = Display()
     display.print(f"ftrun eval: {model_dir} (task {task.name}) on the eval split of {config.data.eval_file or config.data.dataset}, results to {output_dir}")
@@ -366,6 +372,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         base_dir=model_dir,
         overrides=args.overrides,
         tables=manager.tables(),
+        finished=True,
     )
     if args.input:
         return predict_input_file(args, manager, task, config, model_dir)
@@ -377,7 +384,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not lines:
         raise FtrunError("predict: no input (give texts as arguments or lines on stdin)")
     given = [read_json_input(text, f"predict: {where} {i}") if args.json_input else text for where, i, text in lines]
-    inputs = [task.read_input(value, f"predict: {where} {i}") for value, (where, i, _) in zip(given, lines)]
+    inputs = [task.read_input(value, f"predict: {where} {i}", config) for value, (where, i, _) in zip(given, lines)]
     model, tokenizer = load_trained(manager, task, config, model_dir)
     for value, prediction in zip(given, task.predict(model, tokenizer, inputs, config)):
         if args.json:

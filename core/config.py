@@ -487,11 +487,15 @@ def build_config(
     overrides: list[str] = (),
     demo: bool = False,
     tables: Mapping[str, type[BaseModel]] | None = None,
+    finished: bool = False,
 ) -> RunConfig:
     """Layer the task's defaults (or its demo), the manifest and the overrides, then validate.
 
     Relative paths in the manifest are resolved against ``base_dir`` (the manifest's folder);
-    ``tables`` are the plugins' tables (:meth:`PluginManager.tables`).
+    ``tables`` are the plugins' tables (:meth:`PluginManager.tables`). The ``[predict]`` examples
+    are read by the task (``read_input``) and kept as it resolved them, except where the manifest
+    is a ``finished`` run's ``ftrun.toml`` (``ftrun predict``, ``ftrun eval``): that run resolved
+    them, wherever it ran, and they are not read again from another folder.
     """
     manifest = apply_overrides(manifest, list(overrides))
     where = Origin(source, frozenset(".".join(parse_override(text)[0]) for text in overrides))
@@ -510,14 +514,12 @@ def build_config(
             if key in training and training[key] != value:
                 raise FtrunError(f"{where('training.' + key)}: {who} needs {key} = {tomli_w.dumps({'v': value})[4:].strip()}")
     effective["training"] = training = {**training, **REQUIRED_TRAINING, **task.required_training}
-    for number, example in enumerate(checked.predict.examples, 1):
-        task.read_input(example, f"{where('predict.examples')}[{number}]")
     if isinstance(checked.model.config, dict):
         _validate_model_config(where, checked.model.config)
     plugin_tables = {name: getattr(checked, name) for name in tables or {} if getattr(checked, name) is not None}
     for name, table in plugin_tables.items():  # written whole into ftrun.toml: the run as it ran, whatever later defaults are
         effective[name] = table.model_dump(exclude_none=True)
-    return task.settle(
+    config = task.settle(
         RunConfig(
             task=task.name,
             model=checked.model,
@@ -537,6 +539,19 @@ def build_config(
             tables=plugin_tables,
         )
     )
+    return config if finished else resolve_examples(task, config, where)
+
+
+def resolve_examples(task: Task, config: RunConfig, where: Origin) -> RunConfig:
+    """``config`` with its ``[predict]`` examples as the task reads them (``read_input``), which its ``ftrun.toml`` stores."""
+    resolved = []
+    for number, example in enumerate(config.predict.examples, 1):
+        value = task.read_input(example, f"{where('predict.examples')}[{number}]", config)
+        if not isinstance(value, (str, dict)):
+            raise FtrunError(f"task {task.name}: read_input returned {type(value).__name__} for predict.examples[{number}]: expected a text or a table")
+        resolved.append(value)
+    config.manifest["predict"] = {**config.manifest.get("predict", {}), "examples": resolved}
+    return dataclasses.replace(config, predict=config.predict.model_copy(update={"examples": resolved}))
 
 
 def load_run(

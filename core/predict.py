@@ -142,15 +142,15 @@ def _predict_window(task, model, tokenizer, config, window, summary, source, ski
     summary.rows += len(window)
     columns = list(dict.fromkeys(key for row in window for key in row))
     try:
-        values = task.inputs_from({key: [row.get(key) for row in window] for key in columns}, config)
+        values = task.inputs_from({key: [row.get(key) for row in window] for key in columns}, config, source)
     except (FtrunError, KeyError, TypeError, ValueError):
         values = None  # a bad row among them: read each alone, to name it
     inputs: list[tuple[Any, Any]] = []  # (the value as the file holds it, the input predict takes)
     for number, row in enumerate(window, first):
         where = f"--input: {source}: row {number}"
         try:
-            value = values[number - first] if values is not None else task.inputs_from({key: [row.get(key)] for key in columns}, config)[0]
-            inputs.append((value, task.read_input(value, where)))
+            value = values[number - first] if values is not None else task.inputs_from({key: [row.get(key)] for key in columns}, config, source)[0]
+            inputs.append((value, task.read_input(value, where, config)))
         except (FtrunError, KeyError, TypeError, ValueError) as exc:
             if not skip_bad:
                 raise (

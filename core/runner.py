@@ -173,12 +173,11 @@ def train(trainer: Trainer, checkpoint: Path | None, stop: StopOnSignal, state: 
 
 
 def predict_examples(task: Task, trainer: Trainer, data: TaskData, config: RunConfig) -> list[Any]:
-    """The task's predictions on ``[predict] examples``, by the main process, as a smoke test of the trained model."""
+    """The task's predictions on ``[predict] examples`` (read by the task when the manifest was validated), by the main process, as a smoke test of the trained model."""
     examples = config.predict.examples
     if not examples or not trainer.is_world_process_zero():
         return []
-    inputs = [task.read_input(example, config.where("predict.examples")) for example in examples]
-    return task.predict(trainer.model, data.tokenizer, inputs, config)
+    return task.predict(trainer.model, data.tokenizer, examples, config)
 
 
 class Interrupted(FtrunError):

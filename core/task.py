@@ -10,6 +10,9 @@ one task is, subclass; to change a stage for some or every task, implement its h
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -70,6 +73,19 @@ class Task:
     #: ``[training]`` settings the task cannot run without: applied over the user's, and a user
     #: setting that differs is an error when the manifest is validated.
     required_training: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A task written when ``read_input`` took no config and ``inputs_from`` no file keeps working, with a DeprecationWarning.
+
+        Its method is wrapped to drop the argument it does not take: refusing it would break every
+        installed task package at once, over an argument most of them have no use for.
+        """
+        super().__init_subclass__(**kwargs)
+        for name, added in (("read_input", "config"), ("inputs_from", "source")):
+            method = cls.__dict__.get(name)
+            if callable(method) and not _takes(method, added):
+                warnings.warn(f"{cls.__qualname__}.{name} takes no {added!r} argument, which ftrun now passes: add it", DeprecationWarning, stacklevel=2)
+                setattr(cls, name, _called_without_last(method))
 
     # The two classes of the trainer stage are properties, imported on first use: transformers'
     # Trainer imports peft and other optional libraries wherever they are installed, and listing
@@ -176,21 +192,28 @@ class Task:
         """One prediction as a short line for the terminal."""
         return str(prediction)
 
-    def read_input(self, value: str | dict[str, Any], where: str) -> Any:
+    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> str | dict[str, Any]:
         """One input to predict on (a ``[predict]`` example, an ``ftrun predict`` line or JSON object) → what ``predict`` takes.
 
+        ``config`` is the run's (its ``[data]`` keys name the columns a table holds; ``None`` only
+        where a task written for an older ftrun calls ``super().read_input(value, where)``).
         Default: a text. A task whose examples have several fields takes a table (dict) and says
-        which keys it needs; a bad input is a FtrunError starting with ``where``.
+        which keys it needs; a bad input is a FtrunError starting with ``where``. It returns a text
+        or a table: ``[predict]`` examples are read once, when the run's manifest is validated, and
+        the run's ``ftrun.toml`` stores what this returned (a path made absolute, ...), which is
+        not read again when ``ftrun predict`` or ``ftrun eval`` load the model. So reading what it
+        returned must give it back unchanged.
         """
         if not isinstance(value, str):
             raise FtrunError(f"{where}: task {self.name} predicts on texts, got {type(value).__name__} {value!r}")
         return value
 
-    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[Any]:
+    def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[Any]:
         """The inputs of a batch of a file's rows (``ftrun predict --input``), from the columns ``[data]`` names, one per row.
 
-        What ``read_input`` then reads. Default: the one input text of each row that ``inputs_of``
-        gives; a task whose inputs have several fields returns tables (dicts).
+        ``source`` is that file, so that a column of paths relative to it can be read from any
+        folder. What ``read_input`` then reads. Default: the one input text of each row that
+        ``inputs_of`` gives; a task whose inputs have several fields returns tables (dicts).
         """
         from datasets import Dataset
 
@@ -284,3 +307,20 @@ class Task:
         if self.has_pipeline():
             return predict_with_pipeline(self, model, tokenizer, inputs)
         return predict_with_trainer(self, model, tokenizer, inputs, config)
+
+
+def _takes(method: Callable, name: str) -> bool:
+    """Whether ``method`` takes an argument ``name`` (or any number of them)."""
+    parameters = inspect.signature(method).parameters.values()
+    return any(p.name == name or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
+
+
+def _called_without_last(method: Callable) -> Callable:
+    """``method`` called with the positional arguments it takes, less the one ftrun added last."""
+    taken = len(inspect.signature(method).parameters) - 1  # less self
+
+    @functools.wraps(method)
+    def call(self: Task, *args: Any) -> Any:
+        return method(self, *args[:taken])
+
+    return call

@@ -305,7 +305,7 @@ class CausalLMTask(Task):
 
     # -- predict -----------------------------------------------------------------------
 
-    def read_input(self, value: str | dict[str, Any], where: str) -> str | list[dict[str, str]]:
+    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> str | dict[str, Any]:
         """A text to continue, or a chat to answer: ``{"messages": [{role, content}, ...]}`` (``ftrun predict --json-input``)."""
         if isinstance(value, dict):
             chat = value.get("messages")
@@ -315,10 +315,10 @@ class CausalLMTask(Task):
                 or not all(isinstance(turn, dict) and {"role", "content"} <= set(turn) for turn in chat)
             ):
                 raise FtrunError(f'{where}: task causal-lm predicts on a text, or on {{"messages": [{{"role": ..., "content": ...}}, ...]}}')
-            return chat
-        return super().read_input(value, where)
+            return value
+        return super().read_input(value, where, config)
 
-    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[Any]:
+    def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[Any]:
         """Each row's text, prompt, or chat (its turns before the last assistant one, which is what the model is to write)."""
         settings: CausalLMData = config.data
         if settings.form == "chat":
@@ -333,6 +333,7 @@ class CausalLMTask(Task):
         """
         from ftrun.predict import predict_with_pipeline
 
+        inputs = [value["messages"] if isinstance(value, dict) else value for value in inputs]  # a chat, as read_input keeps it
         if config.data.form == "chat":
             inputs = [[{"role": "user", "content": value}] if isinstance(value, str) else value for value in inputs]
         side, tokenizer.padding_side = tokenizer.padding_side, "left"  # a batch of prompts, each continued from its end

@@ -191,7 +191,7 @@ class QuestionAnsweringTask(Task):
 
     # -- predict -----------------------------------------------------------------------
 
-    def read_input(self, value: str | dict[str, Any], where: str) -> dict[str, str]:
+    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> dict[str, str]:
         """A table with ``question`` and ``context`` (and, ignored, an ``id``), or the text ``question<TAB>context``."""
         if isinstance(value, str):
             question, tab, context = value.partition("\t")
@@ -212,7 +212,7 @@ class QuestionAnsweringTask(Task):
 
     def example_input(self, config: RunConfig) -> dict[str, str]:
         """The first ``[predict]`` example as the JSON object ``ftrun predict --json-input`` takes."""
-        return self.read_input(super().example_input(config), config.where("predict.examples"))
+        return self.read_input(super().example_input(config), config.where("predict.examples"), config)
 
     def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, inputs: list[dict[str, str]], config: RunConfig) -> list[dict[str, Any]]:
         """The shared predict (encode, the model, ``postprocess``) on the inputs laid out in the run's columns and numbered.
@@ -263,7 +263,7 @@ class QuestionAnsweringTask(Task):
         columns = split.select_columns([settings.question_column, settings.context_column])[:]
         return list(zip(columns[settings.question_column], columns[settings.context_column]))
 
-    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[dict[str, str]]:
+    def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[dict[str, str]]:
         """Each row's question and context, as ``read_input`` takes them."""
         settings: QuestionAnsweringData = config.data
         return [{"question": question, "context": context} for question, context in zip(batch[settings.question_column], batch[settings.context_column])]

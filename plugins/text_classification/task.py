@@ -172,7 +172,7 @@ class TextClassificationTask(Task):
                 )
         return report
 
-    def read_input(self, value: str | dict[str, Any], where: str) -> str | dict[str, str]:
+    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> str | dict[str, str]:
         """A text, or a text pair as ``{"text": ..., "text_pair": ...}`` (what the pipeline takes)."""
         if isinstance(value, str):
             return value
@@ -185,7 +185,7 @@ class TextClassificationTask(Task):
             raise FtrunError(f"{where}: expected a text, or a table with a text and an optional text_pair, got {value!r}")
         return value
 
-    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[str | dict[str, str]]:
+    def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[str | dict[str, str]]:
         """Each row's text, or its text pair as ``read_input`` takes one."""
         settings: TextClassificationData = config.data
         texts = batch[settings.text_column]
