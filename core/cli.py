@@ -319,8 +319,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     manager.build_metrics(task, config, data)  # an unknown metric name fails now, not after training
     report = manager.preflight(task, config, data)
     failed = report.errors + (report.warnings if args.strict else [])
+    data_defaults = "the default dataset's" if config.default_data else "generic"
     if args.json:
-        print(json.dumps({"ok": not failed, **report.as_dict()}, indent=2, ensure_ascii=False))
+        print(json.dumps({"ok": not failed, "data_defaults": data_defaults, **report.as_dict()}, indent=2, ensure_ascii=False))
     else:
         labels = data.labels
         summary = f"{config.source}: {'failed' if failed else 'ok'}: task {config.task}, train {len(data.raw.train)} / eval {len(data.raw.eval)} examples"
@@ -328,6 +329,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             summary += f", {len(labels)} labels ({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})"
         counts = [f"{len(found)} {word}{'s' if len(found) != 1 else ''}" for found, word in ((report.errors, "error"), (report.warnings, "warning")) if found]
         print(summary + f", model {config.model.name or 'built from a config'}" + (f"; {', '.join(counts)}" if counts else ""))
+        if config.default_data:
+            print(f"data: task {config.task}'s default {'demo ' if config.demo else ''}dataset, with its [data] settings")
+        else:
+            print(f"data: the manifest's own, with task {config.task}'s generic [data] defaults (none of its default dataset's settings)")
         if report.sized:
             print(f"the run will train with {report.sized}")
         console = Console(soft_wrap=True)  # as the run's: a finding is one line however narrow the terminal

@@ -192,6 +192,8 @@ class RunConfig:
     """The ``[training]`` keys neither the manifest nor ``--set`` gave: their values are defaults, which ftrun may size to the run."""
     demo: bool = False
     """Whether this is the task's embedded default (``--demo``, or the offline fallback)."""
+    default_data: bool = False
+    """Whether ``[data]`` is the task's default dataset (or its demo's) with its settings; else the manifest names its own, with the task's generic ``[data]`` defaults."""
     resume: bool | str = False
     """Continue from the newest complete checkpoint of the output directory (``True``) or from this one."""
     nproc: int | None = None
@@ -534,6 +536,7 @@ def build_config(
             overridden=where.overridden,
             training_defaults=frozenset(training) - set(manifest.get("training", {})),
             demo=demo,
+            default_data=not names_own_data(manifest),
             resume=checked.resume,
             nproc=checked.nproc,
             tables=plugin_tables,
@@ -635,25 +638,30 @@ def demo_manifest(task: Task) -> dict[str, Any]:
     return merge(drop_replaced_sources(copy.deepcopy(task.defaults), task.demo), task.demo)
 
 
-#: Per table: the keys that name a source of its own, and every key describing the default
-#: source. A manifest that names its own model or data inherits none of the defaults' source
-#: keys: not the default model's name, nor the default dataset's splits and subset sizes.
-SOURCES = {
-    "model": (("name", "config"), ("name", "config", "tokenizer")),
-    "data": (
-        ("dataset", "train_file", "eval_file"),
-        ("dataset", "dataset_config", "train_file", "eval_file", "train_split", "eval_split", "max_train_samples", "max_eval_samples"),
-    ),
-}
+#: The keys by which a manifest names a source of its own, per table. ``[model]``: a manifest that
+#: names its own model inherits none of the default model's keys that describe it. ``[data]``:
+#: the ``[data]`` table of a task's defaults (or its demo) is its default dataset's (its Hub id,
+#: splits, subset sizes, column names): a manifest that names its own data inherits none of it,
+#: and gets the task's generic defaults, its data table's own (``Task.data_config``).
+SOURCES = {"model": ("name", "config"), "data": ("dataset", "train_file", "eval_file")}
+#: The default model's keys that a manifest naming its own model does not inherit.
+DEFAULT_MODEL_KEYS = ("name", "config", "tokenizer")
+
+
+def names_own_data(manifest: dict[str, Any]) -> bool:
+    """Whether ``manifest`` names data of its own: the task's default dataset and its settings then do not apply."""
+    given = manifest.get("data")
+    return isinstance(given, dict) and any(key in given for key in SOURCES["data"])
 
 
 def drop_replaced_sources(defaults: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
-    """Remove the defaults' source keys from every table where the manifest names its own source."""
-    for section, (naming, describing) in SOURCES.items():
-        given = manifest.get(section)
-        if isinstance(given, dict) and any(key in given for key in naming) and section in defaults:
-            for key in describing:
-                defaults[section].pop(key, None)
+    """Remove from ``defaults`` what describes the default model or dataset where the manifest names its own."""
+    given = manifest.get("model")
+    if isinstance(given, dict) and any(key in given for key in SOURCES["model"]) and "model" in defaults:
+        for key in DEFAULT_MODEL_KEYS:
+            defaults["model"].pop(key, None)
+    if names_own_data(manifest):
+        defaults.pop("data", None)
     return defaults
 
 

@@ -44,6 +44,7 @@ class QuestionAnsweringData(DataConfig):
         description='Column of {"text": [...], "answer_start": [...]}: the reference answers and the character each starts at '
         "in the context, as in the Hub's squad (training uses the first).",
     )
+    max_length: int | None = Field(384, gt=0, description="Tokens of one window: the question and a part of the context.")
     doc_stride: int = Field(128, gt=0, description="Tokens of context shared by consecutive windows of a context longer than max_length.")
     max_answer_length: int = Field(30, gt=0, description="The longest answer predicted, in tokens.")
 
@@ -65,7 +66,6 @@ class QuestionAnsweringTask(Task):
             "dataset": "squad",
             "train_split": "train",
             "eval_split": "validation",
-            "max_length": 384,
             "max_train_samples": 1000,
             "max_eval_samples": 200,
         },
