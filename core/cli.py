@@ -105,6 +105,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                 "--output-dir", metavar="DIR", help="where eval_results.json and plots/ go (default: the model directory's name + -eval, beside it)"
             )
             parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier ftrun eval there")
+            parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout, for scripts")
         elif command == "predict":
             parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
             parser.add_argument("--task", metavar="NAME", help="the task, when DIR has no ftrun.toml")
@@ -272,10 +273,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         tables=manager.tables(),
         finished=True,
     )
-    display = Display()
+    from rich.console import Console
+
+    display = Display(Console(stderr=True, soft_wrap=True) if args.json else None)  # with --json, stdout holds the JSON alone
     display.print(f"ftrun eval: {model_dir} (task {task.name}) on the eval split of {config.data.eval_file or config.data.dataset}, results to {output_dir}")
     results = evaluate_model(manager, config, model_dir, output_dir, display)
-    display.print(metrics_table("Evaluation", results))
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        display.print(metrics_table("Evaluation", results))
     display.print(f"Results written to [bold]{output_dir}[/]")
     return 0
 

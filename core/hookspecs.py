@@ -83,13 +83,16 @@ def ftrun_register_tables(register: Callable[[str, type[BaseModel]], None]) -> N
 
 
 @hookspec(firstresult=True)
-def ftrun_load_data(task: Task, config: RunConfig, sample: int | None) -> TaskData | None:
+def ftrun_load_data(task: Task, config: RunConfig, sample: int | None, labels: list[str] | None, splits: tuple[str, ...]) -> TaskData | None:
     """Data stage: load the train and eval splits, check them, and tokenize them.
 
-    Called first in a run, before any model weights are loaded, and by ``ftrun check``.
-    Receives the task, the validated run config and ``sample``: ``None`` in a run; in
+    Called first in a run, before any model weights are loaded, by ``ftrun check`` and by
+    ``ftrun eval``. Receives the task, the validated run config and ``sample``: ``None`` in a run; in
     ``ftrun check`` the number of examples of each split to encode, to fail fast what would
-    fail at tokenization (an implementation may ignore it and encode everything). Returns a
+    fail at tokenization (an implementation may ignore it and encode everything). ``labels``:
+    ``None``, or in ``ftrun eval`` the trained model's label names, in its order, which the
+    encoded labels follow. ``splits``: the splits to encode, ``("train", "eval")``, or
+    ``("eval",)`` in ``ftrun eval`` (whose config names the eval data as both splits). Returns a
     :class:`ftrun.TaskData` holding the tokenized splits (none with a ``sample``), the
     tokenizer, the label names and the raw splits; bad data raises :class:`ftrun.FtrunError`.
     ``firstresult``: stops at the first non-``None`` result.

@@ -185,11 +185,16 @@ class PluginManager(pluggy.PluginManager):
 
     # -- the stages, called through pluggy, each answer checked ----------------------------
 
-    def load_data(self, task: Task, config: RunConfig, sample: int | None = None) -> TaskData:
-        """The data stage (``ftrun_load_data``); ``sample``: ``ftrun check``'s number of examples to encode per split."""
+    def load_data(
+        self, task: Task, config: RunConfig, sample: int | None = None, labels: list[str] | None = None, splits: tuple[str, ...] = ("train", "eval")
+    ) -> TaskData:
+        """The data stage (``ftrun_load_data``); ``sample``: ``ftrun check``'s number of examples to encode per split.
+
+        ``labels`` and ``splits``: ``ftrun eval``'s, a trained model's label names and the eval split alone.
+        """
         from .data import TaskData
 
-        return self._stage("ftrun_load_data", TaskData, task=task, config=config, sample=sample)
+        return self._stage("ftrun_load_data", TaskData, task=task, config=config, sample=sample, labels=labels, splits=splits)
 
     def preflight(self, task: Task, config: RunConfig, data: TaskData) -> Preflight:
         """The task's pre-flight report, with every plugin's ``ftrun_preflight`` findings added.
