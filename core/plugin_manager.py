@@ -245,7 +245,7 @@ class PluginManager(pluggy.PluginManager):
         """The trainer stage (``ftrun_build_trainer``)."""
         from transformers import Trainer
 
-        from .training import PluginLoss
+        from .training import PluginLoss, predicts_next_token
 
         trainer = self._stage(
             "ftrun_build_trainer", Trainer, task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=output_dir
@@ -263,7 +263,8 @@ class PluginManager(pluggy.PluginManager):
         plugins, rather than the last one silently winning.
         """
         kwargs = {"task": task, "config": config, "data": data}
-        given = [(impl.plugin_name, loss) for impl in self.hook.ftrun_training_loss.get_hookimpls() if (loss := _call(impl, kwargs)) is not None]
+        plain = [impl for impl in self.hook.ftrun_training_loss.get_hookimpls() if not (impl.wrapper or impl.hookwrapper)]
+        given = [(impl.plugin_name, loss) for impl in plain if (loss := _call(impl, kwargs)) is not None]
         if len(given) > 1:
             plugins = " and ".join(self.label(plugin) for plugin, _ in given)
             raise FtrunError(f"{plugins} each supply the training loss (ftrun_training_loss): a run has one; remove the tables of all but one")
@@ -339,14 +340,6 @@ def is_head(model: Any) -> bool:
         return True
     base = getattr(model, "get_base_model", None)
     return callable(base) and isinstance(base(), PreTrainedModel)
-
-
-def predicts_next_token(model: Any) -> bool:
-    """Whether ``model`` is a causal LM, whose logits at each position score the next token: the Trainer's own test for its label smoother."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model wraps one
-    return type(base).__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
 
 
 def _fits(answer: Any, expected: type | Callable[[Any], bool]) -> bool:

@@ -234,6 +234,14 @@ class PluginLoss:
         return losses.sum() / count
 
 
+def predicts_next_token(model: Any) -> bool:
+    """Whether ``model`` is a causal LM, whose logits at each position score the next token: the Trainer's own test for its label smoother."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model wraps one
+    return type(base).__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
+
+
 # -- the trainer stage ------------------------------------------------------------------------
 
 
