@@ -553,7 +553,8 @@ def resolve_examples(task: Task, config: RunConfig, where: Origin) -> RunConfig:
         if not isinstance(value, (str, dict)):
             raise FtrunError(f"task {task.name}: read_input returned {type(value).__name__} for predict.examples[{number}]: expected a text or a table")
         resolved.append(value)
-    config.manifest["predict"] = {**config.manifest.get("predict", {}), "examples": resolved}
+    if resolved:
+        config.manifest["predict"] = {**config.manifest.get("predict", {}), "examples": resolved}
     return dataclasses.replace(config, predict=config.predict.model_copy(update={"examples": resolved}))
 
 
