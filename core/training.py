@@ -211,15 +211,15 @@ class TrainerMixin:
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         if (model is not None and model is not self.model) or self.is_deepspeed_enabled or self.is_fsdp_enabled:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        restore(self.model, Path(resume_from_checkpoint))
-        return None
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        else:
+            restore(self.model, Path(resume_from_checkpoint))
 
     def _load_best_model(self) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
-            return super()._load_best_model()
-        restore(self.model, Path(self.state.best_model_checkpoint))
-        return None
+            super()._load_best_model()
+        else:
+            restore(self.model, Path(self.state.best_model_checkpoint))
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
         trained = super()._init_training_state(max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial)
@@ -249,8 +249,8 @@ def restore(model: PreTrainedModel, checkpoint: Path) -> None:
     """Load every tensor of ``checkpoint`` into ``model``, in place, as ``from_pretrained`` reads it; anything missing or left over is an error.
 
     transformers 5 saves several families under their original checkpoint names, not the live
-    module's (ViT, Swin, DINOv2, BEiT, the Audio Spectrogram Transformer: two thirds of their
-    tensors): ``save_pretrained`` reverts the model's key conversion
+    module's (ViT, Swin, DINOv2, BEiT, the Audio Spectrogram Transformer: up to two thirds of
+    their tensors): ``save_pretrained`` reverts the model's key conversion
     (``core_model_loading.revert_weight_conversion``), and only ``from_pretrained`` applies it
     again (``conversion_mapping.get_model_conversion_mapping``, applied by
     ``core_model_loading.convert_and_load_state_dict_in_model``). The Trainer's non-strict
@@ -306,7 +306,8 @@ def best_checkpoint(checkpoint: Path, required: bool) -> str | None:
     (:func:`save_state`) and finds it next to ``checkpoint``. ``required`` (load_best_model_at_end):
     a best checkpoint that is gone is an error, not a run that ends on another model.
     """
-    recorded = json.loads((checkpoint / TRAINER_STATE_NAME).read_text(encoding="utf-8")).get("best_model_checkpoint")
+    state = checkpoint / TRAINER_STATE_NAME
+    recorded = json.loads(state.read_text(encoding="utf-8")).get("best_model_checkpoint") if state.is_file() else None
     if recorded is None:
         return None
     best = checkpoint.parent / Path(recorded).name

@@ -285,3 +285,18 @@ def test_a_model_that_is_not_its_best_checkpoint_is_not_published(family_manifes
     assert line.startswith("ftrun: error: the final evaluation of the model gives eval_loss ") and "\n" not in line, result
     assert "not the" in line and "recorded for its best checkpoint (checkpoint-2)" in line, line
     assert not (tmp_path / "out" / "model.safetensors").exists() and not (tmp_path / "out" / "ftrun.toml").exists()
+
+
+def test_resuming_a_run_whose_best_checkpoint_is_gone_is_one_line(family_manifest, ftrun_cli, tmp_path):
+    manifest = family_manifest("vit")
+    out = tmp_path / "out"
+    assert ftrun_cli("--manifest", manifest, "--output-dir", out).code == 0
+    shutil.rmtree(out / "checkpoint-2")
+    saved = tensors(out)
+    result = ftrun_cli("--manifest", manifest, "--output-dir", out, "--resume")
+    assert result.code == 2, result
+    assert result.err == (
+        f"ftrun: error: {out / 'checkpoint-6'}: its run's best checkpoint, checkpoint-2, is not in {out}: the run could not end on its best model "
+        "(restore the folder, or resume with --set training.load_best_model_at_end=false)\n"
+    )
+    assert_identical(tensors(out), saved, "the saved model")
