@@ -25,6 +25,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from . import plots
 from .precision import choose_precision
+from .training import save_state
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -73,7 +74,7 @@ def write_outputs(
     results = {"train": train_metrics, "eval": eval_metrics, "all": {**train_metrics, **eval_metrics}}
     for split, metrics in results.items():
         (staging / f"{split}_results.json").write_text(json.dumps(metrics, indent=4, sort_keys=True) + "\n", encoding="utf-8")
-    trainer.state.save_to_json(str(staging / "trainer_state.json"))
+    save_state(trainer.state, staging / "trainer_state.json")
     manifest = tomli_w.dumps(config.manifest)
     with open(staging / "predictions.jsonl", "w", encoding="utf-8") as out:
         for text, prediction in zip(examples, predictions):

@@ -27,7 +27,7 @@ from .plugin_manager import PluginManager
 from .precision import choose_precision
 from .preflight import Preflight, remote_code_warning
 from .task import Task
-from .training import RichProgressCallback, SealCheckpoints, StopOnSignal, check_resumable, latest_checkpoint, log_destinations
+from .training import RichProgressCallback, SealCheckpoints, StopOnSignal, check_best_model, check_resumable, latest_checkpoint, log_destinations
 
 
 @dataclasses.dataclass
@@ -90,6 +90,7 @@ def run(
         with keep_freed_memory(trainer.args.device):
             train_metrics = train(trainer, starting_checkpoint(out, trainer, resume, where, display), stop, state, out)
             eval_metrics = trainer.evaluate()
+        check_best_model(trainer, eval_metrics)  # never publish a model other than the best checkpoint
         for line in plugins.after_training(task, config, trainer):
             display.print(line)
         predictions = predict_examples(task, trainer, data, config)
