@@ -32,6 +32,9 @@ COMMANDS = {
     "tune": "search hyperparameters ([search]) with Optuna: each trial a run, the study in a database",
     "eval": "evaluate a trained model directory on a split, with its task's metrics",
 }
+#: The commands that only list what is installed: they load no model or data, so they leave the libraries
+#: unimported (transformers' and datasets' own imports take seconds, torch's most of them) and answer at once.
+LISTINGS = ("tasks", "plugins", "schema")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -134,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = argv[0] if named else "run"
     args = build_parser(command).parse_args(argv[1:] if named else argv)
     args.argv = argv  # the whole command line: `ftrun --nproc` hands it on to the processes it starts
-    quiet_libraries(args.verbose)
+    quiet_libraries(args.verbose, load=command not in LISTINGS)
     try:
         return globals()[f"cmd_{command}"](args)
     except FtrunError as exc:
@@ -152,14 +155,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def quiet_libraries(verbose: bool) -> None:
-    """Hide the libraries' info logs and warnings unless asked: ftrun reports what matters itself."""
+def quiet_libraries(verbose: bool, load: bool = True) -> None:
+    """Hide the libraries' info logs and warnings unless asked: ftrun reports what matters itself.
+
+    ``load``: also import transformers and datasets to quiet their own loggers and progress bars,
+    which a command that loads no model or data does without.
+    """
     if verbose:
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
     for name in ("transformers", "datasets", "evaluate", "huggingface_hub", "accelerate", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if not load:
+        return
     import datasets
     import transformers
 
