@@ -197,8 +197,8 @@ def load_config(args: argparse.Namespace, announce: Callable[[str], None] = prin
 
 
 def blocked_plugins(args: argparse.Namespace) -> list[str]:
-    """Plugins not to load: ``--no-plugin`` and the comma-separated ``FTRUN_NO_PLUGINS``."""
-    return [*args.no_plugin, *(name.strip() for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name.strip())]
+    """Plugins not to load: ``--no-plugin`` (the plugin manager adds ``FTRUN_NO_PLUGINS``'s)."""
+    return list(args.no_plugin)
 
 
 # -- commands ---------------------------------------------------------------------
