@@ -348,7 +348,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .config import Origin, build_config, manifest_plugins, read_manifest
     from .output import MANIFEST_NAME, as_record
     from .plugin_manager import get_plugin_manager
-    from .predict import load_trained
+    from .predict import load_trained, predict_as_evaluated
 
     model_dir = Path(args.model)
     if not model_dir.is_dir():
@@ -386,7 +386,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     given = [read_json_input(text, f"predict: {where} {i}") if args.json_input else text for where, i, text in lines]
     inputs = [task.read_input(value, f"predict: {where} {i}") for value, (where, i, _) in zip(given, lines)]
     model, tokenizer = load_trained(manager, task, config, model_dir)
-    for value, prediction in zip(given, task.predict(model, tokenizer, inputs, config)):
+    for value, prediction in zip(given, predict_as_evaluated(task, model, tokenizer, inputs, config)):
         if args.json:
             print(json.dumps(as_record(value, prediction), ensure_ascii=False))
         else:
