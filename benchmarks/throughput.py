@@ -71,7 +71,7 @@ import ftrun
 from ftrun import FtrunError, RunConfig, Task, TaskData, hookimpl
 from ftrun.config import build_config, parse_override
 from ftrun.display import Display
-from ftrun.head import build_head, check_model
+from ftrun.head import build_head, check_model, model_config_of
 from ftrun.plugin_manager import PluginManager, get_plugin_manager
 from ftrun.precision import choose_precision, cpu_computes_in_bf16
 from ftrun.runner import run
@@ -620,7 +620,7 @@ def bench_task(name: str, args: argparse.Namespace, console: Console) -> dict[st
             "eval_examples": len(bench.data.eval),
             "pad_to": bench.pad_to,
             "metric": SETUPS[name].metric,
-            "ftrun_precision": str(choose_precision(bench.config.training)),
+            "ftrun_precision": str(choose_precision(bench.config.training, model_config_of(bench.config))),  # as the run's first line says it
             "hand_precision": bench.hand_precision,
             "peak_tflops": args.peak_tflops or known_peak(),
             "first_run_tokenize_seconds": sum(s.seconds for s in stats.values()),

@@ -32,6 +32,9 @@ COMMANDS = {
     "tune": "search hyperparameters ([search]) with Optuna: each trial a run, the study in a database",
     "eval": "evaluate a trained model directory on a split, with its task's metrics",
 }
+#: The commands that only list what is installed: they load no model or data, so they leave the libraries
+#: unimported (transformers' and datasets' own imports take seconds, torch's most of them) and answer at once.
+LISTINGS = ("tasks", "plugins", "schema")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = argv[0] if named else "run"
     args = build_parser(command).parse_args(argv[1:] if named else argv)
     args.argv = argv  # the whole command line: `ftrun --nproc` hands it on to the processes it starts
-    quiet_libraries(args.verbose)
+    quiet_libraries(args.verbose, load=command not in LISTINGS)
     try:
         return globals()[f"cmd_{command}"](args)
     except FtrunError as exc:
@@ -153,14 +156,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def quiet_libraries(verbose: bool) -> None:
-    """Hide the libraries' info logs and warnings unless asked: ftrun reports what matters itself."""
+def quiet_libraries(verbose: bool, load: bool = True) -> None:
+    """Hide the libraries' info logs and warnings unless asked: ftrun reports what matters itself.
+
+    ``load``: also import transformers and datasets to quiet their own loggers and progress bars,
+    which a command that loads no model or data does without.
+    """
     if verbose:
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
     for name in ("transformers", "datasets", "evaluate", "huggingface_hub", "accelerate", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if not load:
+        return
     import datasets
     import transformers
 
@@ -189,8 +198,8 @@ def load_config(args: argparse.Namespace, announce: Callable[[str], None] = prin
 
 
 def blocked_plugins(args: argparse.Namespace) -> list[str]:
-    """Plugins not to load: ``--no-plugin`` and the comma-separated ``FTRUN_NO_PLUGINS``."""
-    return [*args.no_plugin, *(name.strip() for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name.strip())]
+    """Plugins not to load: ``--no-plugin`` (the plugin manager adds ``FTRUN_NO_PLUGINS``'s)."""
+    return list(args.no_plugin)
 
 
 # -- commands ---------------------------------------------------------------------
@@ -358,7 +367,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .config import Origin, build_config, manifest_plugins, read_manifest
     from .output import MANIFEST_NAME, as_record
     from .plugin_manager import get_plugin_manager
-    from .predict import load_trained
+    from .predict import load_trained, predict_as_evaluated
 
     model_dir = Path(args.model)
     if not model_dir.is_dir():
@@ -397,7 +406,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     given = [read_json_input(text, f"predict: {where} {i}") if args.json_input else text for where, i, text in lines]
     inputs = [task.read_input(value, f"predict: {where} {i}", config) for value, (where, i, _) in zip(given, lines)]
     model, tokenizer = load_trained(manager, task, config, model_dir)
-    for value, prediction in zip(given, task.predict(model, tokenizer, inputs, config)):
+    for value, prediction in zip(given, predict_as_evaluated(task, model, tokenizer, inputs, config)):
         if args.json:
             print(json.dumps(as_record(value, prediction), ensure_ascii=False))
         else:

@@ -10,6 +10,7 @@ import difflib
 import functools
 import importlib
 import importlib.metadata
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -351,11 +352,12 @@ def get_plugin_manager(plugins: Iterable[str | object] = (), blocked: Iterable[s
 
     ``plugins`` are importable module names (``--plugin`` / a manifest's ``plugins``) or
     objects with hook implementations (tests); ``blocked`` are plugin names never to load
-    (``--no-plugin`` / ``FTRUN_NO_PLUGINS``). A plugin that fails to import, requires
-    another ftrun, or whose hooks do not match a spec, is a FtrunError naming it.
+    (``--no-plugin``), as are those of the comma-separated ``FTRUN_NO_PLUGINS``, read here so
+    that every manager of a process agrees. A plugin that fails to import, requires another
+    ftrun, or whose hooks do not match a spec, is a FtrunError naming it.
     """
     manager = PluginManager()
-    for name in blocked:
+    for name in [*blocked, *(name.strip() for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name.strip())]:
         if name in DEFAULT_PLUGINS:  # as pytest refuses to block its essential plugins
             raise FtrunError(f"{name} cannot be blocked: it runs every task's stages (a plugin that implements a stage hook replaces that stage)")
         manager.set_blocked(name)

@@ -42,6 +42,14 @@ def load_trained(plugins: PluginManager, task: Task, config: RunConfig, model_di
     return plugins.build_head(task, config, data), data.tokenizer
 
 
+def predict_as_evaluated(task: Task, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
+    """``task.predict`` in the precision the run evaluated in: a pipeline, unlike the Trainer, runs in fp32 unless told."""
+    from .precision import choose_precision, evaluation_autocast
+
+    with evaluation_autocast(choose_precision(config.training, model.config), model):
+        return task.predict(model, tokenizer, inputs, config)
+
+
 def predict_with_pipeline(task: Task, model: Any, tokenizer: Any, inputs: list[Any], **options: Any) -> list[Any]:
     """The task's transformers pipeline over the inputs; ``options`` go to its call (``return_full_text=False``)."""
     from transformers import pipeline
@@ -159,7 +167,7 @@ def _predict_window(task, model, tokenizer, config, window, summary, source, ski
             summary.skipped += 1
     # Longest first, so that each batch is padded the least (and a batch too large fails at once).
     order = sorted(range(len(inputs)), key=lambda i: -len(str(inputs[i][1])))
-    predictions = task.predict(model, tokenizer, [inputs[i][1] for i in order], config) if inputs else []
+    predictions = predict_as_evaluated(task, model, tokenizer, [inputs[i][1] for i in order], config) if inputs else []
     restored: list[Any] = [None] * len(inputs)
     for position, prediction in zip(order, predictions):
         restored[position] = prediction

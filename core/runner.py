@@ -18,13 +18,14 @@ from .data import TaskData
 from .display import Display
 from .distributed import check_engines, process_state
 from .errors import FtrunError
-from .head import check_model
+from .head import check_model, model_config_of
 from .memory import keep_freed_memory
 from .output import write_outputs
 from .output_dir import OutputDir, claimed
 from .plots import run_figures
 from .plugin_manager import PluginManager
 from .precision import choose_precision
+from .predict import predict_as_evaluated
 from .preflight import Preflight, remote_code_warning
 from .task import Task
 from .training import RichProgressCallback, SealCheckpoints, StopOnSignal, check_best_model, check_resumable, latest_checkpoint, log_destinations
@@ -125,7 +126,7 @@ def announce(display: Display, config: RunConfig, output_dir: Path, report: Pref
     logs = log_destinations(config.training, output_dir)
     display.print(
         f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, "
-        f"precision {choose_precision(config.training)}, output {output_dir}{sized}" + (f"; logs to {escape(logs)}" if logs else "")
+        f"precision {choose_precision(config.training, model_config_of(config))}, output {output_dir}{sized}" + (f"; logs to {escape(logs)}" if logs else "")
     )
     if config.model.trust_remote_code:
         display.print(f"[bold yellow]warning:[/] {escape(remote_code_warning(config))}", highlight=False)
@@ -178,7 +179,7 @@ def predict_examples(task: Task, trainer: Trainer, data: TaskData, config: RunCo
     examples = config.predict.examples
     if not examples or not trainer.is_world_process_zero():
         return []
-    return task.predict(trainer.model, data.tokenizer, examples, config)
+    return predict_as_evaluated(task, trainer.model, data.tokenizer, examples, config)
 
 
 class Interrupted(FtrunError):

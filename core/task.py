@@ -270,7 +270,7 @@ class Task:
         """The token sequences the model reads from ``split`` (a sample of one), untruncated, and where ``encode`` cuts each.
 
         For ``preflight``'s token lengths, truncation, position-limit and padding figures. Default:
-        ``{"inputs": ...}``, the texts of ``inputs_of`` (two as a pair) cut at ``data.max_length``,
+        ``{"inputs": ...}``, the texts of ``inputs_of`` (two as a pair, with each text's length) cut at ``data.max_length``,
         else at the tokenizer's maximum; ``{}`` (no figures) where ``inputs_of`` gives none.
         """
         from .preflight import TokenSequence, tokenizer_limit
@@ -281,7 +281,11 @@ class Task:
         texts = [example[0] for example in inputs]
         pairs = [example[1] for example in inputs] if inputs and all(len(example) > 1 for example in inputs) else None
         ids = data.tokenizer(texts, pairs, truncation=False)["input_ids"]
-        return {"inputs": TokenSequence(ids, config.data.max_length or tokenizer_limit(data.tokenizer), "data.max_length")}
+        parts = None
+        if pairs is not None:  # longest-first truncation cuts the longer text of a pair: the report says which
+            alone = [data.tokenizer(side, add_special_tokens=False)["input_ids"] for side in (texts, pairs)]
+            parts = [(len(first), len(second)) for first, second in zip(*alone)]
+        return {"inputs": TokenSequence(ids, config.data.max_length or tokenizer_limit(data.tokenizer), "data.max_length", parts)}
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
         """What ``ftrun check`` reports and every run prints first: per split, the schedule, and findings.

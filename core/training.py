@@ -421,7 +421,7 @@ def build_trainer(
     from .precision import choose_precision
 
     settings = {"metric_for_best_model": metrics.best, "greater_is_better": metrics.greater_is_better}
-    settings.update(choose_precision(config.training).settings)
+    settings.update(choose_precision(config.training, model.config).settings)
     settings.update(config.training)
     try:
         args = task.training_arguments_class(output_dir=output_dir, **settings)

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field, model_validator
-from transformers import AutoModelForCausalLM
 
 from ftrun import (
     DataConfig,
@@ -121,7 +120,6 @@ class CausalLMTask(Task):
     name = "causal-lm"
     description = "continue a text: language modelling on plain text, prompt/completion pairs or chats (decoder-only)"
     pipeline_tag = "text-generation"
-    auto_model = AutoModelForCausalLM
     data_config = CausalLMData
     metrics_config = CausalLMMetrics
     #: run_clm.py's example: GPT-2 on WikiText-2 (raw), on 2,000 of its 36,718 training lines.
@@ -160,6 +158,13 @@ class CausalLMTask(Task):
         },
         "predict": {"examples": ["A man in a blue shirt", "Two dogs are"]},
     }
+
+    @property
+    def auto_model(self) -> type:
+        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
 
     # -- data stage --------------------------------------------------------------------
 

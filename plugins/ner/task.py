@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from transformers import AutoModelForTokenClassification
 
 from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, hookimpl, require_columns, where_row
 from ftrun.data import describe_feature
@@ -46,7 +45,6 @@ class NerTask(Task):
     name = "ner"
     description = "tag the named entities (persons, places, ...) of a text"
     pipeline_tag = "token-classification"
-    auto_model = AutoModelForTokenClassification
     data_config = NerData
     #: run_ner.py's recipe: bert-base-cased on CoNLL-2003, 3 epochs, the Trainer's batch size and rate.
     defaults = {
@@ -74,6 +72,13 @@ class NerTask(Task):
         # A model trained from scratch wants a higher rate and more passes than fine-tuning.
         "training": {"num_train_epochs": 6, "learning_rate": 1e-3, "per_device_train_batch_size": 16},
     }
+
+    @property
+    def auto_model(self) -> type:
+        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
+        from transformers import AutoModelForTokenClassification
+
+        return AutoModelForTokenClassification
 
     # -- data stage --------------------------------------------------------------------
 

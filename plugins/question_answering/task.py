@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from transformers import AutoModelForQuestionAnswering
 
 from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, hookimpl
 from ftrun.config import did_you_mean
@@ -53,7 +52,6 @@ class QuestionAnsweringTask(Task):
     name = "question-answering"
     description = "find the answer to a question in a context (extractive, as SQuAD)"
     pipeline_tag = "question-answering"
-    auto_model = AutoModelForQuestionAnswering
     data_config = QuestionAnsweringData
     # The Trainer must drop the eval features' example_id and offset_mapping before batching them.
     required_training = {"remove_unused_columns": True}
@@ -104,6 +102,13 @@ class QuestionAnsweringTask(Task):
         # A model trained from scratch wants a higher rate and more passes than fine-tuning.
         "training": {"num_train_epochs": 4, "learning_rate": 1e-3, "warmup_steps": 0, "per_device_train_batch_size": 16},
     }
+
+    @property
+    def auto_model(self) -> type:
+        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
+        from transformers import AutoModelForQuestionAnswering
+
+        return AutoModelForQuestionAnswering
 
     # -- data stage --------------------------------------------------------------------
 

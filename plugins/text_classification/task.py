@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
-from transformers import AutoModelForSequenceClassification
 
 from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, check_text_column, hookimpl, require_columns, where_row
 
@@ -38,7 +37,6 @@ class TextClassificationTask(Task):
     name = "text-classification"
     description = "classify a text or a text pair into named labels"
     pipeline_tag = "text-classification"
-    auto_model = AutoModelForSequenceClassification
     data_config = TextClassificationData
     #: The seed recipe: BERT fine-tuned on 1000 IMDB reviews with the Trainer.
     defaults = {
@@ -81,6 +79,13 @@ class TextClassificationTask(Task):
         # A model trained from scratch wants a higher rate and no long warmup.
         "training": {"num_train_epochs": 4, "learning_rate": 1e-3, "warmup_steps": 0, "per_device_train_batch_size": 16},
     }
+
+    @property
+    def auto_model(self) -> type:
+        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification
 
     # -- data stage --------------------------------------------------------------------
 

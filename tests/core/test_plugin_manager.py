@@ -202,6 +202,12 @@ def test_an_entry_point_can_be_blocked(ftrun_cli, installed_plugin, monkeypatch)
     assert ftrun_cli("tasks").code == 0
 
 
+def test_the_environment_blocks_plugins_in_every_manager(monkeypatch):
+    # Not only the command line's: a test's or a library's manager agrees with the command's.
+    monkeypatch.setenv("FTRUN_NO_PLUGINS", " ner,text-classification ")
+    assert not {"ner", "text-classification"} & set(get_plugin_manager().tasks())
+
+
 def test_register_must_receive_a_task(ftrun_plugin_module):
     ftrun_plugin_module(
         "notatask",
