@@ -72,7 +72,7 @@ from ftrun import FtrunError, RunConfig, Task, TaskData, hookimpl
 from ftrun.api.plugin_manager import PluginManager, get_plugin_manager
 from ftrun.manifest.config import build_config, parse_override
 from ftrun.runner import run
-from ftrun.stages.head import build_head, check_model
+from ftrun.stages.head import build_head, check_model, model_config_of
 from ftrun.util.display import Display
 from ftrun.util.precision import choose_precision, cpu_computes_in_bf16
 
@@ -620,7 +620,7 @@ def bench_task(name: str, args: argparse.Namespace, console: Console) -> dict[st
             "eval_examples": len(bench.data.eval),
             "pad_to": bench.pad_to,
             "metric": SETUPS[name].metric,
-            "ftrun_precision": str(choose_precision(bench.config.training)),
+            "ftrun_precision": str(choose_precision(bench.config.training, model_config_of(bench.config))),  # as the run's first line says it
             "hand_precision": bench.hand_precision,
             "peak_tflops": args.peak_tflops or known_peak(),
             "first_run_tokenize_seconds": sum(s.seconds for s in stats.values()),

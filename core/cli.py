@@ -32,6 +32,9 @@ COMMANDS = {
     "tune": "search hyperparameters ([search]) with Optuna: each trial a run, the study in a database",
     "eval": "evaluate a trained model directory on a split, with its task's metrics",
 }
+#: The commands that only list what is installed: they load no model or data, so they leave the libraries
+#: unimported (transformers' and datasets' own imports take seconds, torch's most of them) and answer at once.
+LISTINGS = ("tasks", "plugins", "schema")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -105,6 +108,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                 "--output-dir", metavar="DIR", help="where eval_results.json and plots/ go (default: the model directory's name + -eval, beside it)"
             )
             parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier ftrun eval there")
+            parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout, for scripts")
         elif command == "predict":
             parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
             parser.add_argument("--task", metavar="NAME", help="the task, when DIR has no ftrun.toml")
@@ -134,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = argv[0] if named else "run"
     args = build_parser(command).parse_args(argv[1:] if named else argv)
     args.argv = argv  # the whole command line: `ftrun --nproc` hands it on to the processes it starts
-    quiet_libraries(args.verbose)
+    quiet_libraries(args.verbose, load=command not in LISTINGS)
     try:
         return globals()[f"cmd_{command}"](args)
     except FtrunError as exc:
@@ -152,14 +156,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def quiet_libraries(verbose: bool) -> None:
-    """Hide the libraries' info logs and warnings unless asked: ftrun reports what matters itself."""
+def quiet_libraries(verbose: bool, load: bool = True) -> None:
+    """Hide the libraries' info logs and warnings unless asked: ftrun reports what matters itself.
+
+    ``load``: also import transformers and datasets to quiet their own loggers and progress bars,
+    which a command that loads no model or data does without.
+    """
     if verbose:
         return
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
     for name in ("transformers", "datasets", "evaluate", "huggingface_hub", "accelerate", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if not load:
+        return
     import datasets
     import transformers
 
@@ -188,8 +198,8 @@ def load_config(args: argparse.Namespace, announce: Callable[[str], None] = prin
 
 
 def blocked_plugins(args: argparse.Namespace) -> list[str]:
-    """Plugins not to load: ``--no-plugin`` and the comma-separated ``FTRUN_NO_PLUGINS``."""
-    return [*args.no_plugin, *(name.strip() for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name.strip())]
+    """Plugins not to load: ``--no-plugin`` (the plugin manager adds ``FTRUN_NO_PLUGINS``'s)."""
+    return list(args.no_plugin)
 
 
 # -- commands ---------------------------------------------------------------------
@@ -264,12 +274,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     task = manager.task(name, where=f"{manifest_path}: task")
     source = args.manifest or str(manifest_path)
     config = build_config(
-        task, manifest, source=source, base_dir=Path(args.manifest).parent if args.manifest else model_dir, overrides=args.overrides, tables=manager.tables()
+        task,
+        manifest,
+        source=source,
+        base_dir=Path(args.manifest).parent if args.manifest else model_dir,
+        overrides=args.overrides,
+        tables=manager.tables(),
+        finished=True,
     )
-    display = Display()
+    from rich.console import Console
+
+    display = Display(Console(stderr=True, soft_wrap=True) if args.json else None)  # with --json, stdout holds the JSON alone
     display.print(f"ftrun eval: {model_dir} (task {task.name}) on the eval split of {config.data.eval_file or config.data.dataset}, results to {output_dir}")
     results = evaluate_model(manager, config, model_dir, output_dir, display)
-    display.print(metrics_table("Evaluation", results))
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        display.print(metrics_table("Evaluation", results))
     display.print(f"Results written to [bold]{output_dir}[/]")
     return 0
 
@@ -291,6 +312,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         hooks = sorted(caller.name for caller in manager.get_hookcallers(manager.get_plugin(name)) or ())
         where = f"{info.dist} {info.version}" if info.dist else info.module
         print(f"{name} ({where}): {', '.join(hooks) or 'no hooks'}")
+    for table in manager.table_clashes():
+        print(f"warning: {manager.table_clash(table)}; a manifest with [{table}] fails, everything else works")
     return 0
 
 
@@ -311,8 +334,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     manager.build_metrics(task, config, data)  # an unknown metric name fails now, not after training
     report = manager.preflight(task, config, data)
     failed = report.errors + (report.warnings if args.strict else [])
+    data_defaults = "the default dataset's" if config.default_data else "generic"
     if args.json:
-        print(json.dumps({"ok": not failed, **report.as_dict()}, indent=2, ensure_ascii=False))
+        print(json.dumps({"ok": not failed, "data_defaults": data_defaults, **report.as_dict()}, indent=2, ensure_ascii=False))
     else:
         labels = data.labels
         summary = f"{config.source}: {'failed' if failed else 'ok'}: task {config.task}, train {len(data.raw.train)} / eval {len(data.raw.eval)} examples"
@@ -320,6 +344,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             summary += f", {len(labels)} labels ({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})"
         counts = [f"{len(found)} {word}{'s' if len(found) != 1 else ''}" for found, word in ((report.errors, "error"), (report.warnings, "warning")) if found]
         print(summary + f", model {config.model.name or 'built from a config'}" + (f"; {', '.join(counts)}" if counts else ""))
+        if config.default_data:
+            print(f"data: task {config.task}'s default {'demo ' if config.demo else ''}dataset, with its [data] settings")
+        else:
+            print(f"data: the manifest's own, with task {config.task}'s generic [data] defaults (none of its default dataset's settings)")
         if report.sized:
             print(f"the run will train with {report.sized}")
         console = Console(soft_wrap=True)  # as the run's: a finding is one line however narrow the terminal
@@ -335,7 +363,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ftrun.api.plugin_manager import get_plugin_manager
     from ftrun.manifest.config import Origin, build_config, manifest_plugins, read_manifest
     from ftrun.stages.output import MANIFEST_NAME, as_record
-    from ftrun.stages.predict import load_trained
+    from ftrun.stages.predict import load_trained, predict_as_evaluated
 
     model_dir = Path(args.model)
     if not model_dir.is_dir():
@@ -360,6 +388,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         base_dir=model_dir,
         overrides=args.overrides,
         tables=manager.tables(),
+        finished=True,
     )
     if args.input:
         return predict_input_file(args, manager, task, config, model_dir)
@@ -371,9 +400,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not lines:
         raise FtrunError("predict: no input (give texts as arguments or lines on stdin)")
     given = [read_json_input(text, f"predict: {where} {i}") if args.json_input else text for where, i, text in lines]
-    inputs = [task.read_input(value, f"predict: {where} {i}") for value, (where, i, _) in zip(given, lines)]
+    inputs = [task.read_input(value, f"predict: {where} {i}", config) for value, (where, i, _) in zip(given, lines)]
     model, tokenizer = load_trained(manager, task, config, model_dir)
-    for value, prediction in zip(given, task.predict(model, tokenizer, inputs, config)):
+    for value, prediction in zip(given, predict_as_evaluated(task, model, tokenizer, inputs, config)):
         if args.json:
             print(json.dumps(as_record(value, prediction), ensure_ascii=False))
         else:

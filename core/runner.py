@@ -11,19 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, TrainerCallback, set_seed
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ftrun.api.plugin_manager import PluginManager
 from ftrun.api.task import BaseTask
 from ftrun.manifest.config import RunConfig
 from ftrun.stages.data import TaskData
 from ftrun.stages.distributed import check_engines, process_state
-from ftrun.stages.head import check_model
+from ftrun.stages.head import check_model, model_config_of
 from ftrun.stages.output import write_outputs
 from ftrun.stages.output_dir import OutputDir, claimed
 from ftrun.stages.plots import run_figures
+from ftrun.stages.predict import predict_as_evaluated
 from ftrun.stages.preflight import Preflight, remote_code_warning
-from ftrun.stages.training import RichProgressCallback, SealCheckpoints, StopOnSignal, check_resumable, latest_checkpoint, log_destinations
+from ftrun.stages.training import SealCheckpoints, StopOnSignal, check_best_model, check_resumable, latest_checkpoint, log_destinations, use_rich_progress
 from ftrun.util.display import Display
 from ftrun.util.errors import FtrunError
 from ftrun.util.memory import keep_freed_memory
@@ -90,6 +90,7 @@ def run(
         with keep_freed_memory(trainer.args.device):
             train_metrics = train(trainer, starting_checkpoint(out, trainer, resume, where, display), stop, state, out)
             eval_metrics = trainer.evaluate()
+        check_best_model(trainer, eval_metrics)  # never publish a model other than the best checkpoint
         for line in plugins.after_training(task, config, trainer):
             display.print(line)
         predictions = predict_examples(task, trainer, data, config)
@@ -124,7 +125,7 @@ def announce(display: Display, config: RunConfig, output_dir: Path, report: Pref
     logs = log_destinations(config.training, output_dir)
     display.print(
         f"ftrun {__version__}: task [bold]{config.task}[/], model {config.model.name or 'built from a config'}, "
-        f"precision {choose_precision(config.training)}, output {output_dir}{sized}" + (f"; logs to {escape(logs)}" if logs else "")
+        f"precision {choose_precision(config.training, model_config_of(config))}, output {output_dir}{sized}" + (f"; logs to {escape(logs)}" if logs else "")
     )
     if config.model.trust_remote_code:
         display.print(f"[bold yellow]warning:[/] {escape(remote_code_warning(config))}", highlight=False)
@@ -173,12 +174,11 @@ def train(trainer: Trainer, checkpoint: Path | None, stop: StopOnSignal, state: 
 
 
 def predict_examples(task: BaseTask, trainer: Trainer, data: TaskData, config: RunConfig) -> list[Any]:
-    """The task's predictions on ``[predict] examples``, by the main process, as a smoke test of the trained model."""
+    """The task's predictions on ``[predict] examples`` (read by the task when the manifest was validated), by the main process, as a smoke test of the trained model."""
     examples = config.predict.examples
     if not examples or not trainer.is_world_process_zero():
         return []
-    inputs = [task.read_input(example, config.where("predict.examples")) for example in examples]
-    return task.predict(trainer.model, data.tokenizer, inputs, config)
+    return predict_as_evaluated(task, trainer.model, data.tokenizer, examples, config)
 
 
 class Interrupted(FtrunError):
@@ -191,10 +191,3 @@ class Interrupted(FtrunError):
         again = "again with --resume in place of --overwrite (the earlier run is kept until then)" if replacing else "the same command with --resume"
         saved = f"checkpoint saved in {checkpoint}; run {again} to continue" if checkpoint else "no checkpoint was saved"
         super().__init__(f"{received.name} at step {step}: {saved}")
-
-
-def use_rich_progress(trainer: Any, display: Display) -> None:
-    """Swap the Trainer's tqdm bars and printed log dicts for the run's rich display."""
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(RichProgressCallback(display))

@@ -8,6 +8,7 @@ name starts with ``ftrun_``, so that none clashes with a project's own ``cli`` o
 - ``ftrun_config``: a validated :class:`~ftrun.manifest.config.RunConfig` from a dict of tables, as a run builds it;
 - ``ftrun_plugin_manager``: a fresh plugin manager with extra plugin modules or objects;
 - ``ftrun_plugin_module``: write a plugin module from source and make it importable;
+- ``ftrun_no_installed_plugins``: block the plugins installed from other distributions, for tests of ftrun's own behaviour;
 - ``ftrun_manifest``: a TOML manifest from a dict of tables;
 - ``ftrun_tiny_bert``, ``ftrun_tiny_t5``, ``ftrun_tiny_gpt2``: small "pretrained" model directories
   with tokenizers trained on :data:`TINY_CORPUS`, English text of no task in particular.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
@@ -243,6 +245,25 @@ def ftrun_plugin_manager() -> Callable[..., PluginManager]:
         return get_plugin_manager(plugins=plugins, blocked=blocked)
 
     return make
+
+
+@pytest.fixture
+def ftrun_no_installed_plugins(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Blocks, for one test, every plugin installed from a distribution other than ftrun; gives their names.
+
+    For tests of ftrun's own behaviour, which another installed plugin changes (ftrun-mcc adds its
+    metric to every text-classification run): they add their names to ``FTRUN_NO_PLUGINS``, which
+    every plugin manager reads. A plugin package's own tests leave it out: they want their entry
+    point loaded. Plugins installed during the test (a fake distribution on ``sys.path``) still load.
+    """
+    from importlib.metadata import entry_points
+
+    from ftrun.api.plugin_manager import ENTRY_POINT_GROUP
+
+    others = sorted({point.name for point in entry_points(group=ENTRY_POINT_GROUP) if not point.dist or point.dist.metadata["Name"] != "ftrun"})
+    if others:
+        monkeypatch.setenv("FTRUN_NO_PLUGINS", ",".join(filter(None, [os.environ.get("FTRUN_NO_PLUGINS", ""), *others])))
+    return others
 
 
 @pytest.fixture

@@ -4,14 +4,14 @@ A plugin that is not a task, written against ftrun's public API alone, for the t
 model scores every label of ``data.labels`` and learns integer label ids: text classification
 (one per example) and NER (one per token, ``-100`` where a token is not scored).
 transformers' classification heads take no class weights (huggingface/transformers#35061),
-so a ``[loss]`` table replaces the loss of whichever Trainer the trainer stage builds
-(``Trainer.compute_loss_func``) with a weighted cross-entropy.
+so a ``[class_weights]`` table supplies the training loss (``ftrun_training_loss``): a
+cross-entropy in which each label's errors count by its weight.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -33,15 +33,15 @@ SAMPLE = 32
 SHOWN = 12
 
 
-class LossTable(Section):
-    """[loss]: weigh each label in the cross-entropy loss, for imbalanced data."""
+class ClassWeightsTable(Section):
+    """[class_weights]: weigh each label in the cross-entropy loss, for imbalanced data."""
 
-    class_weights: Literal["balanced"] | dict[str, float] = Field(
+    weights: Literal["balanced"] | dict[str, float] = Field(
         description='"balanced": n_samples / (n_classes * count) of each label in the train split, as scikit-learn\'s; '
         "or a table of weights by label name, where the labels it leaves out weigh 1.0."
     )
 
-    @field_validator("class_weights", mode="wrap")
+    @field_validator("weights", mode="wrap")
     @classmethod
     def _balanced_or_a_table(cls, value: Any, handler: Callable[[Any], Any]) -> Any:
         # Said whole: pydantic's words would name each member of the union.
@@ -52,7 +52,12 @@ class LossTable(Section):
 
 
 class WeightedCrossEntropy:
-    """The Trainer's loss (``compute_loss_func``): cross-entropy with a weight per label, over the labels that are not -100."""
+    """The training loss (``ftrun_training_loss``): each scored label's cross-entropy times its label's weight.
+
+    ftrun sums these and divides by the number of labels, as scikit-learn's sample weights: with
+    ``"balanced"`` weights the mean weight over the train labels is 1, so the loss keeps the scale
+    of the unweighted one.
+    """
 
     def __init__(self, weights: Sequence[float], names: Sequence[str], how: str, label_smoothing: float = 0.0) -> None:
         import torch
@@ -60,21 +65,13 @@ class WeightedCrossEntropy:
         self.weight = torch.tensor(weights, dtype=torch.float32)
         self.names = list(names)
         self.how = how
-        self.label_smoothing = label_smoothing  # training.label_smoothing_factor, which the Trainer's own loss would apply
+        self.label_smoothing = label_smoothing  # training.label_smoothing_factor, which the model's own loss would apply
 
-    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F
 
-        logits = outputs["logits"].float()  # in fp32 under mixed precision, as the weights
-        logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1).to(logits.device)
         weight = self.weight.to(logits.device)
-        loss = F.cross_entropy(logits, labels, weight=weight, ignore_index=IGNORED, label_smoothing=self.label_smoothing)
-        if num_items_in_batch is None:  # evaluation: this batch's mean
-            return loss
-        # In training, the Trainer takes a compute_loss_func's loss as normalised over the whole accumulated batch
-        # (num_items_in_batch labels; of every process with average_tokens_across_devices) and does not divide it by
-        # the accumulation steps: each batch counts by its share of those labels.
-        return loss * (labels != IGNORED).sum() / num_items_in_batch
+        return F.cross_entropy(logits, labels, weight=weight, reduction="none", label_smoothing=self.label_smoothing)
 
     def describe(self) -> str:
         """The weights, for the run's summary: ``class weights (balanced): neg 0.56, pos 5.00``."""
@@ -85,57 +82,55 @@ class WeightedCrossEntropy:
 
 @hookimpl
 def ftrun_register_tables(register: Callable[[str, type[Section]], None]) -> None:
-    register("loss", LossTable)
+    register("class_weights", ClassWeightsTable)
 
 
 @hookimpl
 def ftrun_preflight(task: Task, config: RunConfig, data: TaskData, report: Preflight) -> None:
     """Refuse, before any model loads, what a weight per label cannot apply to, and names that are no label."""
-    settings = config.tables.get("loss")
+    settings = config.tables.get("class_weights")
     if settings is None:
         return
     if data.labels is None:  # translation, question answering: no set of labels to weigh
         report.fail(
-            "loss.class_weights",
+            "class_weights.weights",
             f"task {task.name} has no class labels to weigh: class weights are for tasks that pick one label per example or per token (text-classification, ner)",
         )
         return
     if train_label_ids(task, config, data) is None:
         report.fail(
-            "loss.class_weights",
+            "class_weights.weights",
             f"the train labels of task {task.name} are not class ids but numbers per label (several labels per example?): "
             "class weights are for tasks that pick one label per example or per token",
         )
         return
-    if settings.class_weights == "balanced":
+    if settings.weights == "balanced":
         return
-    for name, weight in settings.class_weights.items():
+    for name, weight in settings.weights.items():
         if name not in data.labels:
             close = difflib.get_close_matches(name, data.labels, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             shown = ", ".join(data.labels[:SHOWN]) + (", ..." if len(data.labels) > SHOWN else "")
-            report.fail(f"loss.class_weights.{name}", f"the data has no label {name!r}{hint}; its labels: {shown}")
+            report.fail(f"class_weights.weights.{name}", f"the data has no label {name!r}{hint}; its labels: {shown}")
         elif weight <= 0:
-            report.fail(f"loss.class_weights.{name}", f"a weight must be greater than 0, got {weight:g}")
+            report.fail(f"class_weights.weights.{name}", f"a weight must be greater than 0, got {weight:g}")
 
 
-@hookimpl(wrapper=True)
-def ftrun_build_trainer(task: Task, config: RunConfig, data: TaskData) -> Generator[None, Trainer, Trainer]:
-    trainer = yield  # whichever plugin built it, or ftrun's trainer stage
-    settings = config.tables.get("loss")
+@hookimpl
+def ftrun_training_loss(task: Task, config: RunConfig, data: TaskData) -> WeightedCrossEntropy | None:
+    settings = config.tables.get("class_weights")
     if settings is None:
-        return trainer
-    if settings.class_weights == "balanced":
+        return None
+    if settings.weights == "balanced":
         weights, how = balanced_weights(train_label_ids(task, config, data), len(data.labels)), "balanced"
     else:
-        weights, how = [settings.class_weights.get(name, 1.0) for name in data.labels], "given"
-    trainer.compute_loss_func = WeightedCrossEntropy(weights, data.labels, how, trainer.args.label_smoothing_factor)
-    return trainer
+        weights, how = [settings.weights.get(name, 1.0) for name in data.labels], "given"
+    return WeightedCrossEntropy(weights, data.labels, how, config.training.get("label_smoothing_factor", 0.0))
 
 
 @hookimpl
 def ftrun_after_training(trainer: Trainer) -> str | None:
-    loss = trainer.compute_loss_func
+    loss = getattr(trainer.compute_loss_func, "loss", None)  # ftrun's wrapper of the loss a plugin supplies
     return loss.describe() if isinstance(loss, WeightedCrossEntropy) else None
 
 

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import Field
-from transformers import AutoModelForSeq2SeqLM
 
 from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Task, TaskData, TokenSequence, merge, model_config_dict, model_config_of
 
@@ -53,12 +52,22 @@ class Seq2SeqData(DataConfig):
 class Seq2SeqTask(Task):
     """Base class of tasks that generate a target text from a source text with an encoder-decoder."""
 
-    auto_model = AutoModelForSeq2SeqLM
     data_config: ClassVar[type[Seq2SeqData]] = Seq2SeqData
     #: The metrics score generated text, not the logits of the references' tokens.
     required_training = {"predict_with_generate": True}
     #: The key of a prediction's text: ``{"translation": ...}``, ``{"summary_text": ...}``.
     output_key: ClassVar[str]
+
+    def logits_over_labels(self, config: RunConfig) -> bool:
+        """Each target token: the logits score each token of the vocabulary."""
+        return True
+
+    @property
+    def auto_model(self) -> type:
+        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
+        from transformers import AutoModelForSeq2SeqLM
+
+        return AutoModelForSeq2SeqLM
 
     @property
     def training_arguments_class(self) -> type:

@@ -33,6 +33,12 @@ pytest_plugins = ["ftrun.testing", "pytester", "forking"]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+@pytest.fixture(autouse=True)
+def _only_ftrun_s_plugins(ftrun_no_installed_plugins):
+    """ftrun's own behaviour, whatever else is installed: a plugin from another distribution (the README's
+    ftrun-mcc adds a metric to every text-classification run) is blocked in every test."""
+
+
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run the tests marked slow: the longest integration tests at full size")
 

@@ -14,8 +14,8 @@ from ftrun.stages.head import build_head
 
 
 @hookimpl(trylast=True)
-def ftrun_load_data(task, config, sample):
-    return load_data(task, config, sample)
+def ftrun_load_data(task, config, sample, labels, splits):
+    return load_data(task, config, sample, labels=labels, encode=splits)
 
 
 @hookimpl(trylast=True)

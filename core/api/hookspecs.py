@@ -10,6 +10,7 @@ A run calls the hooks in this order::
     ftrun_build_metrics               metric stage
     ftrun_trainer_callbacks           trainer stage (callbacks, collected from every plugin)
     ftrun_build_trainer               trainer stage
+    ftrun_training_loss               trainer stage (at most one plugin's loss), and the pre-flight
     ftrun_after_training              after training and the final evaluation
     ftrun_save_model                  the final save into the output directory
     ftrun_model_card                  the model card, before it is written
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pydantic import BaseModel
+    from torch import Tensor
     from torch.nn import Module
     from transformers import PreTrainedModel, Trainer, TrainerCallback
 
@@ -81,13 +83,16 @@ def ftrun_register_tables(register: Callable[[str, type[BaseModel]], None]) -> N
 
 
 @hookspec(firstresult=True)
-def ftrun_load_data(task: BaseTask, config: RunConfig, sample: int | None) -> TaskData | None:
+def ftrun_load_data(task: BaseTask, config: RunConfig, sample: int | None, labels: list[str] | None, splits: tuple[str, ...]) -> TaskData | None:
     """Data stage: load the train and eval splits, check them, and tokenize them.
 
-    Called first in a run, before any model weights are loaded, and by ``ftrun check``.
-    Receives the task, the validated run config and ``sample``: ``None`` in a run; in
+    Called first in a run, before any model weights are loaded, by ``ftrun check`` and by
+    ``ftrun eval``. Receives the task, the validated run config and ``sample``: ``None`` in a run; in
     ``ftrun check`` the number of examples of each split to encode, to fail fast what would
-    fail at tokenization (an implementation may ignore it and encode everything). Returns a
+    fail at tokenization (an implementation may ignore it and encode everything). ``labels``:
+    ``None``, or in ``ftrun eval`` the trained model's label names, in its order, which the
+    encoded labels follow. ``splits``: the splits to encode, ``("train", "eval")``, or
+    ``("eval",)`` in ``ftrun eval`` (whose config names the eval data as both splits). Returns a
     :class:`ftrun.TaskData` holding the tokenized splits (none with a ``sample``), the
     tokenizer, the label names and the raw splits; bad data raises :class:`ftrun.FtrunError`.
     ``firstresult``: stops at the first non-``None`` result.
@@ -153,6 +158,25 @@ def ftrun_build_trainer(
     stages returned and the directory checkpoints go to. Returns a ready
     ``transformers.Trainer``; the runner then trains, evaluates and saves with it.
     ``firstresult``: stops at the first non-``None`` result.
+    """
+
+
+@hookspec
+def ftrun_training_loss(task: BaseTask, config: RunConfig, data: TaskData) -> Callable[[Tensor, Tensor], Tensor] | None:
+    """The training loss in place of the model's own, for a task whose head gives logits over labels.
+
+    Called once the trainer stage has built the Trainer (a run, ``ftrun eval``), and by the pre-flight
+    report (``ftrun check``, and every run first), with the data stage's result. Returns ``None``
+    (the plugin's table is not in ``config.tables``), or a function ``loss(logits, labels)``:
+    ``logits`` are float32, one row of scores over the labels per scored position (``[N, labels]``),
+    ``labels`` the ``N`` label ids (``-100`` left out; a causal LM's shifted by one); it returns
+    the ``N`` losses, one per position, unreduced. ftrun makes it the Trainer's
+    ``compute_loss_func``: it sums the losses and divides by the Trainer's count of the labels
+    of the whole accumulated batch (``num_items_in_batch``), so gradient accumulation and
+    several processes change nothing; the eval loss goes through it too, except where a
+    seq2seq task evaluates by generating (the model's own loss then). A task whose
+    ``logits_over_labels`` is false, or a second plugin answering, is an error naming the
+    plugins. Every plugin's is called.
     """
 
 

@@ -67,9 +67,12 @@ def load_run(
 
 
 def check_blocked_tables(manager: PluginManager, keys: Iterable[str], where: Callable[[str], str]) -> None:
-    """A manifest table of a blocked plugin is one line naming the plugin, not "unknown key"."""
+    """A manifest table of a blocked plugin, or of two plugins at once, is one line naming them, not "unknown key"."""
     known = set(TOP_LEVEL_KEYS) | set(manager.tables())
     for key in dict.fromkeys(keys):
+        clash = manager.table_clash(key)
+        if clash is not None:
+            raise FtrunError(f"{where(key)}: {clash}")
         owner = None if key in known else manager.blocked_table_owner(key)
         if owner is not None:
             raise FtrunError(f"{where(key)}: table of plugin {owner}, which is blocked (--no-plugin or FTRUN_NO_PLUGINS): unblock it, or remove the table")

@@ -10,6 +10,7 @@ import difflib
 import functools
 import importlib
 import importlib.metadata
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,7 @@ class PluginManager(pluggy.PluginManager):
         self.info: dict[str, PluginInfo] = {}
         self._tasks: dict[str, tuple[BaseTask, str]] | None = None
         self._tables: dict[str, tuple[type[BaseModel], str]] | None = None
+        self._table_clashes: dict[str, list[str]] = {}
         #: Module names asked for (``--plugin``, a manifest's ``plugins``) but blocked: consulted by :meth:`blocked_table_owner`.
         self.blocked_modules: list[str] = []
 
@@ -113,8 +115,11 @@ class PluginManager(pluggy.PluginManager):
                         raise FtrunError(f"{label}: registered table {name!r} as {model!r}, which is not a pydantic model (subclass ftrun.Section)")
                     if name in TOP_LEVEL_KEYS:
                         raise FtrunError(f"{label}: table {name!r} is one of ftrun's own manifest keys")
-                    if name in tables:
-                        raise FtrunError(f"table {name!r} is registered by both {self.label(tables[name][1])} and {label}")
+                    if name in tables or name in self._table_clashes:
+                        # One installed plugin must not break every command: only a manifest that uses the table fails.
+                        owners = self._table_clashes.setdefault(name, [self.label(tables.pop(name)[1])] if name in tables else [])
+                        owners.append(label)
+                        return
                     tables[name] = (model, plugin)
 
                 return register
@@ -122,6 +127,18 @@ class PluginManager(pluggy.PluginManager):
             self._registrations("ftrun_register_tables", registrar)
             self._tables = tables
         return {name: model for name, (model, _) in self._tables.items()}
+
+    def table_clashes(self) -> dict[str, list[str]]:
+        """The table names that more than one plugin registers, with those plugins (``plugin NAME (DIST VERSION)``): no manifest can use them."""
+        self.tables()
+        return self._table_clashes
+
+    def table_clash(self, name: str) -> str | None:
+        """What is wrong with a manifest's table ``name`` that several plugins register, in words; ``None`` where one does."""
+        owners = self.table_clashes().get(name)
+        if owners is None:
+            return None
+        return f"table {name!r} is registered by both {' and '.join(owners)}: uninstall or block one of them (--no-plugin NAME)"
 
     def _registrations(self, hook: str, registrar: Callable[[str, str], Callable[..., None]]) -> None:
         """Call each implementation of the registration hook ``hook`` on its own, in registration order, so a duplicate names both plugins.
@@ -170,16 +187,27 @@ class PluginManager(pluggy.PluginManager):
 
     # -- the stages, called through pluggy, each answer checked ----------------------------
 
-    def load_data(self, task: BaseTask, config: RunConfig, sample: int | None = None) -> TaskData:
-        """The data stage (``ftrun_load_data``); ``sample``: ``ftrun check``'s number of examples to encode per split."""
+    def load_data(
+        self, task: BaseTask, config: RunConfig, sample: int | None = None, labels: list[str] | None = None, splits: tuple[str, ...] = ("train", "eval")
+    ) -> TaskData:
+        """The data stage (``ftrun_load_data``); ``sample``: ``ftrun check``'s number of examples to encode per split.
+
+        ``labels`` and ``splits``: ``ftrun eval``'s, a trained model's label names and the eval split alone.
+        """
         from ftrun.stages.data import TaskData
 
-        return self._stage("ftrun_load_data", TaskData, task=task, config=config, sample=sample)
+        return self._stage("ftrun_load_data", TaskData, task=task, config=config, sample=sample, labels=labels, splits=splits)
 
     def preflight(self, task: BaseTask, config: RunConfig, data: TaskData) -> Preflight:
-        """The task's pre-flight report, with every plugin's ``ftrun_preflight`` findings added."""
+        """The task's pre-flight report, with every plugin's ``ftrun_preflight`` findings added.
+
+        Where they find nothing wrong, the training loss a plugin supplies is asked for too, so that
+        two of them, or one for a task without logits over labels, fail before any model loads.
+        """
         report = task.preflight(config, data)
         self.hook.ftrun_preflight(task=task, config=report.config, data=data, report=report)
+        if not report.errors:
+            self.training_loss(task, report.config, data)
         return report
 
     def build_head(self, task: BaseTask, config: RunConfig, data: TaskData) -> PreTrainedModel:
@@ -219,9 +247,40 @@ class PluginManager(pluggy.PluginManager):
         """The trainer stage (``ftrun_build_trainer``)."""
         from transformers import Trainer
 
-        return self._stage(
+        from ftrun.stages.training import PluginLoss, predicts_next_token
+
+        trainer = self._stage(
             "ftrun_build_trainer", Trainer, task=task, config=config, data=data, model=model, metrics=metrics, callbacks=callbacks, output_dir=output_dir
         )
+        given = self.training_loss(task, config, data)
+        if given is not None:
+            plugin, loss = given
+            trainer.compute_loss_func = PluginLoss(loss, self.label(plugin), shift=predicts_next_token(model))
+        return trainer
+
+    def training_loss(self, task: BaseTask, config: RunConfig, data: TaskData) -> tuple[str, Callable[..., Any]] | None:
+        """The loss one plugin supplies (``ftrun_training_loss``), with that plugin's name; ``None`` where none does.
+
+        Each implementation is asked on its own, so that two answers are one error naming both
+        plugins, rather than the last one silently winning.
+        """
+        kwargs = {"task": task, "config": config, "data": data}
+        plain = [impl for impl in self.hook.ftrun_training_loss.get_hookimpls() if not (impl.wrapper or impl.hookwrapper)]
+        given = [(impl.plugin_name, loss) for impl in plain if (loss := _call(impl, kwargs)) is not None]
+        if len(given) > 1:
+            plugins = " and ".join(self.label(plugin) for plugin, _ in given)
+            raise FtrunError(f"{plugins} each supply the training loss (ftrun_training_loss): a run has one; remove the tables of all but one")
+        if not given:
+            return None
+        plugin, loss = given[0]
+        if not callable(loss):
+            raise FtrunError(f"{self.label(plugin)}: ftrun_training_loss returned {type(loss).__name__}, expected a function (logits, labels) -> losses")
+        if not task.logits_over_labels(config):
+            raise FtrunError(
+                f"{self.label(plugin)} supplies the training loss, but the head of task {task.name} gives no logits over labels "
+                "(Task.logits_over_labels is false): a loss over labels cannot apply to it"
+            )
+        return plugin, loss
 
     def after_training(self, task: BaseTask, config: RunConfig, trainer: Trainer) -> list[str]:
         """Every plugin's ``ftrun_after_training`` line for the run's summary."""
@@ -294,11 +353,12 @@ def get_plugin_manager(plugins: Iterable[str | object] = (), blocked: Iterable[s
 
     ``plugins`` are importable module names (``--plugin`` / a manifest's ``plugins``) or
     objects with hook implementations (tests); ``blocked`` are plugin names never to load
-    (``--no-plugin`` / ``FTRUN_NO_PLUGINS``). A plugin that fails to import, requires
-    another ftrun, or whose hooks do not match a spec, is a FtrunError naming it.
+    (``--no-plugin``), as are those of the comma-separated ``FTRUN_NO_PLUGINS``, read here so
+    that every manager of a process agrees. A plugin that fails to import, requires another
+    ftrun, or whose hooks do not match a spec, is a FtrunError naming it.
     """
     manager = PluginManager()
-    for name in blocked:
+    for name in [*blocked, *(name.strip() for name in os.environ.get("FTRUN_NO_PLUGINS", "").split(",") if name.strip())]:
         if name in DEFAULT_PLUGINS:  # as pytest refuses to block its essential plugins
             raise FtrunError(f"{name} cannot be blocked: it runs every task's stages (a plugin that implements a stage hook replaces that stage)")
         manager.set_blocked(name)

@@ -12,6 +12,9 @@ subclasses ``BaseTask`` and inherits none of it.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,6 +29,23 @@ if TYPE_CHECKING:
 
     from ftrun.stages.preflight import Preflight, TokenSequence
     from ftrun.stages.training import Trainer
+
+
+def _takes(method: Callable, name: str) -> bool:
+    """Whether ``method`` takes an argument ``name`` (or any number of them)."""
+    parameters = inspect.signature(method).parameters.values()
+    return any(p.name == name or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
+
+
+def _called_without_last(method: Callable) -> Callable:
+    """``method`` called with the positional arguments it takes, less the one ftrun added last."""
+    taken = len(inspect.signature(method).parameters) - 1  # less self
+
+    @functools.wraps(method)
+    def call(self: BaseTask, *args: Any) -> Any:
+        return method(self, *args[:taken])
+
+    return call
 
 
 @dataclasses.dataclass
@@ -76,6 +96,19 @@ class BaseTask:
     processor_class: ClassVar[str] = "AutoProcessor"
     processor_name: ClassVar[str] = "processor"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A task written when ``read_input`` took no config and ``inputs_from`` no file keeps working, with a DeprecationWarning.
+
+        Its method is wrapped to drop the argument it does not take: refusing it would break every
+        installed task package at once, over an argument most of them have no use for.
+        """
+        super().__init_subclass__(**kwargs)
+        for name, added in (("read_input", "config"), ("inputs_from", "source")):
+            method = cls.__dict__.get(name)
+            if callable(method) and not _takes(method, added):
+                warnings.warn(f"{cls.__qualname__}.{name} takes no {added!r} argument, which ftrun now passes: add it", DeprecationWarning, stacklevel=2)
+                setattr(cls, name, _called_without_last(method))
+
     # The two classes of the trainer stage are properties, imported on first use: transformers'
     # Trainer imports peft and other optional libraries wherever they are installed, and listing
     # the tasks (``ftrun tasks``) must not. A subclass overrides either with a class attribute.
@@ -103,6 +136,16 @@ class BaseTask:
         once, so that encoding, pre-flight and the saved model agree on it.
         """
         return config
+
+    def logits_over_labels(self, config: RunConfig) -> bool:
+        """Whether the head gives, per scored position, logits over labels whose integer ids the features carry.
+
+        What a plugin's training loss (``ftrun_training_loss``) needs: one class per example
+        (text classification), per token (NER), or the next or target token (causal LM, seq2seq:
+        the vocabulary is the label set). Default ``False``: spans (QA), or labels that are not
+        one id per position (several labels per example, a regression).
+        """
+        return False
 
     def check_data(self, splits: Splits, config: RunConfig) -> list[str] | None:
         """Check columns and labels of the raw splits; return the label names, if the task has labels."""
@@ -167,17 +210,24 @@ class BaseTask:
         """One prediction as a short line for the terminal."""
         return str(prediction)
 
-    def read_input(self, value: str | dict[str, Any], where: str) -> Any:
+    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> str | dict[str, Any]:
         """One input to predict on (a ``[predict]`` example, an ``ftrun predict`` line or JSON object) → what ``predict`` takes.
 
-        Default: the value as given. A bad input is a FtrunError starting with ``where``.
+        ``config`` is the run's (its ``[data]`` keys name the columns a table holds; ``None`` only
+        where a task written for an older ftrun calls ``super().read_input(value, where)``).
+        Default: the value as given. A bad input is a FtrunError starting with ``where``. It
+        returns a text or a table: ``[predict]`` examples are read once, when the run's manifest is
+        validated, and the run's ``ftrun.toml`` stores what this returned (a path made absolute,
+        ...), which is not read again when ``ftrun predict`` or ``ftrun eval`` load the model. So
+        reading what it returned must give it back unchanged.
         """
         return value
 
-    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[Any]:
+    def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[Any]:
         """The inputs of a batch of a file's rows (``ftrun predict --input``), from the columns ``[data]`` names, one per row.
 
-        What ``read_input`` then reads. Default: none, the task predicts on no file.
+        ``source`` is that file, so that a column of paths relative to it can be read from any
+        folder. What ``read_input`` then reads. Default: none, the task predicts on no file.
         """
         raise FtrunError(f"task {self.name} predicts on no column of a file: it has no inputs_from of its own")
 
@@ -286,21 +336,28 @@ class Task(BaseTask):
         Default: nothing.
         """
 
-    def read_input(self, value: str | dict[str, Any], where: str) -> Any:
+    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> str | dict[str, Any]:
         """One input to predict on (a ``[predict]`` example, an ``ftrun predict`` line or JSON object) → what ``predict`` takes.
 
+        ``config`` is the run's (its ``[data]`` keys name the columns a table holds; ``None`` only
+        where a task written for an older ftrun calls ``super().read_input(value, where)``).
         Default: a text. A task whose examples have several fields takes a table (dict) and says
-        which keys it needs; a bad input is a FtrunError starting with ``where``.
+        which keys it needs; a bad input is a FtrunError starting with ``where``. It returns a text
+        or a table: ``[predict]`` examples are read once, when the run's manifest is validated, and
+        the run's ``ftrun.toml`` stores what this returned (a path made absolute, ...), which is
+        not read again when ``ftrun predict`` or ``ftrun eval`` load the model. So reading what it
+        returned must give it back unchanged.
         """
         if not isinstance(value, str):
             raise FtrunError(f"{where}: task {self.name} predicts on texts, got {type(value).__name__} {value!r}")
         return value
 
-    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[Any]:
+    def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[Any]:
         """The inputs of a batch of a file's rows (``ftrun predict --input``), from the columns ``[data]`` names, one per row.
 
-        What ``read_input`` then reads. Default: the one input text of each row that ``inputs_of``
-        gives; a task whose inputs have several fields returns tables (dicts).
+        ``source`` is that file, so that a column of paths relative to it can be read from any
+        folder. What ``read_input`` then reads. Default: the one input text of each row that
+        ``inputs_of`` gives; a task whose inputs have several fields returns tables (dicts).
         """
         from datasets import Dataset
 
@@ -323,7 +380,7 @@ class Task(BaseTask):
         """The token sequences the model reads from ``split`` (a sample of one), untruncated, and where ``encode`` cuts each.
 
         For ``preflight``'s token lengths, truncation, position-limit and padding figures. Default:
-        ``{"inputs": ...}``, the texts of ``inputs_of`` (two as a pair) cut at ``data.max_length``,
+        ``{"inputs": ...}``, the texts of ``inputs_of`` (two as a pair, with each text's length) cut at ``data.max_length``,
         else at the tokenizer's maximum; ``{}`` (no figures) where ``inputs_of`` gives none.
         """
         from ftrun.stages.preflight import TokenSequence, tokenizer_limit
@@ -334,4 +391,8 @@ class Task(BaseTask):
         texts = [example[0] for example in inputs]
         pairs = [example[1] for example in inputs] if inputs and all(len(example) > 1 for example in inputs) else None
         ids = data.tokenizer(texts, pairs, truncation=False)["input_ids"]
-        return {"inputs": TokenSequence(ids, config.data.max_length or tokenizer_limit(data.tokenizer), "data.max_length")}
+        parts = None
+        if pairs is not None:  # longest-first truncation cuts the longer text of a pair: the report says which
+            alone = [data.tokenizer(side, add_special_tokens=False)["input_ids"] for side in (texts, pairs)]
+            parts = [(len(first), len(second)) for first, second in zip(*alone)]
+        return {"inputs": TokenSequence(ids, config.data.max_length or tokenizer_limit(data.tokenizer), "data.max_length", parts)}

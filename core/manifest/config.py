@@ -191,6 +191,8 @@ class RunConfig:
     """The ``[training]`` keys neither the manifest nor ``--set`` gave: their values are defaults, which ftrun may size to the run."""
     demo: bool = False
     """Whether this is the task's embedded default (``--demo``, or the offline fallback)."""
+    default_data: bool = False
+    """Whether ``[data]`` is the task's default dataset (or its demo's) with its settings; else the manifest names its own, with the task's generic ``[data]`` defaults."""
     resume: bool | str = False
     """Continue from the newest complete checkpoint of the output directory (``True``) or from this one."""
     nproc: int | None = None
@@ -486,11 +488,15 @@ def build_config(
     overrides: list[str] = (),
     demo: bool = False,
     tables: Mapping[str, type[BaseModel]] | None = None,
+    finished: bool = False,
 ) -> RunConfig:
     """Layer the task's defaults (or its demo), the manifest and the overrides, then validate.
 
     Relative paths in the manifest are resolved against ``base_dir`` (the manifest's folder);
-    ``tables`` are the plugins' tables (:meth:`PluginManager.tables`).
+    ``tables`` are the plugins' tables (:meth:`PluginManager.tables`). The ``[predict]`` examples
+    are read by the task (``read_input``) and kept as it resolved them, except where the manifest
+    is a ``finished`` run's ``ftrun.toml`` (``ftrun predict``, ``ftrun eval``): that run resolved
+    them, wherever it ran, and they are not read again from another folder.
     """
     manifest = apply_overrides(manifest, list(overrides))
     where = Origin(source, frozenset(".".join(parse_override(text)[0]) for text in overrides))
@@ -509,14 +515,12 @@ def build_config(
             if key in training and training[key] != value:
                 raise FtrunError(f"{where('training.' + key)}: {who} needs {key} = {tomli_w.dumps({'v': value})[4:].strip()}")
     effective["training"] = training = {**training, **REQUIRED_TRAINING, **task.required_training}
-    for number, example in enumerate(checked.predict.examples, 1):
-        task.read_input(example, f"{where('predict.examples')}[{number}]")
     if isinstance(checked.model.config, dict):
         _validate_model_config(where, checked.model.config)
     plugin_tables = {name: getattr(checked, name) for name in tables or {} if getattr(checked, name) is not None}
     for name, table in plugin_tables.items():  # written whole into ftrun.toml: the run as it ran, whatever later defaults are
         effective[name] = table.model_dump(exclude_none=True)
-    return task.settle(
+    config = task.settle(
         RunConfig(
             task=task.name,
             model=checked.model,
@@ -531,11 +535,26 @@ def build_config(
             overridden=where.overridden,
             training_defaults=frozenset(training) - set(manifest.get("training", {})),
             demo=demo,
+            default_data=not names_own_data(manifest),
             resume=checked.resume,
             nproc=checked.nproc,
             tables=plugin_tables,
         )
     )
+    return config if finished else resolve_examples(task, config, where)
+
+
+def resolve_examples(task: BaseTask, config: RunConfig, where: Origin) -> RunConfig:
+    """``config`` with its ``[predict]`` examples as the task reads them (``read_input``), which its ``ftrun.toml`` stores."""
+    resolved = []
+    for number, example in enumerate(config.predict.examples, 1):
+        value = task.read_input(example, f"{where('predict.examples')}[{number}]", config)
+        if not isinstance(value, (str, dict)):
+            raise FtrunError(f"task {task.name}: read_input returned {type(value).__name__} for predict.examples[{number}]: expected a text or a table")
+        resolved.append(value)
+    if resolved:
+        config.manifest["predict"] = {**config.manifest.get("predict", {}), "examples": resolved}
+    return dataclasses.replace(config, predict=config.predict.model_copy(update={"examples": resolved}))
 
 
 def demo_manifest(task: BaseTask) -> dict[str, Any]:
@@ -545,25 +564,30 @@ def demo_manifest(task: BaseTask) -> dict[str, Any]:
     return merge(drop_replaced_sources(copy.deepcopy(task.defaults), task.demo), task.demo)
 
 
-#: Per table: the keys that name a source of its own, and every key describing the default
-#: source. A manifest that names its own model or data inherits none of the defaults' source
-#: keys: not the default model's name, nor the default dataset's splits and subset sizes.
-SOURCES = {
-    "model": (("name", "config"), ("name", "config", "tokenizer")),
-    "data": (
-        ("dataset", "train_file", "eval_file"),
-        ("dataset", "dataset_config", "train_file", "eval_file", "train_split", "eval_split", "max_train_samples", "max_eval_samples"),
-    ),
-}
+#: The keys by which a manifest names a source of its own, per table. ``[model]``: a manifest that
+#: names its own model inherits none of the default model's keys that describe it. ``[data]``:
+#: the ``[data]`` table of a task's defaults (or its demo) is its default dataset's (its Hub id,
+#: splits, subset sizes, column names): a manifest that names its own data inherits none of it,
+#: and gets the task's generic defaults, its data table's own (``Task.data_config``).
+SOURCES = {"model": ("name", "config"), "data": ("dataset", "train_file", "eval_file")}
+#: The default model's keys that a manifest naming its own model does not inherit.
+DEFAULT_MODEL_KEYS = ("name", "config", "tokenizer")
+
+
+def names_own_data(manifest: dict[str, Any]) -> bool:
+    """Whether ``manifest`` names data of its own: the task's default dataset and its settings then do not apply."""
+    given = manifest.get("data")
+    return isinstance(given, dict) and any(key in given for key in SOURCES["data"])
 
 
 def drop_replaced_sources(defaults: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
-    """Remove the defaults' source keys from every table where the manifest names its own source."""
-    for section, (naming, describing) in SOURCES.items():
-        given = manifest.get(section)
-        if isinstance(given, dict) and any(key in given for key in naming) and section in defaults:
-            for key in describing:
-                defaults[section].pop(key, None)
+    """Remove from ``defaults`` what describes the default model or dataset where the manifest names its own."""
+    given = manifest.get("model")
+    if isinstance(given, dict) and any(key in given for key in SOURCES["model"]) and "model" in defaults:
+        for key in DEFAULT_MODEL_KEYS:
+            defaults["model"].pop(key, None)
+    if names_own_data(manifest):
+        defaults.pop("data", None)
     return defaults
 
 

@@ -24,6 +24,7 @@ import tomli_w
 from huggingface_hub import EvalResult, ModelCardData
 
 from ftrun.stages import plots
+from ftrun.stages.training import save_state
 from ftrun.util.precision import choose_precision
 
 if TYPE_CHECKING:
@@ -73,12 +74,12 @@ def write_outputs(
     results = {"train": train_metrics, "eval": eval_metrics, "all": {**train_metrics, **eval_metrics}}
     for split, metrics in results.items():
         (staging / f"{split}_results.json").write_text(json.dumps(metrics, indent=4, sort_keys=True) + "\n", encoding="utf-8")
-    trainer.state.save_to_json(str(staging / "trainer_state.json"))
+    save_state(trainer.state, staging / "trainer_state.json")
     manifest = tomli_w.dumps(config.manifest)
     with open(staging / "predictions.jsonl", "w", encoding="utf-8") as out:
         for text, prediction in zip(examples, predictions):
             out.write(json.dumps(as_record(text, prediction), ensure_ascii=False) + "\n")
-    card = model_card(task, config, eval_metrics, manifest, warnings)
+    card = model_card(task, config, eval_metrics, manifest, warnings, trainer.model.config)
     if figures:
         saved = plots.save(figures, staging / PLOTS_DIR)
         card.sections["Plots"] = "\n\n".join(f"![{path.stem}]({PLOTS_DIR}/{path.name})" for path in saved)
@@ -136,7 +137,9 @@ class ModelCard:
         return "\n\n".join(parts) + "\n"
 
 
-def model_card(task: BaseTask, config: RunConfig, eval_metrics: dict[str, float], manifest: str, warnings: Sequence[str] = ()) -> ModelCard:
+def model_card(
+    task: BaseTask, config: RunConfig, eval_metrics: dict[str, float], manifest: str, warnings: Sequence[str] = (), model_config: Any = None
+) -> ModelCard:
     """The model card of a run: what it was trained from, its metrics, how to use it, the pre-flight warnings, its manifest."""
     base = config.model.name
     dataset = config.data.dataset if config.data.dataset and not config.data.train_file else None
@@ -167,9 +170,7 @@ def model_card(task: BaseTask, config: RunConfig, eval_metrics: dict[str, float]
         cautions = "".join(f"- {line}\n" for line in warnings)
         sections["Pre-flight warnings"] = f"What ftrun's checks found before training (`ftrun check` shows the whole report):\n\n{cautions}"
     sections["Manifest"] = f"Run again with `ftrun --manifest {MANIFEST_NAME}`:\n\n```toml\n{manifest}```"
-    intro = (
-        f"Fine-tuned with [ftrun](https://pypi.org/project/ftrun/) (task `{task.name}`) from {source} on {trained_on},\nin {choose_precision(config.training)}."
-    )
+    intro = f"Fine-tuned with [ftrun](https://pypi.org/project/ftrun/) (task `{task.name}`) from {source} on {trained_on},\nin {choose_precision(config.training, model_config)}."
     return ModelCard(title=f"{task.name} model", intro=intro, data=data, sections=sections)
 
 

@@ -42,6 +42,14 @@ def load_trained(plugins: PluginManager, task: BaseTask, config: RunConfig, mode
     return plugins.build_head(task, config, data), data.tokenizer
 
 
+def predict_as_evaluated(task: BaseTask, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
+    """``task.predict`` in the precision the run evaluated in: a pipeline, unlike the Trainer, runs in fp32 unless told."""
+    from ftrun.util.precision import choose_precision, evaluation_autocast
+
+    with evaluation_autocast(choose_precision(config.training, model.config), model):
+        return task.predict(model, tokenizer, inputs, config)
+
+
 def predict_with_pipeline(task: BaseTask, model: Any, tokenizer: Any, inputs: list[Any], **options: Any) -> list[Any]:
     """The task's transformers pipeline over the inputs; ``options`` go to its call (``return_full_text=False``)."""
     from transformers import pipeline
@@ -142,15 +150,15 @@ def _predict_window(task, model, tokenizer, config, window, summary, source, ski
     summary.rows += len(window)
     columns = list(dict.fromkeys(key for row in window for key in row))
     try:
-        values = task.inputs_from({key: [row.get(key) for row in window] for key in columns}, config)
+        values = task.inputs_from({key: [row.get(key) for row in window] for key in columns}, config, source)
     except (FtrunError, KeyError, TypeError, ValueError):
         values = None  # a bad row among them: read each alone, to name it
     inputs: list[tuple[Any, Any]] = []  # (the value as the file holds it, the input predict takes)
     for number, row in enumerate(window, first):
         where = f"--input: {source}: row {number}"
         try:
-            value = values[number - first] if values is not None else task.inputs_from({key: [row.get(key)] for key in columns}, config)[0]
-            inputs.append((value, task.read_input(value, where)))
+            value = values[number - first] if values is not None else task.inputs_from({key: [row.get(key)] for key in columns}, config, source)[0]
+            inputs.append((value, task.read_input(value, where, config)))
         except (FtrunError, KeyError, TypeError, ValueError) as exc:
             if not skip_bad:
                 raise (
@@ -159,7 +167,7 @@ def _predict_window(task, model, tokenizer, config, window, summary, source, ski
             summary.skipped += 1
     # Longest first, so that each batch is padded the least (and a batch too large fails at once).
     order = sorted(range(len(inputs)), key=lambda i: -len(str(inputs[i][1])))
-    predictions = task.predict(model, tokenizer, [inputs[i][1] for i in order], config) if inputs else []
+    predictions = predict_as_evaluated(task, model, tokenizer, [inputs[i][1] for i in order], config) if inputs else []
     restored: list[Any] = [None] * len(inputs)
     for position, prediction in zip(order, predictions):
         restored[position] = prediction

@@ -65,6 +65,9 @@ class TokenSequence:
     """The length ``encode`` cuts the sequence at; ``None`` for none."""
     key: str
     """The manifest key that sets ``limit``, such as ``data.max_length``."""
+    pairs: list[tuple[int, int]] | None = None
+    """For text pairs, each example's two lengths in tokens, special tokens aside: longest-first
+    truncation cuts the longer text of a pair, not the pair's end, and the report says which."""
 
 
 @dataclasses.dataclass
@@ -93,6 +96,8 @@ class Lengths:
     """The share of examples longer than ``limit``."""
     kept: list[int] = dataclasses.field(repr=False)
     """Each example's length after truncation: what the model reads."""
+    cut: dict[str, float] | None = None
+    """For text pairs, the share of the cut examples in which truncation cuts the ``first`` text, the ``second`` or ``both``."""
 
 
 @dataclasses.dataclass
@@ -269,12 +274,32 @@ def describe(task: BaseTask, config: RunConfig, data: TaskData, name: str) -> tu
             percentiles={**{f"p{p}": int(np.percentile(lengths, p)) for p in PERCENTILES}, "max": int(lengths.max())},
             truncated=float(np.mean(lengths > limit)) if limit else 0.0,
             kept=np.minimum(lengths, limit).tolist() if limit else lengths.tolist(),
+            cut=pair_cuts(lengths, sequence.pairs, limit) if sequence.pairs is not None and limit else None,
         )
     unknown = data.tokenizer.unk_token_id
     tokens = sum(len(ids) for sequence in sequences.values() for ids in sequence.ids)
     if unknown is not None and tokens:
         report.unknown = sum(ids.count(unknown) for sequence in sequences.values() for ids in sequence.ids) / tokens
     return report, hashes
+
+
+def pair_cuts(lengths: Any, pairs: list[tuple[int, int]], limit: int) -> dict[str, float]:
+    """Which text of each cut pair longest-first truncation cuts: it takes tokens off the longer text
+    until the pair fits, so the shorter one is whole unless the two must meet.
+
+    Shares of the cut pairs, ``{}`` when none is cut.
+    """
+    import numpy as np
+
+    first, second = np.array(pairs).reshape(-1, 2).T
+    excess = lengths - limit
+    cut = excess > 0
+    if not cut.any():
+        return {}
+    only_first = cut & (first - second >= excess)
+    only_second = cut & (second - first >= excess)
+    counts = {"first": only_first.sum(), "second": only_second.sum(), "both": (cut & ~only_first & ~only_second).sum()}
+    return {side: float(count / cut.sum()) for side, count in counts.items() if count}
 
 
 def input_hash(texts: tuple[str, ...]) -> bytes:
@@ -402,8 +427,17 @@ def check_truncation(report: Preflight) -> None:
             report.warn(
                 lengths.key,
                 f"{lengths.truncated:.0%} of the train split's {sequence} are longer than {lengths.limit} tokens and are cut "
-                f"(median {lengths.percentiles['p50']}, 90th percentile {lengths.percentiles['p90']}): the model never reads their ends",
+                f"(median {lengths.percentiles['p50']}, 90th percentile {lengths.percentiles['p90']}): {what_is_cut(lengths.cut)}",
             )
+
+
+def what_is_cut(cut: dict[str, float] | None) -> str:
+    """What the model never reads of the cut examples: their ends, or a pair's longer text's."""
+    if cut is None:
+        return "the model never reads their ends"
+    sides = {"first": "the first text", "second": "the second text", "both": "both texts"}
+    shares = ", ".join(f"{sides[side]} in {share:.0%}" for side, share in sorted(cut.items(), key=lambda item: -item[1]))
+    return f"truncation cuts the longer text of a pair, not the pair's end: the model never reads the end of {shares} of them"
 
 
 def check_positions(report: Preflight) -> None:

@@ -10,11 +10,16 @@ resumed run that equals an uninterrupted one, and this module fixes each:
   :class:`SealCheckpoints` marks the complete ones, and :func:`latest_checkpoint` skips the rest;
 - Ctrl-C kills the run between checkpoints: :class:`StopOnSignal` ends the current step,
   saves a checkpoint and stops.
+
+and two that would make it, or the best model at the end, a different model: the Trainer reloads a
+checkpoint non-strictly, under names several families no longer save under (:func:`restore`), and
+it records the best checkpoint by the path it had when saved (:func:`best_checkpoint`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import json
 import math
@@ -31,14 +36,16 @@ import torch
 import transformers
 from torch.utils.data import Sampler
 from transformers import EvalPrediction, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler as _LengthGroupedSampler
-from transformers.trainer_utils import EvalLoopOutput, denumpify_detensorize
+from transformers.trainer_utils import EvalLoopOutput, _is_peft_model, denumpify_detensorize
 
 from ftrun.util.errors import FtrunError, first_line
 
 if TYPE_CHECKING:
     from rich.progress import Progress
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel, TrainerState
 
     from ftrun.api.task import BaseTask, Metrics
     from ftrun.manifest.config import RunConfig
@@ -48,6 +55,13 @@ if TYPE_CHECKING:
 #: The file that marks a checkpoint as completely written: the size of each of its files.
 SEAL_NAME = "ftrun-checkpoint.json"
 CHECKPOINT_PREFIX = "checkpoint-"
+#: How far the final evaluation of the saved model may be from the best metric recorded for its
+#: checkpoint (relative). Both come from the same weights, batches, order and precision, and are
+#: equal bit for bit on the CPU; the margin allows only for a reduction that sums in another
+#: order (a threaded or GPU kernel: float32 rounds at about 6e-8 a step). Another checkpoint's
+#: loss differs in the third or fourth digit, and one prediction changed among N changes an
+#: accuracy by 1/N, far beyond it.
+BEST_METRIC_TOLERANCE = 1e-6
 
 
 class NonFiniteLoss(FtrunError):
@@ -191,6 +205,35 @@ class TrainerMixin:
             )
         return loss
 
+    # The Trainer's own loading of a checkpoint (trainer.py, 5.25: ``_load_from_checkpoint`` for
+    # --resume, ``_load_best_model`` for load_best_model_at_end) reads model.safetensors into
+    # ``model.load_state_dict(state_dict, False)``: non-strict, under the names the file holds. See
+    # :func:`restore` for why that leaves tensors behind; DeepSpeed and FSDP load in their own formats.
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        if (model is not None and model is not self.model) or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        else:
+            restore(self.model, Path(resume_from_checkpoint))
+
+    def _load_best_model(self) -> None:
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            super()._load_best_model()
+        else:
+            restore(self.model, Path(self.state.best_model_checkpoint))
+
+    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial):
+        trained = super()._init_training_state(max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial)
+        if resume_from_checkpoint is not None:
+            self.state.best_model_checkpoint = best_checkpoint(Path(resume_from_checkpoint), required=self.args.load_best_model_at_end)
+        return trained
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:  # its trainer state again, the best checkpoint named by its folder (sealed after this)
+            checkpoint = Path(self._get_output_dir(trial)) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
+            save_state(self.state, checkpoint / TRAINER_STATE_NAME)
+
 
 class Trainer(TrainerMixin, transformers.Trainer):
     """``transformers.Trainer`` with exact resume of length-grouped batches, a NaN check and sorted evaluation."""
@@ -198,6 +241,165 @@ class Trainer(TrainerMixin, transformers.Trainer):
 
 class Seq2SeqTrainer(TrainerMixin, transformers.Seq2SeqTrainer):
     """``transformers.Seq2SeqTrainer`` with exact resume, a NaN check and sorted evaluation (and generation)."""
+
+
+#: The label of a position no loss counts (padding, a word's later sub-tokens, a prompt), PyTorch's ``ignore_index``.
+IGNORED = -100
+
+
+class PluginLoss:
+    """A plugin's loss (``ftrun_training_loss``) as the Trainer's ``compute_loss_func``, with the Trainer's contract kept here.
+
+    The Trainer pops the labels, so the model computes no loss of its own: a causal LM's logits
+    are shifted against its labels here as the model would. In training it passes
+    ``num_items_in_batch``, the labels of the whole accumulated batch (of every process with
+    ``average_tokens_across_devices``), and does not divide this loss by the accumulation steps:
+    the sum over this batch's labels divided by that count. At evaluation it passes this batch's count.
+    """
+
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], plugin: str, shift: bool) -> None:
+        self.loss = loss
+        self.plugin = plugin
+        self.shift = shift
+
+    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        logits = outputs["logits"]
+        if self.shift:  # the logits at position i score the token at i + 1
+            logits, labels = logits[..., :-1, :], labels[..., 1:]
+        logits = logits.reshape(-1, logits.shape[-1]).float()  # in fp32 under mixed precision
+        labels = labels.reshape(-1).to(logits.device)
+        scored = labels != IGNORED
+        losses = self.loss(logits[scored], labels[scored])
+        if not isinstance(losses, torch.Tensor) or losses.shape != (int(scored.sum()),):
+            shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+            raise FtrunError(f"{self.plugin}: the loss of ftrun_training_loss returned {shape}, expected one loss per label ({int(scored.sum())},)")
+        count = num_items_in_batch if num_items_in_batch is not None else scored.sum().clamp(min=1)
+        return losses.sum() / count
+
+
+def predicts_next_token(model: Any) -> bool:
+    """Whether ``model`` is a causal LM, whose logits at each position score the next token: the Trainer's own test for its label smoother."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model wraps one
+    return type(base).__name__ in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()
+
+
+# -- restoring a checkpoint: every tensor, and the best one wherever the run is now --------
+
+
+def restore(model: PreTrainedModel, checkpoint: Path) -> None:
+    """Load every tensor of ``checkpoint`` into ``model``, in place, as ``from_pretrained`` reads it; anything missing or left over is an error.
+
+    transformers 5 saves several families under their original checkpoint names, not the live
+    module's (ViT, Swin, DINOv2, BEiT, the Audio Spectrogram Transformer: up to two thirds of
+    their tensors): ``save_pretrained`` reverts the model's key conversion
+    (``core_model_loading.revert_weight_conversion``), and only ``from_pretrained`` applies it
+    again (``conversion_mapping.get_model_conversion_mapping``, applied by
+    ``core_model_loading.convert_and_load_state_dict_in_model``). The Trainer's non-strict
+    ``load_state_dict`` left those tensors as they were and logged one warning
+    (``Trainer._issue_warnings_after_load``): a best model mixed from two checkpoints, a resumed
+    run on partly fresh weights. Known upstream: huggingface/transformers issue 48805, open pull
+    request 48822 (since save_pretrained writes the Hub's format, pull request 42396).
+
+    So the checkpoint is read by ``from_pretrained`` itself, into a copy on the CPU, and copied into
+    ``model`` with a strict ``load_state_dict``: the parameters stay the objects the optimizer holds,
+    on their device. Its loading report has already set tied weights and the keys a model may lack
+    aside. An adapter (peft) is loaded by peft's ``load_adapter``, whose report is checked the same way.
+    """
+    if _is_peft_model(model):
+        missing, unexpected = restore_adapter(model, checkpoint)
+    else:
+        try:  # tensors of another shape are reported, as missing ones are, rather than raised
+            loaded, report = type(model).from_pretrained(
+                checkpoint, config=model.config, dtype=model.dtype, ignore_mismatched_sizes=True, output_loading_info=True
+            )
+        except (OSError, RuntimeError, ValueError) as exc:  # no weights, a damaged file, a conversion that failed
+            raise FtrunError(f"{checkpoint}: cannot restore the model from it: {first_line(exc)}") from exc
+        missing, unexpected = sorted(report["missing_keys"]), sorted(report["unexpected_keys"])
+        missing += sorted(f"{key} (of another shape)" for key, *_ in report["mismatched_keys"])
+        if not (missing or unexpected):
+            model.load_state_dict(loaded.state_dict())
+    problems = [
+        f"{what} {len(keys)} tensor{'s' if len(keys) > 1 else ''} ({listed(keys)})" for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys
+    ]
+    if problems:
+        raise FtrunError(f"{checkpoint}: cannot restore the model whole from it: {'; '.join(problems)}")
+
+
+def listed(keys: list[str], shown: int = 10) -> str:
+    """At most ``shown`` of ``keys``, and how many more."""
+    more = f", and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
+
+
+def restore_adapter(model: Any, checkpoint: Path) -> tuple[list[str], list[str]]:
+    """Load the active adapter of ``checkpoint`` with peft: the adapter's tensors the file lacks, and those it has that the model has not."""
+    adapter = model.active_adapters[0]
+    loaded = model.load_adapter(str(checkpoint), adapter, is_trainable=True)
+    return sorted(loaded.missing_keys), sorted(loaded.unexpected_keys)
+
+
+def best_checkpoint(checkpoint: Path, required: bool) -> str | None:
+    """The best checkpoint that ``checkpoint``'s trainer state records, as a folder beside it, where the run is now.
+
+    The Trainer records the path it had when it was saved: inside ``.ftrun-next`` for a run that
+    replaced an earlier one, or the old folder of a run moved since. It ignores a path that is
+    not there (so a resumed run would end on its last model): ftrun records the folder's name
+    (:func:`save_state`) and finds it next to ``checkpoint``. ``required`` (load_best_model_at_end):
+    a best checkpoint that is gone is an error, not a run that ends on another model.
+    """
+    state = checkpoint / TRAINER_STATE_NAME
+    recorded = json.loads(state.read_text(encoding="utf-8")).get("best_model_checkpoint") if state.is_file() else None
+    if recorded is None:
+        return None
+    best = checkpoint.parent / Path(recorded).name
+    if best.is_dir():
+        return str(best)
+    if required:
+        raise FtrunError(
+            f"{checkpoint}: its run's best checkpoint, {best.name}, is not in {checkpoint.parent}: the run could not end on its best model "
+            "(restore the folder, or resume with --set training.load_best_model_at_end=false)"
+        )
+    return None
+
+
+def save_state(state: TrainerState, path: Path) -> None:
+    """``trainer_state.json``, the best checkpoint named by its folder (``checkpoint-N``, relative to the run's folder).
+
+    The path the Trainer holds is where the run trained, which is not where it ends (``.ftrun-next``)
+    or where it may be moved; :func:`best_checkpoint` finds the folder again on resume.
+    """
+    named = copy.copy(state)
+    if named.best_model_checkpoint is not None:
+        named.best_model_checkpoint = Path(named.best_model_checkpoint).name
+    named.save_to_json(str(path))
+
+
+class BestModelMismatch(FtrunError):
+    """The saved model does not evaluate as its checkpoint did: it is not published."""
+
+    exit_code = 1
+
+
+def check_best_model(trainer: transformers.Trainer, metrics: dict[str, float]) -> None:
+    """At the end of a run that keeps its best checkpoint, the final evaluation must give the best metric recorded for it.
+
+    Otherwise the model about to be published is not the checkpoint the run says is best (a
+    reload that left tensors behind, a best checkpoint that was never saved), and the run stops.
+    """
+    args, state = trainer.args, trainer.state
+    if not args.load_best_model_at_end or state.best_metric is None:
+        return
+    key = args.metric_for_best_model if args.metric_for_best_model.startswith("eval_") else f"eval_{args.metric_for_best_model}"
+    final = metrics.get(key)
+    if final is not None and math.isclose(final, state.best_metric, rel_tol=BEST_METRIC_TOLERANCE):
+        return
+    best = Path(state.best_model_checkpoint).name if state.best_model_checkpoint else f"step {state.best_global_step}, of which no checkpoint was kept"
+    raise BestModelMismatch(
+        f"the final evaluation of the model gives {key} {final}, not the {state.best_metric} recorded for its best checkpoint ({best}): "
+        f"the model is not that checkpoint, and is not saved (the checkpoints are in {args.output_dir})"
+    )
 
 
 # -- the trainer stage ------------------------------------------------------------------------
@@ -220,7 +422,7 @@ def build_trainer(
     from ftrun.util.precision import choose_precision
 
     settings = {"metric_for_best_model": metrics.best, "greater_is_better": metrics.greater_is_better}
-    settings.update(choose_precision(config.training).settings)
+    settings.update(choose_precision(config.training, model.config).settings)
     settings.update(config.training)
     try:
         args = task.training_arguments_class(output_dir=output_dir, **settings)
@@ -465,3 +667,10 @@ class StopOnSignal(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def use_rich_progress(trainer: Any, display: Display) -> None:
+    """Swap the Trainer's tqdm bars and printed log dicts for the run's rich display."""
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(RichProgressCallback(display))

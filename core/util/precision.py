@@ -1,17 +1,29 @@
-"""Mixed precision, chosen for the hardware unless ``[training]`` says otherwise.
+"""Mixed precision, chosen for the hardware and the model unless ``[training]`` says otherwise.
 
 bf16 where the GPU computes in it natively, fp16 (with the Trainer's loss scaler) on a GPU
-that has no bf16, bf16 autocast on a CPU with bf16 instructions (AVX512-BF16 or AMX), fp32
-otherwise. Without those instructions bf16 autocast is emulated and trained several times
-slower than fp32, so there bf16 stays an explicit ``training.bf16 = true``. The measured
-speeds and accuracies in each precision are in docs/performance.md, with the
-``benchmarks/throughput.py`` commands that reproduce them.
+that has no bf16, bf16 autocast on a CPU with bf16 instructions (AVX512-BF16 or AMX) for a
+model wide enough to gain from it, fp32 otherwise. Without those instructions bf16 autocast is
+emulated and trained several times slower than fp32, so there bf16 stays an explicit
+``training.bf16 = true``. Autocast casts every matrix multiplication's inputs: a narrow model's
+multiplications are too small for bf16's faster arithmetic to pay for the casts (a tiny ViT
+trained 1.2-4x slower in bf16, ``benchmarks/precision.py``). The measured speeds and accuracies in each
+precision are in docs/performance.md, with the commands that reproduce them.
+
+Evaluation and prediction outside the Trainer (``ftrun predict``, a run's ``[predict]``
+examples) run under the autocast the Trainer evaluates in, so that they compute as the run's
+evaluation did.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
+
+#: On a CPU, models narrower than this train no faster in bf16 autocast than in fp32, and a tiny ViT
+#: 1.2-4x slower; from a hidden size of 192 up, bf16 was as fast or faster (benchmarks/precision.py,
+#: docs/performance.md): the threshold lies between the two measured widths.
+CPU_BF16_MIN_HIDDEN_SIZE = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,10 +39,11 @@ class Precision:
         return f"{self.name} ({self.reason})"
 
 
-def choose_precision(training: dict[str, Any]) -> Precision:
-    """The precision of a run with these ``[training]`` settings, on this machine.
+def choose_precision(training: dict[str, Any], model_config: Any = None) -> Precision:
+    """The precision of a run with these ``[training]`` settings, on this machine, for the model of ``model_config``.
 
-    An explicit ``bf16`` or ``fp16`` in ``[training]`` wins: the one set to true, else fp32.
+    An explicit ``bf16`` or ``fp16`` in ``[training]`` wins: the one set to true, else fp32. On a
+    CPU with bf16 instructions, the model's hidden size decides (a config without one: bf16).
     """
     import torch
 
@@ -49,7 +62,20 @@ def choose_precision(training: dict[str, Any]) -> Precision:
     if use_cpu is False:
         # The Trainer allows CPU autocast only with use_cpu: an explicit false would make bf16 an error.
         return Precision("fp32", "auto: training.use_cpu = false rules out CPU autocast", precision_settings("fp32"))
+    hidden = getattr(model_config, "hidden_size", None)
+    if isinstance(hidden, int) and hidden < CPU_BF16_MIN_HIDDEN_SIZE:
+        reason = f"auto: hidden size {hidden} < {CPU_BF16_MIN_HIDDEN_SIZE}, too narrow to gain from the CPU's bf16"
+        return Precision("fp32", reason, precision_settings("fp32"))
     return Precision("bf16", "auto: the CPU computes in bf16", precision_settings("bf16"))
+
+
+def evaluation_autocast(precision: Precision, model: Any) -> contextlib.AbstractContextManager:
+    """The autocast the Trainer evaluates ``model`` in under ``precision``, for what runs outside it (a pipeline's predictions)."""
+    import torch
+
+    if precision.name == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16 if precision.name == "bf16" else torch.float16)
 
 
 def cpu_computes_in_bf16() -> bool:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field, model_validator
-from transformers import AutoModelForCausalLM
 
 from ftrun import (
     DataConfig,
@@ -121,7 +120,6 @@ class CausalLMTask(Task):
     name = "causal-lm"
     description = "continue a text: language modelling on plain text, prompt/completion pairs or chats (decoder-only)"
     pipeline_tag = "text-generation"
-    auto_model = AutoModelForCausalLM
     data_config = CausalLMData
     metrics_config = CausalLMMetrics
     #: run_clm.py's example: GPT-2 on WikiText-2 (raw), on 2,000 of its 36,718 training lines.
@@ -161,7 +159,18 @@ class CausalLMTask(Task):
         "predict": {"examples": ["A man in a blue shirt", "Two dogs are"]},
     }
 
+    @property
+    def auto_model(self) -> type:
+        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
     # -- data stage --------------------------------------------------------------------
+
+    def logits_over_labels(self, config: RunConfig) -> bool:
+        """The next token: the logits score each token of the vocabulary."""
+        return True
 
     def check_data(self, splits: Splits, config: RunConfig) -> None:
         data: CausalLMData = config.data
@@ -301,7 +310,7 @@ class CausalLMTask(Task):
 
     # -- predict -----------------------------------------------------------------------
 
-    def read_input(self, value: str | dict[str, Any], where: str) -> str | list[dict[str, str]]:
+    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> str | dict[str, Any]:
         """A text to continue, or a chat to answer: ``{"messages": [{role, content}, ...]}`` (``ftrun predict --json-input``)."""
         if isinstance(value, dict):
             chat = value.get("messages")
@@ -311,10 +320,10 @@ class CausalLMTask(Task):
                 or not all(isinstance(turn, dict) and {"role", "content"} <= set(turn) for turn in chat)
             ):
                 raise FtrunError(f'{where}: task causal-lm predicts on a text, or on {{"messages": [{{"role": ..., "content": ...}}, ...]}}')
-            return chat
-        return super().read_input(value, where)
+            return value
+        return super().read_input(value, where, config)
 
-    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[Any]:
+    def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[Any]:
         """Each row's text, prompt, or chat (its turns before the last assistant one, which is what the model is to write)."""
         settings: CausalLMData = config.data
         if settings.form == "chat":
@@ -329,6 +338,7 @@ class CausalLMTask(Task):
         """
         from ftrun import predict_with_pipeline
 
+        inputs = [value["messages"] if isinstance(value, dict) else value for value in inputs]  # a chat, as read_input keeps it
         if config.data.form == "chat":
             inputs = [[{"role": "user", "content": value}] if isinstance(value, str) else value for value in inputs]
         side, tokenizer.padding_side = tokenizer.padding_side, "left"  # a batch of prompts, each continued from its end

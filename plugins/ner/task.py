@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from transformers import AutoModelForTokenClassification
 
 from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, describe_feature, hookimpl, require_columns, where_row
 
@@ -45,7 +44,6 @@ class NerTask(Task):
     name = "ner"
     description = "tag the named entities (persons, places, ...) of a text"
     pipeline_tag = "token-classification"
-    auto_model = AutoModelForTokenClassification
     data_config = NerData
     #: run_ner.py's recipe: bert-base-cased on CoNLL-2003, 3 epochs, the Trainer's batch size and rate.
     defaults = {
@@ -74,11 +72,22 @@ class NerTask(Task):
         "training": {"num_train_epochs": 6, "learning_rate": 1e-3, "per_device_train_batch_size": 16},
     }
 
+    @property
+    def auto_model(self) -> type:
+        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
+        from transformers import AutoModelForTokenClassification
+
+        return AutoModelForTokenClassification
+
     # -- data stage --------------------------------------------------------------------
 
     def read_file(self, path: Path) -> Dataset | None:
         """CoNLL text files (``.conll``, ``.iob``, ``.bio``, ``.txt``); columns ``tokens`` and ``ner_tags``."""
         return read_conll(path) if is_conll(path) else None
+
+    def logits_over_labels(self, config: RunConfig) -> bool:
+        """One tag per scored token: the logits score each tag."""
+        return True
 
     def check_data(self, splits: Splits, config: RunConfig) -> list[str]:
         settings: NerData = config.data

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from transformers import AutoModelForQuestionAnswering
 
 from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, did_you_mean, hookimpl
 
@@ -43,6 +42,7 @@ class QuestionAnsweringData(DataConfig):
         description='Column of {"text": [...], "answer_start": [...]}: the reference answers and the character each starts at '
         "in the context, as in the Hub's squad (training uses the first).",
     )
+    max_length: int | None = Field(384, gt=0, description="Tokens of one window: the question and a part of the context.")
     doc_stride: int = Field(128, gt=0, description="Tokens of context shared by consecutive windows of a context longer than max_length.")
     max_answer_length: int = Field(30, gt=0, description="The longest answer predicted, in tokens.")
 
@@ -51,7 +51,6 @@ class QuestionAnsweringTask(Task):
     name = "question-answering"
     description = "find the answer to a question in a context (extractive, as SQuAD)"
     pipeline_tag = "question-answering"
-    auto_model = AutoModelForQuestionAnswering
     data_config = QuestionAnsweringData
     # The Trainer must drop the eval features' example_id and offset_mapping before batching them.
     required_training = {"remove_unused_columns": True}
@@ -64,7 +63,6 @@ class QuestionAnsweringTask(Task):
             "dataset": "squad",
             "train_split": "train",
             "eval_split": "validation",
-            "max_length": 384,
             "max_train_samples": 1000,
             "max_eval_samples": 200,
         },
@@ -103,6 +101,13 @@ class QuestionAnsweringTask(Task):
         # A model trained from scratch wants a higher rate and more passes than fine-tuning.
         "training": {"num_train_epochs": 4, "learning_rate": 1e-3, "warmup_steps": 0, "per_device_train_batch_size": 16},
     }
+
+    @property
+    def auto_model(self) -> type:
+        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
+        from transformers import AutoModelForQuestionAnswering
+
+        return AutoModelForQuestionAnswering
 
     # -- data stage --------------------------------------------------------------------
 
@@ -190,7 +195,7 @@ class QuestionAnsweringTask(Task):
 
     # -- predict -----------------------------------------------------------------------
 
-    def read_input(self, value: str | dict[str, Any], where: str) -> dict[str, str]:
+    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> dict[str, str]:
         """A table with ``question`` and ``context`` (and, ignored, an ``id``), or the text ``question<TAB>context``."""
         if isinstance(value, str):
             question, tab, context = value.partition("\t")
@@ -211,7 +216,7 @@ class QuestionAnsweringTask(Task):
 
     def example_input(self, config: RunConfig) -> dict[str, str]:
         """The first ``[predict]`` example as the JSON object ``ftrun predict --json-input`` takes."""
-        return self.read_input(super().example_input(config), config.where("predict.examples"))
+        return self.read_input(super().example_input(config), config.where("predict.examples"), config)
 
     def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, inputs: list[dict[str, str]], config: RunConfig) -> list[dict[str, Any]]:
         """The shared predict (encode, the model, ``postprocess``) on the inputs laid out in the run's columns and numbered.
@@ -262,7 +267,7 @@ class QuestionAnsweringTask(Task):
         columns = split.select_columns([settings.question_column, settings.context_column])[:]
         return list(zip(columns[settings.question_column], columns[settings.context_column]))
 
-    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[dict[str, str]]:
+    def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[dict[str, str]]:
         """Each row's question and context, as ``read_input`` takes them."""
         settings: QuestionAnsweringData = config.data
         return [{"question": question, "context": context} for question, context in zip(batch[settings.question_column], batch[settings.context_column])]

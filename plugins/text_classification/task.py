@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
-from transformers import AutoModelForSequenceClassification
 
 from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, check_text_column, hookimpl, require_columns, where_row
 
@@ -38,7 +37,6 @@ class TextClassificationTask(Task):
     name = "text-classification"
     description = "classify a text or a text pair into named labels"
     pipeline_tag = "text-classification"
-    auto_model = AutoModelForSequenceClassification
     data_config = TextClassificationData
     #: The seed recipe: BERT fine-tuned on 1000 IMDB reviews with the Trainer.
     defaults = {
@@ -82,7 +80,18 @@ class TextClassificationTask(Task):
         "training": {"num_train_epochs": 4, "learning_rate": 1e-3, "warmup_steps": 0, "per_device_train_batch_size": 16},
     }
 
+    @property
+    def auto_model(self) -> type:
+        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification
+
     # -- data stage --------------------------------------------------------------------
+
+    def logits_over_labels(self, config: RunConfig) -> bool:
+        """One class per example: the logits score each label."""
+        return True
 
     def check_data(self, splits: Splits, config: RunConfig) -> list[str]:
         data: TextClassificationData = config.data
@@ -168,7 +177,7 @@ class TextClassificationTask(Task):
                 )
         return report
 
-    def read_input(self, value: str | dict[str, Any], where: str) -> str | dict[str, str]:
+    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> str | dict[str, str]:
         """A text, or a text pair as ``{"text": ..., "text_pair": ...}`` (what the pipeline takes)."""
         if isinstance(value, str):
             return value
@@ -181,7 +190,7 @@ class TextClassificationTask(Task):
             raise FtrunError(f"{where}: expected a text, or a table with a text and an optional text_pair, got {value!r}")
         return value
 
-    def inputs_from(self, batch: dict[str, list], config: RunConfig) -> list[str | dict[str, str]]:
+    def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[str | dict[str, str]]:
         """Each row's text, or its text pair as ``read_input`` takes one."""
         settings: TextClassificationData = config.data
         texts = batch[settings.text_column]

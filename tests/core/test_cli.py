@@ -55,11 +55,22 @@ def test_check_runs_the_metric_stage(ftrun_cli):
 OPTIONAL_LIBRARIES = ("peft", "bitsandbytes", "mlflow", "tensorboard", "optuna", "matplotlib", "deepspeed")
 
 
-@pytest.mark.parametrize("command", [["tasks"], ["plugins"], ["--help"]])
-def test_startup_imports_no_optional_library(command):
+def imported_by(command: list[str], libraries: tuple[str, ...]) -> list[str]:
+    """Which of ``libraries`` ``ftrun COMMAND`` imports, in a fresh interpreter."""
     code = (
         "import sys\nfrom ftrun.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-        f"print(sorted({{m.partition('.')[0] for m in sys.modules}} & {set(OPTIONAL_LIBRARIES)!r}), file=sys.stderr)"
+        f"print(sorted({{m.partition('.')[0] for m in sys.modules}} & {set(libraries)!r}), file=sys.stderr)"
     )
     result = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, check=True)
-    assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", [["tasks"], ["plugins"], ["--help"]])
+def test_startup_imports_no_optional_library(command):
+    assert imported_by(command, OPTIONAL_LIBRARIES) == "[]"
+
+
+@pytest.mark.parametrize("command", [["tasks"], ["plugins"], ["--help"]])
+def test_listings_import_no_torch(command):
+    # torch's import alone takes seconds: a listing loads no model, and a task's model class is imported on first use.
+    assert imported_by(command, ("torch",)) == "[]"

@@ -18,7 +18,17 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Every fixture of ftrun.testing, each name prefixed so that none clashes with a project's own.
-FIXTURES = {"ftrun_cli", "ftrun_config", "ftrun_plugin_manager", "ftrun_plugin_module", "ftrun_manifest", "ftrun_tiny_bert", "ftrun_tiny_t5", "ftrun_tiny_gpt2"}
+FIXTURES = {
+    "ftrun_cli",
+    "ftrun_config",
+    "ftrun_plugin_manager",
+    "ftrun_plugin_module",
+    "ftrun_no_installed_plugins",
+    "ftrun_manifest",
+    "ftrun_tiny_bert",
+    "ftrun_tiny_t5",
+    "ftrun_tiny_gpt2",
+}
 
 
 class EchoData(DataConfig):
@@ -51,6 +61,30 @@ def test_every_fixture_is_prefixed_and_none_is_a_task_s(pytester):
     assert set(re.findall(r"^(\w+)(?: \[\w+ scope\])? -- ", section, flags=re.MULTILINE)) == FIXTURES
     for name in ("cli", "make_plugin_manager", "plugin_module", "write_manifest", "tiny_bert", "tiny_t5", "reviews", "tiny_manifest", "sample_reviews"):
         assert not hasattr(ftrun.testing, name), name
+
+
+def test_no_installed_plugins_blocks_the_plugins_of_other_distributions(pytester, monkeypatch):
+    # A distribution with an ftrun entry point, installed before the session starts, as pip installs ftrun-mcc.
+    info = pytester.path / "ftrun_shout-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ftrun-shout\nVersion: 1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[ftrun]\nshout = shout_plugin\n", encoding="utf-8")
+    (pytester.path / "shout_plugin.py").write_text("", encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    pytester.makepyfile(
+        test_shout="""
+        from ftrun.api.plugin_manager import get_plugin_manager
+
+        def test_a_plugin_s_own_tests_load_it():
+            assert get_plugin_manager().has_plugin("shout")
+
+        def test_ftrun_s_own_behaviour_runs_without_it(ftrun_no_installed_plugins, ftrun_cli):
+            assert "shout" in ftrun_no_installed_plugins
+            assert not get_plugin_manager().has_plugin("shout")
+            assert "shout" not in ftrun_cli("plugins").out
+        """
+    )
+    pytester.runpytest_subprocess("-p", "ftrun.testing").assert_outcomes(passed=2)
 
 
 def test_every_fixture_is_in_the_guide_s_table():

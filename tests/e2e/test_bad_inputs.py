@@ -728,6 +728,44 @@ def test_plugin_named_by_the_manifest_that_is_missing_or_broken(fails, tables, f
     run_and_check(fails, ftrun_manifest(tables), ("ftrun_broken_plugin", "failed to import", "SyntaxError"))
 
 
+#: A plugin module registering table NAME; with LOSS, it also supplies the training loss when its table is there.
+TABLE_PLUGIN = """
+import torch.nn.functional as F
+from ftrun import Section, hookimpl
+
+
+class Table(Section):
+    on: bool = True
+
+
+@hookimpl
+def ftrun_register_tables(register):
+    register("{name}", Table)
+
+
+@hookimpl
+def ftrun_training_loss(task, config, data):
+    if {loss} and "{name}" in config.tables:
+        return lambda logits, labels: F.cross_entropy(logits, labels, reduction="none")
+"""
+
+
+def test_plugins_that_clash_over_a_table_or_over_the_loss(fails, tables, ftrun_manifest, ftrun_plugin_module):
+    for name in ("greeter_one", "greeter_two"):
+        ftrun_plugin_module(name, TABLE_PLUGIN.format(name="greeting", loss=False))
+    run_and_check(
+        fails,
+        ftrun_manifest({**tables, "plugins": ["greeter_one", "greeter_two"], "greeting": {}}),
+        ("run.toml: greeting: table 'greeting' is registered by both plugin greeter_one and plugin greeter_two",),
+    )
+    ftrun_plugin_module("smooth_loss", TABLE_PLUGIN.format(name="smooth", loss=True))
+    run_and_check(
+        fails,
+        ftrun_manifest({**tables, "plugins": ["smooth_loss"], "smooth": {}, "class_weights": {"weights": "balanced"}}),
+        ("plugin class-weights (ftrun 0.1.0) and plugin smooth_loss each supply the training loss",),
+    )
+
+
 @pytest.mark.parametrize("where", ["file", "under-a-file"])
 def test_output_dir_that_is_a_file(fails, tiny_manifest, tmp_path, where):
     (tmp_path / "results").write_text("not a folder", encoding="utf-8")

@@ -27,33 +27,14 @@ REVIEWS = ROOT / "plugins" / "text_classification" / "data"
 # -- the loss -------------------------------------------------------------------------------------
 
 
-def test_the_loss_is_weighted_cross_entropy_over_the_scored_labels():
-    torch.manual_seed(0)
-    logits = torch.randn(2, 5, 3)  # NER's shape: a score per label for each token
-    labels = torch.tensor([[0, 2, -100, 1, 1], [-100, 0, 0, 2, -100]])  # 4 and 3 tokens scored
-    weights = [0.5, 2.0, 1.5]
-    loss = WeightedCrossEntropy(weights, ["B-PER", "I-PER", "O"], "given")
-    expected = F.cross_entropy(logits.view(-1, 3), labels.view(-1), weight=torch.tensor(weights), ignore_index=-100)
-    assert torch.allclose(loss({"logits": logits}, labels), expected)
-    scrambled = logits.clone()
-    scrambled[labels == -100] = 100.0
-    assert torch.allclose(loss({"logits": scrambled}, labels), expected)  # positions labelled -100 count for nothing
-    # In training the Trainer passes the labels of the whole accumulated batch and divides by nothing: one batch is the
-    # formula above, and accumulated batches count by their share of the labels.
-    assert torch.allclose(loss({"logits": logits}, labels, num_items_in_batch=torch.tensor(7)), expected)
-    first, second = (loss({"logits": logits[i : i + 1]}, labels[i : i + 1]) for i in (0, 1))
-    accumulated = sum(loss({"logits": logits[i : i + 1]}, labels[i : i + 1], num_items_in_batch=7) for i in (0, 1))
-    assert torch.allclose(accumulated, 4 / 7 * first + 3 / 7 * second)
-
-
-def test_text_classification_logits_take_one_label_each():
+def test_the_loss_is_each_labels_cross_entropy_times_its_weight():
     logits, labels = torch.tensor([[2.0, -1.0], [0.5, 0.5], [-1.0, 3.0]]), torch.tensor([0, 1, 1])
     loss = WeightedCrossEntropy([0.56, 5.0], ["neg", "pos"], "balanced")
-    expected = F.cross_entropy(logits, labels, weight=torch.tensor([0.56, 5.0]))
-    assert torch.allclose(loss({"logits": logits}, labels), expected)
+    expected = F.cross_entropy(logits, labels, reduction="none") * torch.tensor([0.56, 5.0, 5.0])
+    assert torch.allclose(loss(logits, labels), expected)  # one loss per label: ftrun sums them and divides by their count
     assert loss.describe() == "class weights (balanced): neg 0.56, pos 5.00"
     smoothed = WeightedCrossEntropy([0.56, 5.0], ["neg", "pos"], "balanced", label_smoothing=0.1)  # training.label_smoothing_factor
-    assert torch.allclose(smoothed({"logits": logits}, labels), F.cross_entropy(logits, labels, weight=torch.tensor([0.56, 5.0]), label_smoothing=0.1))
+    assert torch.allclose(smoothed(logits, labels), F.cross_entropy(logits, labels, weight=torch.tensor([0.56, 5.0]), label_smoothing=0.1, reduction="none"))
 
 
 def test_balanced_weights_are_scikit_learns():
@@ -89,7 +70,7 @@ def test_an_ner_run_weighs_each_tag(ftrun_cli, ftrun_manifest, tmp_path):
                 "eval_file": str(write_jsonl(tmp_path / "eval.jsonl", sentences(8))),
             },
             "training": TINY_TRAINING,
-            "loss": {"class_weights": "balanced"},
+            "class_weights": {"weights": "balanced"},
         }
     )
     assert ftrun_cli("check", "--manifest", manifest).code == 0  # on a sample of the features, encoded for the check
@@ -97,11 +78,11 @@ def test_an_ner_run_weighs_each_tag(ftrun_cli, ftrun_manifest, tmp_path):
     assert result.code == 0, result
     # Only a word's first sub-token is scored (the rest are -100): 6 labels a sentence, 4 tags, O 3 of them.
     assert "class weights (balanced): B-LOC 1.50, B-PER 1.50, I-PER 1.50, O 0.50" in result.out
-    assert tomllib.loads((result.output_dir / "ftrun.toml").read_text())["loss"] == {"class_weights": "balanced"}
+    assert tomllib.loads((result.output_dir / "ftrun.toml").read_text())["class_weights"] == {"weights": "balanced"}
 
 
 def test_given_weights_leave_the_other_labels_at_one(ftrun_cli, tiny_manifest, tmp_path):
-    result = ftrun_cli("--manifest", tiny_manifest, "--set", "loss.class_weights.pos=5", "--output-dir", tmp_path / "out")
+    result = ftrun_cli("--manifest", tiny_manifest, "--set", "class_weights.weights.pos=5", "--output-dir", tmp_path / "out")
     assert result.code == 0, result
     assert "class weights (given): neg 1.00, pos 5.00" in result.out
 
@@ -158,7 +139,7 @@ def test_balanced_weights_raise_macro_f1_on_an_imbalanced_sample(ftrun_cli, ftru
     }
     scores = {}
     for weights in (None, "balanced"):
-        manifest = ftrun_manifest({**tables, "loss": {"class_weights": weights}} if weights else tables, name=f"{weights}.toml")
+        manifest = ftrun_manifest({**tables, "class_weights": {"weights": weights}} if weights else tables, name=f"{weights}.toml")
         result = ftrun_cli("--manifest", manifest, "--plugin", "macro_f1", "--output-dir", tmp_path / f"{weights}")
         assert result.code == 0, result
         scores[weights] = result.run.eval_metrics["eval_macro_f1"]  # of the best checkpoint, by macro F1
@@ -172,15 +153,15 @@ def test_balanced_weights_raise_macro_f1_on_an_imbalanced_sample(ftrun_cli, ftru
 @pytest.mark.parametrize(
     ("weights", "line"),
     [
-        ("balance", "run.toml: loss.class_weights: expected \"balanced\" or a table of weights by label name, got 'balance'"),
-        ({"poss": 2.0}, "run.toml: loss.class_weights.poss: the data has no label 'poss' (did you mean pos?); its labels: neg, pos"),
-        ({"neg": 1.0, "pos": 0}, "run.toml: loss.class_weights.pos: a weight must be greater than 0, got 0"),
-        ({"pos": -2.5}, "run.toml: loss.class_weights.pos: a weight must be greater than 0, got -2.5"),
+        ("balance", "run.toml: class_weights.weights: expected \"balanced\" or a table of weights by label name, got 'balance'"),
+        ({"poss": 2.0}, "run.toml: class_weights.weights.poss: the data has no label 'poss' (did you mean pos?); its labels: neg, pos"),
+        ({"neg": 1.0, "pos": 0}, "run.toml: class_weights.weights.pos: a weight must be greater than 0, got 0"),
+        ({"pos": -2.5}, "run.toml: class_weights.weights.pos: a weight must be greater than 0, got -2.5"),
     ],
     ids=["misspelt", "unknown-label", "zero", "negative"],
 )
 def test_bad_weights_are_one_line(fails, ftrun_manifest, tiny_manifest, tmp_path, weights, line):
-    manifest = ftrun_manifest({**tomllib.loads(tiny_manifest.read_text()), "loss": {"class_weights": weights}})
+    manifest = ftrun_manifest({**tomllib.loads(tiny_manifest.read_text()), "class_weights": {"weights": weights}})
     ran = fails("--manifest", manifest, "--output-dir", tmp_path / "out", words=())
     assert ran == f"ftrun: error: {line}"
     assert fails("check", "--manifest", manifest, words=()) == ran
@@ -199,11 +180,11 @@ def test_a_task_without_labels_is_refused(fails, ftrun_manifest, tmp_path):
                 "target_lang": "de",
             },
             "training": TINY_TRAINING,
-            "loss": {"class_weights": "balanced"},
+            "class_weights": {"weights": "balanced"},
         }
     )
     line = (
-        "ftrun: error: run.toml: loss.class_weights: task translation has no class labels to weigh: "
+        "ftrun: error: run.toml: class_weights.weights: task translation has no class labels to weigh: "
         "class weights are for tasks that pick one label per example or per token (text-classification, ner)"
     )
     assert fails("--manifest", manifest, "--output-dir", tmp_path / "out", words=()) == line
@@ -221,11 +202,11 @@ def test_labels_that_are_not_class_ids_are_refused(fails, ftrun_manifest, monkey
             "model": {"config": TINY_BERT, "tokenizer_vocab_size": 200},
             "data": {"train_file": str(data / "train.jsonl"), "eval_file": str(data / "eval.jsonl")},
             "training": TINY_TRAINING,
-            "loss": {"class_weights": {"billing": 2.0}},
+            "class_weights": {"weights": {"billing": 2.0}},
         }
     )
     line = (
-        "ftrun: error: run.toml: loss.class_weights: the train labels of task multilabel-classification are not class ids but numbers per label "
+        "ftrun: error: run.toml: class_weights.weights: the train labels of task multilabel-classification are not class ids but numbers per label "
         "(several labels per example?): class weights are for tasks that pick one label per example or per token"
     )
     assert fails("--manifest", manifest, "--output-dir", tmp_path / "out", words=()) == line

@@ -202,6 +202,12 @@ def test_an_entry_point_can_be_blocked(ftrun_cli, installed_plugin, monkeypatch)
     assert ftrun_cli("tasks").code == 0
 
 
+def test_the_environment_blocks_plugins_in_every_manager(monkeypatch):
+    # Not only the command line's: a test's or a library's manager agrees with the command's.
+    monkeypatch.setenv("FTRUN_NO_PLUGINS", " ner,text-classification ")
+    assert not {"ner", "text-classification"} & set(get_plugin_manager().tasks())
+
+
 def test_register_must_receive_a_task(ftrun_plugin_module):
     ftrun_plugin_module(
         "notatask",
@@ -603,7 +609,6 @@ def test_a_blocked_plugins_table_names_the_plugin(ftrun_cli, ftrun_plugin_module
     [
         ("register('greeting', dict)", "plugin clash: registered table 'greeting' as <class 'dict'>, which is not a pydantic model (subclass ftrun.Section)"),
         ("register('training', Section)", "plugin clash: table 'training' is one of ftrun's own manifest keys"),
-        ("register('greeting', Section)", "table 'greeting' is registered by both plugin greeter and plugin clash"),
     ],
 )
 def test_a_table_that_cannot_be_registered_names_the_plugin(ftrun_cli, ftrun_plugin_module, tiny_manifest, source, words):
@@ -612,6 +617,22 @@ def test_a_table_that_cannot_be_registered_names_the_plugin(ftrun_cli, ftrun_plu
     result = ftrun_cli("check", "--manifest", tiny_manifest, "--plugin", "greeter", "--plugin", "clash")
     assert result.code == 2, result
     assert result.err.strip() == f"ftrun: error: {words}"
+
+
+def test_two_plugins_registering_one_table_break_only_the_manifests_that_use_it(ftrun_cli, ftrun_plugin_module, tiny_manifest):
+    ftrun_plugin_module("greeter", GREETER)
+    ftrun_plugin_module("clash", "from ftrun import Section, hookimpl\n\n@hookimpl\ndef ftrun_register_tables(register):\n    register('greeting', Section)\n")
+    plugins = ("--plugin", "greeter", "--plugin", "clash")
+    clash = "table 'greeting' is registered by both plugin greeter and plugin clash: uninstall or block one of them (--no-plugin NAME)"
+    listed = ftrun_cli("plugins", *plugins)
+    assert listed.code == 0 and f"warning: {clash}; a manifest with [greeting] fails, everything else works" in listed.out, listed
+    for command in (("schema", *plugins), ("tasks", *plugins), ("check", "--manifest", tiny_manifest, *plugins)):
+        assert ftrun_cli(*command).code == 0, command
+    greeted = tiny_manifest.with_name("greeted.toml")
+    greeted.write_text(tiny_manifest.read_text() + "\n[greeting]\ntimes = 2\n")
+    for command in (("check",), ()):
+        result = ftrun_cli(*command, "--manifest", greeted, *plugins)
+        assert result.code == 2 and result.err.strip() == f"ftrun: error: greeted.toml: greeting: {clash}", result
 
 
 def test_ftrun_schema_has_the_plugin_tables(ftrun_cli, ftrun_plugin_module):

@@ -9,6 +9,7 @@ labels in the eval features.
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +17,11 @@ import torch
 
 from ftrun.stages.data import load_data
 from ftrun.testing import TINY_BERT, TINY_TRAINING, files_under, write_jsonl
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
 
 PLUGIN = '''
 import numpy as np
@@ -85,7 +91,7 @@ class HalvesTask(Task):
 
         return Metrics(compute=compute, best="mse", greater_is_better=False)
 
-    def read_input(self, value, where):
+    def read_input(self, value, where, config):
         if isinstance(value, str):
             return {"text": value}
         if not isinstance(value.get("text"), str):
@@ -259,6 +265,106 @@ def test_the_cache_key_holds_the_task_code(ftrun_config, ftrun_plugin_module, ha
     sys.modules.pop("ftrun_halves")
     ftrun_plugin_module("ftrun_halves", PLUGIN.replace("# eval and predict features carry no labels", "# changed"))
     assert load() is False  # the same data, but the plugin's code changed: tokenized again
+
+
+# -- inputs: read with the run's config, from a file's own folder, resolved once at the run ----------
+
+FILE_REVIEWS = '''
+from pathlib import Path
+
+from ftrun import FtrunError, hookimpl
+from ftrun.plugins.text_classification.task import TextClassificationTask
+
+#: What read_input and inputs_from received, for the tests.
+READ = []
+SOURCES = []
+
+
+class FileReviews(TextClassificationTask):
+    """Text classification of review files: an input is the path of a text file."""
+
+    name = "file-reviews"
+
+    def read_input(self, value, where, config=None):
+        READ.append(config.task if config is not None else None)
+        path = Path(value)
+        if not path.is_file():  # relative to the current folder, as a user types it
+            raise FtrunError(f"{where}: no file {value}")
+        return str(path.resolve())
+
+    def inputs_from(self, batch, config, source=None):
+        SOURCES.append(source)
+        return [str(Path(source).parent / name) for name in batch["file"]]  # the file's names are relative to it
+
+    def predict(self, model, tokenizer, inputs, config):
+        return super().predict(model, tokenizer, [Path(path).read_text() for path in inputs], config)
+
+
+@hookimpl
+def ftrun_register_tasks(register):
+    register(FileReviews())
+'''
+
+
+def test_predict_inputs_are_read_with_the_config_from_the_files_folder_and_examples_resolved_once(
+    ftrun_cli, ftrun_manifest, ftrun_plugin_module, reviews, tmp_path, monkeypatch
+):
+    plugin = __import__(ftrun_plugin_module("file_reviews", FILE_REVIEWS))
+    train, evaluation = reviews
+    run_folder, elsewhere, files = tmp_path / "run", tmp_path / "elsewhere", tmp_path / "files"
+    for folder in (run_folder, elsewhere, files):
+        folder.mkdir()
+    (run_folder / "review.txt").write_text("A wonderful film.")
+    (files / "one.txt").write_text("Dull and far too long.")
+    (files / "rows.csv").write_text("file\none.txt\n")
+    manifest = ftrun_manifest(
+        {
+            "task": "file-reviews",
+            "plugins": ["file_reviews"],
+            "model": {"config": TINY_BERT, "tokenizer_vocab_size": 500},
+            "data": {"train_file": str(train), "eval_file": str(evaluation), "max_length": 64},
+            "training": TINY_TRAINING,
+            "predict": {"examples": ["review.txt"]},
+        }
+    )
+    monkeypatch.chdir(run_folder)
+    result = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "out")
+    assert result.code == 0, result
+    assert plugin.READ == ["file-reviews"]  # read once, with the run's config
+    stored = tomllib.loads((tmp_path / "out" / "ftrun.toml").read_text())
+    assert stored["predict"]["examples"] == [str(run_folder / "review.txt")]  # as read_input resolved it
+
+    monkeypatch.chdir(elsewhere)  # where review.txt is not: the stored example is not read again
+    predicted = ftrun_cli("predict", "--model", tmp_path / "out", str(files / "one.txt"))
+    assert predicted.code == 0, predicted
+    assert plugin.READ == ["file-reviews", "file-reviews"]  # only the argument
+    by_file = ftrun_cli("predict", "--model", tmp_path / "out", "--input", files / "rows.csv", "--output", elsewhere / "out.jsonl")
+    assert by_file.code == 0, by_file
+    assert plugin.SOURCES == [files / "rows.csv"]
+    assert len((elsewhere / "out.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_task_written_for_the_older_read_input_and_inputs_from_keeps_working():
+    from ftrun import Task
+
+    with pytest.warns(DeprecationWarning) as warned:
+
+        class Older(Task):
+            name = "older"
+
+            def read_input(self, value, where):
+                return super().read_input(value, where).upper()
+
+            def inputs_from(self, batch, config):
+                return list(batch["text"])
+
+    assert [str(w.message).rpartition("Older.")[2] for w in warned] == [
+        "read_input takes no 'config' argument, which ftrun now passes: add it",
+        "inputs_from takes no 'source' argument, which ftrun now passes: add it",
+    ]
+    task = Older()
+    assert task.read_input("a text", "here", None) == "A TEXT"
+    assert task.inputs_from({"text": ["x"]}, None, "rows.csv") == ["x"]
 
 
 PIXELS_PLUGIN = '''

@@ -63,3 +63,32 @@ def test_eval_on_another_file_and_its_errors(ftrun_cli, ftrun_manifest, tmp_path
     assert inside.code == 2 and "is inside the model directory" in inside.err
     missing = ftrun_cli("eval", "--model", tmp_path)
     assert missing.code == 2 and "has no ftrun.toml" in missing.err
+
+
+#: A plugin that sees the data stage, as one that loads its data through it would.
+DATA_SPY = """
+from ftrun import hookimpl
+
+SEEN = []
+
+
+@hookimpl(wrapper=True)
+def ftrun_load_data(task, config, sample, labels, splits):
+    data = yield
+    SEEN.append((labels, splits, len(data.eval)))
+    return data
+"""
+
+
+def test_eval_loads_its_data_through_the_data_stage_and_prints_the_summary_table_or_json(ftrun_cli, ftrun_manifest, ftrun_plugin_module, tmp_path):
+    out = trained(ftrun_cli, ftrun_manifest, tmp_path, "text-classification")
+    spy = __import__(ftrun_plugin_module("data_spy", DATA_SPY))
+    result = ftrun_cli("eval", "--model", out, "--plugin", "data_spy")
+    assert result.code == 0, result
+    labels = [json.loads((out / "config.json").read_text())["id2label"][str(i)] for i in range(2)]
+    assert spy.SEEN == [(labels, ("eval",), 8)]  # the trained model's labels, in its order; the eval split alone
+    assert "Evaluation" in result.out and "'eval_loss'" not in result.out  # the run's table, not the Trainer's printed dict
+    as_json = ftrun_cli("eval", "--model", out, "--json", "--output-dir", tmp_path / "json-eval")
+    assert as_json.code == 0, as_json
+    results = json.loads(as_json.out)  # stdout holds the JSON alone
+    assert results["eval_accuracy"] == json.loads((tmp_path / "json-eval" / "eval_results.json").read_text())["eval_accuracy"]

@@ -184,3 +184,52 @@ def test_model_config_takes_aliases_properties_and_generation_settings(ftrun_cli
     for override in ("model.config.num_labels=2", "model.config.layer_norm_eps=1e-6", "model.config.max_length=20"):
         result = ftrun_cli("check", "--manifest", offline, "--set", override)
         assert result.code == 0, (override, result)
+
+
+#: A task whose default dataset has column names of its own (as SWAG's sent1, ending0, ... for multiple choice).
+SENTENCES = """
+from ftrun import hookimpl
+from ftrun.plugins.text_classification.task import TextClassificationTask
+
+
+class Sentences(TextClassificationTask):
+    name = "sentences"
+    defaults = {
+        **TextClassificationTask.defaults,
+        "data": {"dataset": "glue", "dataset_config": "sst2", "text_column": "sentence", "max_length": 66},
+    }
+
+
+@hookimpl
+def ftrun_register_tasks(register):
+    register(Sentences())
+"""
+
+
+def test_the_default_datasets_keys_apply_only_with_it_and_check_says_which_defaults_it_used(ftrun_cli, ftrun_manifest, ftrun_plugin_module, reviews, tmp_path):
+    import json
+
+    from ftrun.testing import TINY_BERT, TINY_TRAINING
+
+    ftrun_plugin_module("sentences", SENTENCES)
+    manager = get_plugin_manager(["sentences"])
+    task = manager.task("sentences")
+    default = build_config(task, {}, source="--task sentences", base_dir=tmp_path)
+    assert (default.data.dataset, default.data.text_column, default.data.max_length, default.default_data) == ("glue", "sentence", 66, True)
+    train, evaluation = reviews
+    manifest = {
+        "task": "sentences",
+        "model": {"config": TINY_BERT, "tokenizer_vocab_size": 500},
+        "data": {"train_file": str(train), "eval_file": str(evaluation), "max_length": 64},
+        "training": TINY_TRAINING,
+    }
+    own = build_config(task, manifest, source="run.toml", base_dir=tmp_path)
+    # The user's own files: the task's generic [data] defaults, none of the default dataset's (its column name, its length).
+    assert (own.data.dataset, own.data.dataset_config, own.data.text_column, own.default_data) == (None, None, "text", False)
+    only_train = build_config(task, {"data": {"train_file": str(train)}}, source="run.toml", base_dir=tmp_path)
+    assert (only_train.data.text_column, only_train.data.max_length) == ("text", None)
+    checked = ftrun_cli("check", "--manifest", ftrun_manifest(manifest), "--plugin", "sentences")
+    assert checked.code == 0, checked
+    assert "data: the manifest's own, with task sentences's generic [data] defaults (none of its default dataset's settings)" in checked.out
+    as_json = ftrun_cli("check", "--manifest", ftrun_manifest(manifest), "--plugin", "sentences", "--json")
+    assert json.loads(as_json.out)["data_defaults"] == "generic"

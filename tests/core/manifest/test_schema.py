@@ -29,7 +29,7 @@ def test_a_manifest_is_one_of_the_task_manifests(schema):
     assert schema["oneOf"] == [{"$ref": f"#/$defs/task:{name}"} for name in tasks]
     manifest = schema["$defs"]["task:text-classification"]
     assert set(manifest["properties"]) == set(TOP_LEVEL_KEYS) | set(get_plugin_manager().tables())  # the built-in plugins' tables too
-    assert {"peft", "early_stopping", "loss"} <= set(manifest["properties"])
+    assert {"peft", "early_stopping", "class_weights"} <= set(manifest["properties"])
     assert manifest["properties"]["task"]["const"] == "text-classification"
     assert manifest["properties"]["data"] == {"$ref": "#/$defs/TextClassificationData"}
     assert manifest["additionalProperties"] is False

@@ -197,6 +197,17 @@ def test_most_inputs_truncated(check, classification):
     assert "data.max_length" not in keys(fine)
 
 
+def test_a_truncated_pair_names_the_text_cut(check, classification):
+    # Longest-first truncation cuts the longer text of a pair: here the context, which comes first, and not the
+    # question at the pair's end.
+    train = [{**row, "question": f"which {i}?"} for i, row in enumerate(rows(40, words=60))]
+    _, report = check(classification(train, [{**row, "question": "which?"} for row in rows(20, offset=100)], data={"text_pair_column": "question"}))
+    assert report["splits"]["train"]["lengths"]["inputs"]["cut"] == {"first": 1.0}
+    assert line(report, "data.max_length").endswith(
+        "truncation cuts the longer text of a pair, not the pair's end: the model never reads the end of the first text in 100% of them"
+    )
+
+
 def test_a_limit_beyond_the_model_positions_is_an_error(ftrun_cli, classification, ftrun_tiny_bert, tmp_path):
     from transformers import AutoModel, AutoTokenizer
 

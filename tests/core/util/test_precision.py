@@ -1,10 +1,15 @@
 """Mixed precision: chosen for the hardware, overridden by [training], shown and recorded."""
 
+import types
+
 import pytest
 import torch
 import transformers.utils
+from transformers import AutoConfig
 
-from ftrun.util.precision import choose_precision
+from ftrun.stages.predict import predict_as_evaluated
+from ftrun.testing import TINY_BERT
+from ftrun.util.precision import CPU_BF16_MIN_HIDDEN_SIZE, choose_precision
 
 
 @pytest.fixture
@@ -60,6 +65,42 @@ def test_automatic_choice_follows_use_cpu(hardware, use_cpu, cuda, cpu_bf16, exp
     assert (precision.name, precision.reason) == expected
 
 
+@pytest.mark.parametrize(
+    "hidden_size, expected",
+    [
+        # Autocast's casts cost more than bf16 saves on a narrow model's small multiplications (benchmarks/precision.py).
+        (64, ("fp32", f"auto: hidden size 64 < {CPU_BF16_MIN_HIDDEN_SIZE}, too narrow to gain from the CPU's bf16")),
+        (CPU_BF16_MIN_HIDDEN_SIZE, ("bf16", "auto: the CPU computes in bf16")),
+        (768, ("bf16", "auto: the CPU computes in bf16")),
+    ],
+)
+def test_a_cpu_with_bf16_trains_a_narrow_model_in_fp32(hardware, hidden_size, expected):
+    hardware(cuda=False, cpu_bf16="amx")
+    precision = choose_precision({}, AutoConfig.for_model("bert", hidden_size=hidden_size, num_attention_heads=4))
+    assert (precision.name, precision.reason) == expected
+    # A GPU, or an explicit setting, is not second-guessed by the model's size.
+    hardware(cuda=True, bf16=True)
+    assert choose_precision({}, AutoConfig.for_model("vit", hidden_size=64, num_attention_heads=2)).name == "bf16"
+    assert choose_precision({"bf16": True}, AutoConfig.for_model("vit", hidden_size=64, num_attention_heads=2)).name == "bf16"
+
+
+@pytest.mark.parametrize("training, autocast", [({"bf16": True}, True), ({"bf16": False}, False)])
+def test_predictions_run_in_the_precision_the_run_evaluated_in(training, autocast):
+    # A pipeline runs in fp32 unless told: predictions outside the Trainer take its evaluation's autocast.
+    seen = []
+
+    class Recording:
+        def predict(self, model, tokenizer, inputs, config):
+            seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+            return inputs
+
+    model = torch.nn.Linear(2, 2)
+    model.config = AutoConfig.for_model("bert", hidden_size=768)
+    config = types.SimpleNamespace(training=training)
+    assert predict_as_evaluated(Recording(), model, None, ["x"], config) == ["x"]
+    assert seen == [autocast]
+
+
 def test_cpu_without_the_private_queries_stays_in_fp32(hardware, monkeypatch):
     """torch.cpu's bf16 queries are private: an older or newer torch without them means fp32, not a crash."""
     hardware(cuda=False)
@@ -89,7 +130,8 @@ def test_explicit_setting_wins(hardware, training, cuda, expected):
 def test_run_shows_and_records_the_automatic_choice(ftrun_cli, tiny_manifest, tmp_path):
     result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
     assert result.code == 0, result
-    expected = str(choose_precision({}))  # this machine's: bf16 or fp32 on a CPU, by its instructions
+    # This machine's choice for the tiny model: fp32, or bf16 on a GPU.
+    expected = str(choose_precision({}, AutoConfig.for_model(**TINY_BERT)))
     assert f"precision {expected}, output" in result.out.splitlines()[0]
     assert f"in {expected}." in (tmp_path / "out" / "README.md").read_text()
 
@@ -103,10 +145,13 @@ def test_run_in_bf16_when_asked(ftrun_cli, tiny_manifest, tmp_path):
     assert "in bf16 (training.bf16 = true)." in (tmp_path / "out" / "README.md").read_text()
 
 
-def test_run_in_bf16_automatically_on_a_cpu_with_bf16(ftrun_cli, tiny_manifest, tmp_path, hardware):
+def test_a_narrow_model_runs_in_fp32_automatically_on_a_cpu_with_bf16(ftrun_cli, tiny_manifest, tmp_path, hardware):
+    # A tiny ViT trained 1.2-4x slower in bf16 (docs/performance.md): the first line says why a narrow model is in fp32.
     hardware(cuda=False, cpu_bf16="avx512-bf16")
     result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
     assert result.code == 0, result
-    assert "precision bf16 (auto: the CPU computes in bf16)" in result.out.splitlines()[0]
+    reason = f"auto: hidden size {TINY_BERT['hidden_size']} < {CPU_BF16_MIN_HIDDEN_SIZE}, too narrow to gain from the CPU's bf16"
+    assert f"precision fp32 ({reason})" in result.out.splitlines()[0]
     args = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
-    assert args.bf16 and args.use_cpu and not args.fp16
+    assert not args.bf16 and not args.fp16
+    assert f"in fp32 ({reason})." in (tmp_path / "out" / "README.md").read_text()
