@@ -304,10 +304,11 @@ def _said(message: str) -> PydanticCustomError:
 def _problem(where: Origin, model: type[BaseModel], exc: ValidationError) -> FtrunError:
     """The first error of a manifest's validation, as ``SOURCE: section.key: what is wrong``."""
     error = exc.errors()[0]
-    loc = [str(part) for part in error["loc"]]
+    parts = [str(part) for part in error["loc"]]
+    loc, _ = _key_of(model, parts)
     key = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        table = _table_at(model, loc[:-1])
+        _, table = _key_of(model, parts[:-1])
         keys = table.model_fields if isinstance(table, type) and issubclass(table, BaseModel) else ()
         return FtrunError(f"{where(key)}: unknown key{did_you_mean(loc[-1], keys)}")
     if error["type"] in ("ftrun", "value_error"):  # ftrun's words, or a task's or plugin's own validator: its message as it wrote it
@@ -321,19 +322,32 @@ def _problem(where: Origin, model: type[BaseModel], exc: ValidationError) -> Ftr
     return FtrunError(f"{where(key)}: {message}{got}")
 
 
-def _table_at(model: type[BaseModel], loc: list[str]) -> Any:
-    """The type of the value at ``loc`` in ``model``: through tables, the values of dict-typed tables, items of arrays, and optional values."""
+def _key_of(model: type[BaseModel], loc: list[str]) -> tuple[list[str], Any]:
+    """The manifest key of a pydantic error's ``loc`` (without the union members it names: ``model.config.dict[str,any]``), and the type there.
+
+    The type is walked through tables, the values of dict-typed tables (``search.space``), items of arrays and optional values.
+    """
     kind: Any = model
+    parts: list[str] = []
     for part in loc:
+        if _is_union(kind):  # pydantic names the member it tried, which is no key of the manifest
+            kind = Any
+            continue
+        parts.append(part)
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             kind = kind.model_fields[part].annotation if part in kind.model_fields else Any
         elif typing.get_origin(kind) in (dict, list):
             kind = typing.get_args(kind)[-1]  # ``part`` is a key of the dict or an index of the array
         else:
-            return Any
-        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # ``X | None``: the table of the union
-            kind = next((arg for arg in typing.get_args(kind) if isinstance(arg, type) and issubclass(arg, BaseModel)), kind)
-    return kind
+            kind = Any
+        if typing.get_origin(kind) in (typing.Union, types.UnionType) and not _is_union(kind):  # ``X | None``: X
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    return parts, kind
+
+
+def _is_union(kind: Any) -> bool:
+    """Whether ``kind`` is a union of several types (``None`` aside), whose members pydantic's errors name."""
+    return typing.get_origin(kind) in (typing.Union, types.UnionType) and len([arg for arg in typing.get_args(kind) if arg is not type(None)]) > 1
 
 
 def _type_name(value: Any) -> str:

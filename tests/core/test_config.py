@@ -175,6 +175,9 @@ def test_a_quoted_search_space_key_reaches_ftrun_tune_and_a_bad_value_in_it_is_o
     # A dict-typed table (a key of search.space, model.config) names the bad key, not an internal error.
     with pytest.raises(FtrunError, match=r"^--set search.space.training.learning_rate.lowx: unknown key \(did you mean low\?\)$"):
         load_run(manifest=manifest, overrides=[space + "{lowx=1e-4, high=3e-3}"], base_dir=tmp_path)
+    # A value of a union (low: int | float) is named by its key, not by the member pydantic tried (low.int).
+    with pytest.raises(FtrunError, match=r"^--set search.space.training.learning_rate.low: input should be a valid integer, got 'a'$"):
+        load_run(manifest=manifest, overrides=[space + '{low="a", high=3e-3}'], base_dir=tmp_path)
 
 
 def test_overrides_create_nested_tables():
