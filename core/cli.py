@@ -251,10 +251,12 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .config import Origin, build_config, manifest_plugins, merge, read_manifest
+    from .config import Origin, build_config, manifest_model, manifest_plugins, merge, read_manifest, resolve_paths
+    from .data import check_file
     from .display import Display
     from .evaluation import evaluate_model
     from .output import MANIFEST_NAME
+    from .output_dir import check_path
     from .plugin_manager import get_plugin_manager
 
     model_dir = Path(args.model)
@@ -262,9 +264,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not manifest_path.is_file():
         raise FtrunError(f"--model: {model_dir} has no {MANIFEST_NAME}: not a directory an ftrun run wrote")
     manifest = read_manifest(manifest_path)
-    if args.manifest:
-        manifest = merge(manifest, read_manifest(Path(args.manifest)))
+    overlay = read_manifest(Path(args.manifest)) if args.manifest else {}
     output_dir = Path(args.output_dir) if args.output_dir else model_dir.with_name(model_dir.name + "-eval")
+    check_path(output_dir)
     if output_dir.resolve() == model_dir.resolve() or model_dir.resolve() in output_dir.resolve().parents:
         raise FtrunError(f"--output-dir: {output_dir} is inside the model directory, which ftrun eval leaves as it is")
     if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
@@ -273,15 +275,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     name = manifest.get("task")
     task = manager.task(name, where=f"{manifest_path}: task")
     source = args.manifest or str(manifest_path)
+    # The run's paths are absolute in its ftrun.toml; --manifest's are relative to its folder, --set's to the current one.
+    resolve_paths(overlay, manifest_model(task, manager.tables()), Path(args.manifest or ".").parent)
     config = build_config(
-        task,
-        manifest,
-        source=source,
-        base_dir=Path(args.manifest).parent if args.manifest else model_dir,
-        overrides=args.overrides,
-        tables=manager.tables(),
-        finished=True,
+        task, merge(manifest, overlay), source=source, base_dir=Path.cwd(), overrides=args.overrides, tables=manager.tables(), finished=True
     )
+    if config.data.eval_file:  # checked here, by its name: the eval stage reads it as its only split
+        check_file(config, "eval_file", config.data.eval_file)
     from rich.console import Console
 
     display = Display(Console(stderr=True, soft_wrap=True) if args.json else None)  # with --json, stdout holds the JSON alone
