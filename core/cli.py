@@ -214,7 +214,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if config.demo else config.task)
     output_dir = Path(args.output_dir or config.output_dir or default_dir)
     # The run prints its first line and warnings once its data is loaded and checked.
-    result = run(config, manager, output_dir, overwrite=args.overwrite, resume=args.resume, display=display)
+    manifest = Path(args.manifest) if args.manifest else None
+    result = run(config, manager, output_dir, overwrite=args.overwrite, resume=args.resume, display=display, manifest=manifest)
 
     display.print(metrics_table("Final evaluation", result.eval_metrics))
     task = manager.task(config.task)
