@@ -54,6 +54,14 @@ def _set_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
+def _trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the model directory's own code run (its config's auto_map), as --set model.trust_remote_code=true; nothing in the folder allows it",
+    )
+
+
 def _config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", metavar="NAME", help="the task to run (see `ftrun tasks`)")
     parser.add_argument("--manifest", metavar="FILE", help="a TOML manifest describing the run")
@@ -109,6 +117,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             )
             parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier ftrun eval there")
             parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout, for scripts")
+            _trust_option(parser)
         elif command == "predict":
             parser.add_argument("--model", required=True, metavar="DIR", help="a directory written by an ftrun run")
             parser.add_argument("--task", metavar="NAME", help="the task, when DIR has no ftrun.toml")
@@ -127,6 +136,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             )
             parser.add_argument("--overwrite", action="store_true", help="with --input: replace an existing --output file")
             _set_option(parser, "override a key of the run's manifest, e.g. data.text_column=review")
+            _trust_option(parser)
             parser.add_argument("text", nargs="*", help="inputs; read from stdin, one per line, when none are given")
     _common(parser)
     return parser
@@ -224,7 +234,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     default_dir = Path("ftrun-runs") / (f"{config.task}-demo" if config.demo else config.task)
     output_dir = Path(args.output_dir or config.output_dir or default_dir)
     # The run prints its first line and warnings once its data is loaded and checked.
-    result = run(config, manager, output_dir, overwrite=args.overwrite, resume=args.resume, display=display)
+    manifest = Path(args.manifest) if args.manifest else None
+    result = run(config, manager, output_dir, overwrite=args.overwrite, resume=args.resume, display=display, manifest=manifest)
 
     display.print(metrics_table("Final evaluation", result.eval_metrics))
     task = manager.task(config.task)
@@ -258,30 +269,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .output import MANIFEST_NAME
     from .output_dir import check_path
     from .plugin_manager import get_plugin_manager
+    from .predict import check_plugins, check_remote_code, read_model_dir, without_code
 
     model_dir = Path(args.model)
     manifest_path = model_dir / MANIFEST_NAME
     if not manifest_path.is_file():
         raise FtrunError(f"--model: {model_dir} has no {MANIFEST_NAME}: not a directory an ftrun run wrote")
-    manifest = read_manifest(manifest_path)
+    saved = read_model_dir(model_dir)
     overlay = read_manifest(Path(args.manifest)) if args.manifest else {}
+    if "task" in overlay and overlay["task"] != saved.get("task"):
+        raise FtrunError(f"{args.manifest}: task: {overlay['task']!r}, but {model_dir} is a {saved.get('task')} model (its {MANIFEST_NAME}): leave task out")
+    manifest = without_code(saved)
     output_dir = Path(args.output_dir) if args.output_dir else model_dir.with_name(model_dir.name + "-eval")
     check_path(output_dir)
     if output_dir.resolve() == model_dir.resolve() or model_dir.resolve() in output_dir.resolve().parents:
         raise FtrunError(f"--output-dir: {output_dir} is inside the model directory, which ftrun eval leaves as it is")
     if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
         raise FtrunError(f"--output-dir: {output_dir} is not empty: choose another, or pass --overwrite to replace an earlier ftrun eval's results")
-    manager = get_plugin_manager(plugins=[*args.plugin, *manifest_plugins(manifest, Origin(str(manifest_path)))], blocked=blocked_plugins(args))
+    manager = get_plugin_manager(plugins=[*args.plugin, *manifest_plugins(overlay, Origin(str(args.manifest)))], blocked=blocked_plugins(args))
+    overrides = [*args.overrides, *(["model.trust_remote_code=true"] if args.trust_remote_code else [])]
+    check_plugins(manager, model_dir, saved)
     name = manifest.get("task")
     task = manager.task(name, where=f"{manifest_path}: task")
     source = args.manifest or str(manifest_path)
     # The run's paths are absolute in its ftrun.toml; --manifest's are relative to its folder, --set's to the current one.
     resolve_paths(overlay, manifest_model(task, manager.tables()), Path(args.manifest or ".").parent)
-    config = build_config(
-        task, merge(manifest, overlay), source=source, base_dir=Path.cwd(), overrides=args.overrides, tables=manager.tables(), finished=True
-    )
+    config = build_config(task, merge(manifest, overlay), source=source, base_dir=Path.cwd(), overrides=overrides, tables=manager.tables(), finished=True)
     if config.data.eval_file:  # checked here, by its name: the eval stage reads it as its only split
         check_file(config, "eval_file", config.data.eval_file)
+    warning = check_remote_code(config, model_dir, saved)
+    if warning:
+        print(f"ftrun: warning: {warning}", file=sys.stderr)
     from rich.console import Console
 
     display = Display(Console(stderr=True, soft_wrap=True) if args.json else None)  # with --json, stdout holds the JSON alone
@@ -364,36 +382,41 @@ CHECK_SAMPLE = 32
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .config import Origin, build_config, manifest_plugins, read_manifest
+    from .config import build_config
     from .output import MANIFEST_NAME, as_record
     from .plugin_manager import get_plugin_manager
-    from .predict import load_trained, predict_as_evaluated
+    from .predict import check_plugins, check_remote_code, load_trained, predict_as_evaluated, read_model_dir, without_code
 
     model_dir = Path(args.model)
-    if not model_dir.is_dir():
-        raise FtrunError(f"--model: {model_dir} is not a directory")
     # The run's manifest says which task made the model, and which plugins it needed.
     manifest_path = model_dir / MANIFEST_NAME
-    manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
-    manager = get_plugin_manager(plugins=[*args.plugin, *manifest_plugins(manifest, Origin(str(manifest_path)))], blocked=blocked_plugins(args))
+    manifest = read_model_dir(model_dir)
+    manager = get_plugin_manager(plugins=args.plugin, blocked=blocked_plugins(args))
+    check_plugins(manager, model_dir, manifest)
+    saved = manifest.get("task")
     name = args.task
     if name is None:
         if not manifest_path.exists():
             raise FtrunError(f"--model: {model_dir} has no {MANIFEST_NAME}; say which task it is with --task")
-        name = manifest.get("task")
+        name = saved
         if not isinstance(name, str):
             raise FtrunError(f"{manifest_path}: task: missing; say which task it is with --task")
+    elif saved is not None and name != saved:
+        raise FtrunError(f"--task {name}: {model_dir} is a {saved} model (its {MANIFEST_NAME}), whose head was not trained for {name}: leave --task out")
     task = manager.task(name, where=f"--task {args.task}" if args.task else f"{model_dir / MANIFEST_NAME}: task")
     # The run's own settings (column names, lengths) where the model directory has them.
     config = build_config(
         task,
-        manifest if manifest.get("task") == task.name else {},
+        without_code(manifest),
         source=str(manifest_path),
         base_dir=model_dir,
-        overrides=args.overrides,
+        overrides=[*args.overrides, *(["model.trust_remote_code=true"] if args.trust_remote_code else [])],
         tables=manager.tables(),
         finished=True,
     )
+    warning = check_remote_code(config, model_dir, manifest)
+    if warning:
+        print(f"ftrun: warning: {warning}", file=sys.stderr)
     if args.input:
         return predict_input_file(args, manager, task, config, model_dir)
     if args.output or args.skip_bad:

@@ -2,11 +2,14 @@
 
 ``ftrun.toml`` (the effective manifest: rerun it with ``ftrun --manifest``, and
 ``ftrun predict`` reads the task from it), the Trainer's ``*_results.json`` and
-``trainer_state.json``, ``predictions.jsonl``, the figures of ``plots/`` and a model card ``README.md``.
+``trainer_state.json``, ``predictions.jsonl``, the figures of ``plots/``, a model card ``README.md``,
+and ``ftrun-run.json``: the run's marker and seal, which lists every file it wrote with its size,
+and what the run was (task, model, training data).
 
-Everything is written to a staging folder first and then moved into place file by file,
-``ftrun.toml`` last: a run that dies while saving never leaves a half-written model file,
-and a folder holding ``ftrun.toml`` holds a complete run.
+Everything is written to a staging folder first, flushed and sealed, and then moved into place
+file by file, the marker last: a run that dies while saving never leaves a half-written model
+file, a folder holding a valid marker holds a complete run, and only the files a marker lists
+are ever replaced or deleted by a later run.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import tomli_w
 from huggingface_hub import EvalResult, ModelCardData
 
 from . import plots
+from .errors import FtrunError, first_line
 from .precision import choose_precision
-from .training import save_state
+from .training import save_state, seal
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,6 +39,8 @@ if TYPE_CHECKING:
     from .task import Task
 
 MANIFEST_NAME = "ftrun.toml"
+#: A finished run's marker, written by ftrun alone, last: the files the run wrote (their sizes) and what the run was.
+RUN_SEAL = "ftrun-run.json"
 #: The run's figures (PNG), inside the output directory.
 PLOTS_DIR = "plots"
 
@@ -87,20 +93,60 @@ def write_outputs(
     plugins.model_card(task, config, card)
     (staging / "README.md").write_text(card.render(), encoding="utf-8")
     (staging / MANIFEST_NAME).write_text(manifest, encoding="utf-8")
+    seal(staging, RUN_SEAL, run=run_identity(config))  # every staged file flushed to disk, then listed
     publish(staging, output_dir)
 
 
+def run_identity(config: RunConfig) -> dict[str, Any]:
+    """What a run is, by the manifest keys that make it: resumed with another value of one, it would not go on where it stopped."""
+    data = config.data
+    identity = {
+        "task": config.task,
+        "model.name": config.model.name,
+        "model.config": config.model.config,
+        "data.train_file": data.train_file,
+        "data.dataset": data.dataset,
+        "data.dataset_config": data.dataset_config,
+        "data.train_split": data.train_split,
+    }
+    return json.loads(json.dumps(identity))  # as read back from a seal
+
+
 def publish(staging: Path, output_dir: Path) -> None:
-    """Flush every staged file to disk, then move each into ``output_dir``, the manifest last."""
-    files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: p.name == MANIFEST_NAME)
-    for path in files:
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-    for path in files:
+    """Move the sealed files of ``staging`` into ``output_dir``, the marker last; run again after a kill, it finishes.
+
+    First the files of an earlier run there (``--resume`` of a finished run) that this one did
+    not write go, then its marker: from then on the folder holds no finished run until the new
+    marker arrives, and every file of it is one the staged marker lists.
+    """
+    written = run_files(staging)
+    for name in sorted(set(run_files(output_dir)) - set(written)):
+        (output_dir / name).unlink(missing_ok=True)
+    (output_dir / RUN_SEAL).unlink(missing_ok=True)
+    for path in sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: p.name == RUN_SEAL):
         target = output_dir / path.relative_to(staging)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)  # atomic: the old file or the new one, never a mix
     shutil.rmtree(staging)
+
+
+def run_files(folder: Path) -> dict[str, int]:
+    """The files (relative paths) and sizes that the marker in ``folder`` lists; none without a marker.
+
+    A marker naming a file outside its folder is refused: nothing outside the folder is ever replaced.
+    """
+    marker = folder / RUN_SEAL
+    if not marker.exists():
+        return {}
+    try:
+        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        listed = {str(name): int(size) for name, size in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FtrunError(f"{marker}: damaged, not the list of a run's files ({first_line(exc)}); move it away to use the folder") from exc
+    for name in listed:
+        if Path(name).is_absolute() or ".." in Path(name).parts or not Path(name).parts:
+            raise FtrunError(f"{marker}: damaged: it names {name!r}, which is not a file of its folder; move it away to use the folder")
+    return listed
 
 
 def as_record(text: str | dict[str, Any], prediction: Any) -> dict[str, Any]:
@@ -213,4 +259,5 @@ def predict_command(task: Task, config: RunConfig, model_dir: str) -> str | None
     if example is None:
         return None
     given = shlex.quote(example) if isinstance(example, str) else "--json-input " + shlex.quote(json.dumps(example, ensure_ascii=False))
-    return f"ftrun predict --model {shlex.quote(model_dir)} {given}"
+    plugins = "".join(f" --plugin {shlex.quote(name)}" for name in config.plugins)  # a model folder loads none of its run's
+    return f"ftrun predict --model {shlex.quote(model_dir)}{plugins} {given}"

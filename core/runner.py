@@ -20,8 +20,8 @@ from .distributed import check_engines, process_state
 from .errors import FtrunError
 from .head import check_model, model_config_of
 from .memory import keep_freed_memory
-from .output import write_outputs
-from .output_dir import OutputDir, claimed
+from .output import run_identity, write_outputs
+from .output_dir import OutputDir, claimed, inputs_of
 from .plots import run_figures
 from .plugin_manager import PluginManager
 from .precision import choose_precision
@@ -60,12 +60,14 @@ def run(
     resume: bool | str | None = None,
     display: Display | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    manifest: Path | None = None,
 ) -> RunResult:
     """Train, evaluate, save and predict as ``config`` says; bad input raises FtrunError before anything is written.
 
     ``resume`` (default: the manifest's) continues from a checkpoint; Ctrl-C or SIGTERM stops after
     the current step with a checkpoint, raising :class:`Interrupted`. ``callbacks`` join the
-    plugins' (``ftrun tune`` reports each evaluation to its trial through one).
+    plugins' (``ftrun tune`` reports each evaluation to its trial through one). ``manifest`` is the file
+    ``config`` was read from, which the output directory must not hold, as it must hold no other file the run reads.
     """
     display = display or Display()
     task = plugins.task(config.task)
@@ -74,7 +76,11 @@ def run(
     where = "--resume" if resume is not config.resume else config.where("resume")
     check_model(config)  # a missing model fails now, not after tokenizing
     check_engines(config)
-    with claimed(output_dir, overwrite=overwrite, resume=resume, where=where, state=state, announce=display.print) as out, display.active():
+    identity = run_identity(config)
+    claim = claimed(
+        output_dir, overwrite=overwrite, resume=resume, where=where, state=state, announce=display.print, reads=inputs_of(config, manifest), identity=identity
+    )
+    with claim as out, display.active():
         with state.local_main_process_first():  # the others load what the first process on their machine cached
             data = plugins.load_data(task, config)
         report = plugins.preflight(task, config, data)
@@ -84,7 +90,7 @@ def run(
         model = plugins.build_head(task, config, data)
         metrics = plugins.build_metrics(task, config, data)
         stop = StopOnSignal(display.print)
-        callbacks = [SealCheckpoints(), stop, *plugins.trainer_callbacks(task, config), *callbacks]
+        callbacks = [SealCheckpoints(identity), stop, *plugins.trainer_callbacks(task, config), *callbacks]
         clear_leftovers(out, state, display)
         trainer = plugins.build_trainer(task, config, data, model, metrics, callbacks, str(out.work))
         use_rich_progress(trainer, display)

@@ -17,6 +17,7 @@ the model card, and Optuna's plots of the search written under ``plots/``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -301,7 +302,8 @@ def write_results(study: optuna.Study, output_dir: Path, metric: str, display: D
     import optuna
     from rich.table import Table
 
-    from .output import MANIFEST_NAME
+    from .output import MANIFEST_NAME, RUN_SEAL
+    from .training import seal
 
     trials = study.get_trials(deepcopy=False)
     table = Table(title=f"Trials of study {study.study_name}")
@@ -318,11 +320,11 @@ def write_results(study: optuna.Study, output_dir: Path, metric: str, display: D
         return
     best = study.best_trial
     best_dir = output_dir / TRIALS_DIR / best.user_attrs["folder"]
-    for item in best_dir.iterdir():  # a standard model directory, as any run's (its checkpoints stay with the trial)
-        if item.is_file():
-            temporary = output_dir / f".{item.name}.tmp"
-            shutil.copy2(item, temporary)
-            os.replace(temporary, output_dir / item.name)
+    copied = [item.name for item in best_dir.iterdir() if item.is_file() and item.name != RUN_SEAL]
+    for name in copied:  # a standard model directory, as any run's (its checkpoints stay with the trial)
+        temporary = output_dir / f".{name}.tmp"
+        shutil.copy2(best_dir / name, temporary)
+        os.replace(temporary, output_dir / name)
     shutil.copy2(best_dir / MANIFEST_NAME, output_dir / "best.toml")
     card = output_dir / "README.md"
     rows = "\n".join(
@@ -339,6 +341,10 @@ def write_results(study: optuna.Study, output_dir: Path, metric: str, display: D
         encoding="utf-8",
     )
     write_plots(study, output_dir / "plots", metric)
+    # Sealed as a run's outputs are, the card as it is now: ftrun predict and eval check it as any run's.
+    identity = json.loads((best_dir / RUN_SEAL).read_text(encoding="utf-8")).get("run")
+    model_files = [output_dir / name for name in (*copied, "best.toml")] + sorted((output_dir / "plots").rglob("*"))
+    seal(output_dir, RUN_SEAL, model_files, run=identity)
     display.print(f"best: trial {best.number}, {metric} {best.value:.4f}; its model is in {output_dir}, its manifest in {output_dir / 'best.toml'}")
 
 

@@ -142,6 +142,29 @@ def tiny_manifest(reviews, ftrun_manifest) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """A finished text-classification run (a checkpoint every 2 steps), trained once: copy it (shutil.copytree) to spoil it."""
+    import tomli_w
+
+    from ftrun.cli import main
+
+    folder = tmp_path_factory.mktemp("finished-run")
+    train, evaluation = (
+        write_jsonl(folder / "train.jsonl", sample_reviews("imdb-train", 16)),
+        write_jsonl(folder / "eval.jsonl", sample_reviews("imdb-eval", 8)),
+    )
+    tables = {
+        "task": "text-classification",
+        "model": {"config": TINY_BERT, "tokenizer_vocab_size": 300},
+        "data": {"train_file": str(train), "eval_file": str(evaluation), "max_length": 32},
+        "training": {**TINY_TRAINING, "save_strategy": "steps", "save_steps": 1, "eval_strategy": "steps", "eval_steps": 1},
+    }
+    (folder / "run.toml").write_text(tomli_w.dumps(tables), encoding="utf-8")
+    assert main(["--manifest", str(folder / "run.toml"), "--output-dir", str(folder / "run")]) == 0
+    return folder / "run"
+
+
 def pytest_terminal_summary(terminalreporter):
     """Show the figures integration tests measured (accuracy, throughput) at the end of the run."""
     figures = [value for report in terminalreporter.stats.get("passed", []) for key, value in report.user_properties if key == "figure"]

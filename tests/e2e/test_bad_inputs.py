@@ -921,6 +921,111 @@ def test_predict_without_input(fails, tmp_path):
     fails("predict", "--model", tmp_path / "model", words=("predict", "no input", "stdin"), stdin="\n  \n")
 
 
+# -- model folders: data, never code; damaged or mismatched, refused before anything loads -----------
+
+
+def add_to_manifest(folder: Path, line: str, table: str | None = None) -> None:
+    """A line in the run's ftrun.toml: at its top, or at the top of ``[table]``."""
+    manifest = folder / "ftrun.toml"
+    text = manifest.read_text(encoding="utf-8")
+    manifest.write_text(text.replace(f"[{table}]\n", f"[{table}]\n{line}\n", 1) if table else f"{line}\n{text}", encoding="utf-8")
+
+
+def add_auto_map(folder: Path) -> None:
+    """config.json pointing at a module of the folder's own, which leaves a mark wherever it runs."""
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "ran.Config", "AutoModelForSequenceClassification": "ran.Model"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "ran.py").write_text("from pathlib import Path\nPath('RAN').write_text('code from the model folder ran')\n")
+
+
+def cut_short(folder: Path, name: str = "model.safetensors") -> None:
+    with open(folder / name, "r+b") as handle:
+        handle.truncate(handle.seek(0, 2) - 100)
+
+
+def resealed(spoil: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A folder as whoever wrote it wants it, its marker made to match: a seal proves a folder whole, not harmless."""
+    from ftrun.training import seal
+
+    def apply(folder: Path) -> None:
+        spoil(folder)
+        run = json.loads((folder / "ftrun-run.json").read_text())["run"]
+        seal(folder, "ftrun-run.json", [p for p in folder.rglob("*") if not p.relative_to(folder).parts[0].startswith("checkpoint-")], run=run)
+
+    return apply
+
+
+def unsealed(spoil: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A plain model directory (no marker: downloaded, or saved by other code), spoilt."""
+
+    def apply(folder: Path) -> None:
+        (folder / "ftrun-run.json").unlink()
+        spoil(folder)
+
+    return apply
+
+
+def stopped_while_publishing(folder: Path) -> None:
+    """What a run killed while moving its outputs into place leaves: the staged marker, the folder's gone."""
+    (folder / ".ftrun-staging").mkdir()
+    os.replace(folder / "ftrun-run.json", folder / ".ftrun-staging" / "ftrun-run.json")
+
+
+MODEL_FOLDERS = [
+    # What a folder asks to run: nothing runs; one line says what it asked for and how to allow it.
+    pytest.param(resealed(lambda f: add_to_manifest(f, 'plugins = ["this"]')), ("ftrun.toml: plugins: its run loaded this", "--plugin this"), id="plugins"),
+    pytest.param(
+        resealed(lambda f: add_to_manifest(f, "trust_remote_code = true", "model")),
+        ("ftrun.toml: model.trust_remote_code = true", "--trust-remote-code"),
+        id="trust-remote-code",
+    ),
+    pytest.param(resealed(add_auto_map), ("config.json: auto_map", "ran.Model", "--trust-remote-code"), id="auto-map"),
+    pytest.param(unsealed(add_auto_map), ("config.json: auto_map", "--trust-remote-code"), id="auto-map-unsealed"),
+    # Damaged: named by the seal before anything loads, or as it loads where there is no seal.
+    pytest.param(cut_short, ("--model:", "model.safetensors has", "bytes, not the", "written with"), id="weights-cut-short"),
+    pytest.param(lambda f: (f / "tokenizer.json").unlink(), ("--model:", "tokenizer.json is missing"), id="tokenizer-missing"),
+    pytest.param(lambda f: (f / "ftrun-run.json").write_text("{"), ("--model:", "ftrun-run.json is damaged"), id="marker-damaged"),
+    pytest.param(stopped_while_publishing, ("--model:", "stopped while moving its outputs", "--resume"), id="stopped-while-publishing"),
+    pytest.param(unsealed(cut_short), ("model.safetensors: cannot read the weights", "incomplete metadata"), id="weights-cut-short-unsealed"),
+    pytest.param(
+        unsealed(lambda f: [(f / name).unlink() for name in ("tokenizer.json", "tokenizer_config.json")]),
+        ("--model:", "its tokenizer has no vocabulary", "files are missing"),
+        id="tokenizer-missing-unsealed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spoil", "words"), MODEL_FOLDERS)
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_model_folder_that_is_refused(fails, finished_run, tmp_path, command, spoil, words):
+    model = tmp_path / "model"
+    shutil.copytree(finished_run, model)
+    spoil(model)
+    fails(command, "--model", model, *(["a fine film"] if command == "predict" else ["--output-dir", tmp_path / "out"]), words=words)
+    assert not (tmp_path / "RAN").exists()
+
+
+@pytest.mark.parametrize("task", ["question-answering", "ner"])
+def test_predict_with_another_task_than_the_models(fails, finished_run, tmp_path, task):
+    fails("predict", "--model", finished_run, "--task", task, "a fine film", words=(f"--task {task}:", "is a text-classification model", "leave --task out"))
+
+
+def test_eval_with_a_manifest_of_another_task(fails, finished_run, tmp_path):
+    (tmp_path / "ner.toml").write_text('task = "ner"\n', encoding="utf-8")
+    fails("eval", "--model", finished_run, "--manifest", tmp_path / "ner.toml", words=("ner.toml: task: 'ner'", "is a text-classification model"))
+
+
+def test_remote_code_the_user_allows_is_a_warning(ftrun_cli, finished_run, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(finished_run, model)
+    add_to_manifest(model, "trust_remote_code = true", "model")
+    (model / "ftrun-run.json").unlink()
+    result = ftrun_cli("predict", "--model", model, "--trust-remote-code", "a fine film")
+    assert result.code == 0, result
+    assert result.err.splitlines() == [f"ftrun: warning: --set model.trust_remote_code is true: code from {model}'s repository may run on this machine"]
+
+
 # -- --traceback ------------------------------------------------------------------------------
 
 
