@@ -108,7 +108,7 @@ MOVED = {
     "output_dir": "stages.output_dir",
     "plots": "stages.plots",
     "distributed": "stages.distributed",
-    "evaluation": "stages.evaluation",
+    "evaluation": "commands.evaluate",
     "task": "api.task",
     "hookspecs": "api.hookspecs",
     "plugin_manager": "api.plugin_manager",

@@ -18,8 +18,8 @@ from ftrun.manifest.config import RunConfig
 from ftrun.stages.data import TaskData
 from ftrun.stages.distributed import check_engines, process_state
 from ftrun.stages.head import check_model, model_config_of
-from ftrun.stages.output import write_outputs
-from ftrun.stages.output_dir import OutputDir, claimed
+from ftrun.stages.output import RunOutputs, run_identity, write_outputs
+from ftrun.stages.output_dir import OutputDir, claimed, inputs_of
 from ftrun.stages.plots import run_figures
 from ftrun.stages.predict import predict_as_evaluated
 from ftrun.stages.preflight import Preflight, remote_code_warning
@@ -59,21 +59,17 @@ def run(
     resume: bool | str | None = None,
     display: Display | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    manifest: Path | None = None,
 ) -> RunResult:
     """Train, evaluate, save and predict as ``config`` says; bad input raises FtrunError before anything is written.
 
-    ``resume`` (default: the manifest's) continues from a checkpoint; Ctrl-C or SIGTERM stops after
-    the current step with a checkpoint, raising :class:`Interrupted`. ``callbacks`` join the
-    plugins' (``ftrun tune`` reports each evaluation to its trial through one).
+    ``resume`` (default: the manifest's) continues from a checkpoint (Ctrl-C or SIGTERM stop with one, raising
+    :class:`Interrupted`); ``callbacks`` join the plugins'; ``manifest``: the file ``config`` came from, never an output.
     """
-    display = display or Display()
-    task = plugins.task(config.task)
-    state = process_state(config)  # which process of a distributed run this is; one alone is the main one
-    resume = config.resume if resume is None else resume
-    where = "--resume" if resume is not config.resume else config.where("resume")
+    display, task, state = display or Display(), plugins.task(config.task), process_state(config)  # state: which process this is
     check_model(config)  # a missing model fails now, not after tokenizing
     check_engines(config)
-    with claimed(output_dir, overwrite=overwrite, resume=resume, where=where, state=state, announce=display.print) as out, display.active():
+    with claim(output_dir, config, overwrite=overwrite, resume=resume, manifest=manifest, state=state, display=display) as out, display.active():
         with state.local_main_process_first():  # the others load what the first process on their machine cached
             data = plugins.load_data(task, config)
         report = plugins.preflight(task, config, data)
@@ -83,36 +79,30 @@ def run(
         model = plugins.build_head(task, config, data)
         metrics = plugins.build_metrics(task, config, data)
         stop = StopOnSignal(display.print)
-        callbacks = [SealCheckpoints(), stop, *plugins.trainer_callbacks(task, config), *callbacks]
+        callbacks = [SealCheckpoints(out.identity), stop, *plugins.trainer_callbacks(task, config), *callbacks]
         clear_leftovers(out, state, display)
-        trainer = plugins.build_trainer(task, config, data, model, metrics, callbacks, str(out.work))
+        trainer = plugins.build_trainer(task, config, data, model, metrics, callbacks=callbacks, output_dir=str(out.work))
         use_rich_progress(trainer, display)
         with keep_freed_memory(trainer.args.device):
-            train_metrics = train(trainer, starting_checkpoint(out, trainer, resume, where, display), stop, state, out)
-            eval_metrics = trainer.evaluate()
-        check_best_model(trainer, eval_metrics)  # never publish a model other than the best checkpoint
+            train_metrics = train(trainer, starting_checkpoint(out, trainer, display), stop, state, out)
+            eval_metrics = evaluate(trainer)
         for line in plugins.after_training(task, config, trainer):
             display.print(line)
         predictions = predict_examples(task, trainer, data, config)
-        figures = run_figures(task, trainer, data, config) if trainer.is_world_process_zero() else {}
+        outputs = RunOutputs(task, config, trainer, train_metrics, eval_metrics, predictions, report.warnings, data, run_figures(task, trainer, data, config))
         with writing(out.work):
-            write_outputs(
-                out.work,
-                trainer,
-                plugins,
-                task,
-                config,
-                train_metrics,
-                eval_metrics,
-                config.predict.examples,
-                predictions,
-                [str(f) for f in report.warnings],
-                fingerprints={name: split._fingerprint for name, split in (("train", data.raw.train), ("eval", data.raw.eval))} if data.raw else None,
-                figures=figures,
-            )
+            write_outputs(out.work, outputs, plugins)
             if state.is_main_process:
                 out.finish()
     return RunResult(output_dir, eval_metrics, train_metrics, predictions, data)
+
+
+def claim(output_dir: Path, config: RunConfig, *, overwrite: bool, resume: bool | str | None, manifest: Path | None, state: Any, display: Display) -> Any:
+    """The output directory, claimed for this run (:func:`ftrun.stages.output_dir.claimed`): ``resume`` defaults to the manifest's."""
+    resume = config.resume if resume is None else resume
+    where = "--resume" if resume is not config.resume else config.where("resume")
+    reads = inputs_of(config, manifest)
+    return claimed(output_dir, overwrite=overwrite, resume=resume, where=where, state=state, announce=display.print, reads=reads, identity=run_identity(config))
 
 
 def announce(display: Display, config: RunConfig, output_dir: Path, report: Preflight, data: TaskData) -> None:
@@ -149,15 +139,22 @@ def clear_leftovers(out: OutputDir, state: Any, display: Display) -> None:
     state.wait_for_everyone()  # no process writes there before the leftovers are gone
 
 
-def starting_checkpoint(out: OutputDir, trainer: Trainer, resume: bool | str, where: str, display: Display) -> Path | None:
+def starting_checkpoint(out: OutputDir, trainer: Trainer, display: Display) -> Path | None:
     """The checkpoint to resume from (one that another number of processes wrote, if its steps can go on), or ``None``."""
     checkpoint = out.checkpoint
     if checkpoint:
-        kept = check_resumable(checkpoint, trainer.args, where)
+        kept = check_resumable(checkpoint, trainer.args, out.where)
         display.print(f"resuming from {checkpoint}" + (f"; {kept}" if kept else ""))
-    elif resume:
+    elif out.resume:
         display.print(f"no complete checkpoint in {out.work}: starting from the beginning")
     return checkpoint
+
+
+def evaluate(trainer: Trainer) -> dict[str, float]:
+    """The final evaluation, of the model the run publishes, which must be the best checkpoint where one is kept (one line otherwise)."""
+    metrics = trainer.evaluate()
+    check_best_model(trainer, metrics)
+    return metrics
 
 
 def train(trainer: Trainer, checkpoint: Path | None, stop: StopOnSignal, state: Any, out: OutputDir) -> dict[str, float]:

@@ -5,6 +5,7 @@ environment with ftrun installed can ask for these fixtures by name (docs/plugin
 name starts with ``ftrun_``, so that none clashes with a project's own ``cli`` or ``config``:
 
 - ``ftrun_cli``: ``ftrun ARGS`` run in-process → :class:`Result` (exit code, output, output directory);
+- ``ftrun_fails``: ``ftrun ARGS`` must refuse bad input as ftrun does: one line, exit code 2, nothing written;
 - ``ftrun_config``: a validated :class:`~ftrun.manifest.config.RunConfig` from a dict of tables, as a run builds it;
 - ``ftrun_plugin_manager``: a fresh plugin manager with extra plugin modules or objects;
 - ``ftrun_plugin_module``: write a plugin module from source and make it importable;
@@ -13,9 +14,9 @@ name starts with ``ftrun_``, so that none clashes with a project's own ``cli`` o
 - ``ftrun_tiny_bert``, ``ftrun_tiny_t5``, ``ftrun_tiny_gpt2``: small "pretrained" model directories
   with tokenizers trained on :data:`TINY_CORPUS`, English text of no task in particular.
 
-Outside a fixture, :func:`make_config` builds a config as ``ftrun_config`` does. Nothing
-here holds the data or labels of one task: a plugin's tests bring their own rows
-(:func:`write_jsonl`) and settings small enough to train in seconds (:data:`TINY_BERT`,
+Outside a fixture, :func:`make_config` builds a config as ``ftrun_config`` does. A plugin's
+tests bring their own rows (:func:`write_jsonl`; :data:`TINY_ROWS` has a few of each built-in
+task's, to start from) and settings small enough to train in seconds (:data:`TINY_BERT`,
 :data:`TINY_T5`, :data:`TINY_GPT2`, :data:`TINY_TRAINING`).
 
 pytest imports this module before any ``conftest.py``, in every test session of an
@@ -81,6 +82,16 @@ TINY_T5: dict[str, Any] = {
 }
 #: A ``[model] config`` for a GPT-2 decoder small enough to train in a second.
 TINY_GPT2: dict[str, Any] = {"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 128}
+#: A few good rows of each built-in task's data, as JSON lines hold them (``write_jsonl``): what a test spoils, row by row.
+TINY_ROWS: dict[str, list[dict[str, Any]]] = {
+    "text-classification": [{"text": "A film.", "label": "pos"}, {"text": "Dull.", "label": "neg"}] * 2,
+    "ner": [{"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}, {"tokens": ["Peter"], "ner_tags": ["B-PER"]}] * 2,
+    "translation": [{"translation": {"en": "A dog.", "de": "Ein Hund."}}, {"translation": {"en": "A cat.", "de": "Eine Katze."}}] * 2,
+    "question-answering": [
+        {"id": f"q{i}", "question": question, "context": context, "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
+        for i, (question, context, answer) in enumerate([("Who wrote it?", "It was written by Ada.", "Ada"), ("Where is it?", "It is in Rome.", "Rome")] * 2, 1)
+    ],
+}
 #: Plain English sentences of no task in particular, which the tiny models' tokenizers are
 #: trained on: every letter in both cases, every digit and the common punctuation occur, so
 #: that a vocabulary of a few hundred pieces spells any English text without unknown tokens.
@@ -213,6 +224,31 @@ def ftrun_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) ->
         code = main([str(arg) for arg in args])
         out, err = capsys.readouterr()
         return Result(code, out, err, runs[-1] if runs else None)
+
+    return call
+
+
+@pytest.fixture
+def ftrun_fails(ftrun_cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """ftrun_fails(*args, words, stdin=None) -> the line: ``ftrun ARGS`` refuses with one ``ftrun: error:`` line holding every word.
+
+    What ftrun promises of bad input: exit code 2, no traceback, that one line on stderr, and
+    nothing written or changed under ``tmp_path``, which is the working directory (so a
+    default output directory would land there too).
+    """
+    monkeypatch.chdir(tmp_path)
+
+    def call(*args: Any, words: Iterable[str], stdin: str | None = None) -> str:
+        before = files_under(tmp_path), sorted(tmp_path.rglob("*"))
+        result = ftrun_cli(*args, stdin=stdin)
+        assert result.code == 2, result
+        assert "Traceback" not in result.err and "Traceback" not in result.out, result
+        lines = result.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ftrun: error: "), result
+        for word in words:
+            assert word in lines[0], (word, lines[0])
+        assert (files_under(tmp_path), sorted(tmp_path.rglob("*"))) == before, "files or folders written or changed"
+        return lines[0]
 
     return call
 

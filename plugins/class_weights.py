@@ -48,7 +48,7 @@ class ClassWeightsTable(Section):
         try:
             return handler(value)
         except ValidationError:
-            raise ValueError('expected "balanced" or a table of weights by label name') from None
+            raise ValueError(f'expected "balanced" or a table of weights by label name, got {value!r}') from None
 
 
 class WeightedCrossEntropy:

@@ -8,9 +8,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from ftrun import FtrunError, RunConfig
+
+
+def unique_names(names: list[str] | None) -> list[str] | None:
+    """``label_names`` name each class once: a name twice would make two classes one label, in training and in the saved model's label2id."""
+    for index, name in enumerate(names or ()):
+        if name in names[:index]:
+            raise ValueError(f"{name!r} is named twice: each label needs a name of its own")
+    return names
+
+
+#: A ``[data] label_names`` key: names of integer labels 0..N-1, each once.
+LabelNames = Annotated[list[str] | None, AfterValidator(unique_names)]
 
 
 def first_missing(labels: Iterable[Any]) -> int | None:
@@ -51,4 +65,4 @@ def check_eval_labels(train: Iterable[str], evaluation: Iterable[str], where: st
     """A label only the eval split has can never be predicted: fail before training instead."""
     unknown = sorted(set(evaluation) - set(train))
     if unknown:
-        raise FtrunError(f"{where}: eval {what} missing from the train split: {', '.join(unknown[:10])}")
+        raise FtrunError(f"{where}: eval {what} missing from the train split: {', '.join(map(repr, unknown[:10]))}")

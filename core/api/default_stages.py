@@ -32,7 +32,7 @@ def ftrun_build_metrics(task, config, data):
 def ftrun_build_trainer(task, config, data, model, metrics, callbacks, output_dir):
     from ftrun.stages.training import build_trainer  # on first use: the Trainer imports optional libraries (peft, ...), which listing tasks must not
 
-    return build_trainer(task, config, data, model, metrics, callbacks, output_dir)
+    return build_trainer(task, config, data, model, metrics, callbacks=callbacks, output_dir=output_dir)
 
 
 @hookimpl(trylast=True)

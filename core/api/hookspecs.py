@@ -103,9 +103,12 @@ def ftrun_load_data(task: BaseTask, config: RunConfig, sample: int | None, label
 def ftrun_preflight(task: BaseTask, config: RunConfig, data: TaskData, report: Preflight) -> None:
     """Add findings to the pre-flight report: what this plugin's tables need of the run.
 
-    Called after the task's own ``preflight``, by ``ftrun check`` (on a sample of the data) and
-    at the start of every run, before any model weights load. Call ``report.warn(key, message)``
-    or ``report.fail(key, message)``; an error stops the run before it starts. Returns nothing.
+    Called after the task's own ``preflight``, by ``ftrun check`` and at the start of every run,
+    before any model weights load. ``data`` is the data stage's: in a run, both splits encoded;
+    in ``ftrun check``, which encodes a sample of each split, ``data.train`` and ``data.eval`` are
+    ``None`` while ``data.raw``, ``data.tokenizer``, ``data.labels`` and ``data.stats`` are there.
+    Call ``report.warn(key, message)`` or ``report.fail(key, message)``; an error stops the run
+    before it starts. Returns nothing.
     """
 
 

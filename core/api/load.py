@@ -80,4 +80,4 @@ def check_blocked_tables(manager: PluginManager, keys: Iterable[str], where: Cal
 
 def _names_sources(overrides: list[str]) -> bool:
     """Whether --set names a model or data source: then nothing may fall back to the demo."""
-    return any(item.split("=", 1)[0].strip().startswith(("model.", "data.")) for item in overrides)
+    return any(parse_override(item)[0][0] in ("model", "data") for item in overrides)

@@ -242,7 +242,7 @@ class PluginManager(pluggy.PluginManager):
         return callbacks
 
     def build_trainer(
-        self, task: BaseTask, config: RunConfig, data: TaskData, model: PreTrainedModel, metrics: Metrics, callbacks: list[TrainerCallback], output_dir: str
+        self, task: BaseTask, config: RunConfig, data: TaskData, model: PreTrainedModel, metrics: Metrics, *, callbacks: list[TrainerCallback], output_dir: str
     ) -> Trainer:
         """The trainer stage (``ftrun_build_trainer``)."""
         from transformers import Trainer

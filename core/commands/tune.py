@@ -17,6 +17,8 @@ the model card, and Optuna's plots of the search written under ``plots/``.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +28,7 @@ import tomli_w
 from filelock import FileLock
 from transformers import TrainerCallback
 
+from ftrun.commands.common import config_options, load_config
 from ftrun.manifest.search import SearchTable
 from ftrun.util.errors import FtrunError
 
@@ -48,6 +51,7 @@ def tune(
     manifest: str | None,
     overrides: list[str],
     output_dir: Path,
+    *,
     storage: str | None,
     study_name: str,
     display: Display,
@@ -70,7 +74,7 @@ def tune(
         f"{direction} {metric} over {', '.join(search.space)}"
     )
     if done < search.trials:
-        objective = Objective(manager, config, manifest, overrides, output_dir, metric, display)
+        objective = Objective(manager, config, manifest, overrides, output_dir, metric=metric, display=display)
         study.optimize(
             objective,
             timeout=search.timeout,
@@ -152,7 +156,7 @@ class Objective:
     """One trial: an ordinary run in the trial's folder, each evaluation reported to Optuna, which may prune it."""
 
     def __init__(
-        self, manager: PluginManager, config: RunConfig, manifest: str | None, overrides: list[str], output_dir: Path, metric: str, display: Display
+        self, manager: PluginManager, config: RunConfig, manifest: str | None, overrides: list[str], output_dir: Path, *, metric: str, display: Display
     ) -> None:
         self.manager, self.config, self.manifest, self.overrides = manager, config, manifest, overrides
         self.output_dir, self.metric, self.display = output_dir, metric, display
@@ -249,7 +253,8 @@ def write_results(study: optuna.Study, output_dir: Path, metric: str, display: D
     import optuna
     from rich.table import Table
 
-    from ftrun.stages.output import MANIFEST_NAME
+    from ftrun.stages.output import MANIFEST_NAME, RUN_SEAL
+    from ftrun.stages.training import seal
 
     trials = study.get_trials(deepcopy=False)
     table = Table(title=f"Trials of study {study.study_name}")
@@ -266,11 +271,11 @@ def write_results(study: optuna.Study, output_dir: Path, metric: str, display: D
         return
     best = study.best_trial
     best_dir = output_dir / TRIALS_DIR / best.user_attrs["folder"]
-    for item in best_dir.iterdir():  # a standard model directory, as any run's (its checkpoints stay with the trial)
-        if item.is_file():
-            temporary = output_dir / f".{item.name}.tmp"
-            shutil.copy2(item, temporary)
-            os.replace(temporary, output_dir / item.name)
+    copied = [item.name for item in best_dir.iterdir() if item.is_file() and item.name != RUN_SEAL]
+    for name in copied:  # a standard model directory, as any run's (its checkpoints stay with the trial)
+        temporary = output_dir / f".{name}.tmp"
+        shutil.copy2(best_dir / name, temporary)
+        os.replace(temporary, output_dir / name)
     shutil.copy2(best_dir / MANIFEST_NAME, output_dir / "best.toml")
     card = output_dir / "README.md"
     rows = "\n".join(
@@ -287,6 +292,10 @@ def write_results(study: optuna.Study, output_dir: Path, metric: str, display: D
         encoding="utf-8",
     )
     write_plots(study, output_dir / "plots", metric)
+    # Sealed as a run's outputs are, the card as it is now: ftrun predict and eval check it as any run's.
+    identity = json.loads((best_dir / RUN_SEAL).read_text(encoding="utf-8")).get("run")
+    model_files = [output_dir / name for name in (*copied, "best.toml")] + sorted((output_dir / "plots").rglob("*"))
+    seal(output_dir, RUN_SEAL, model_files, run=identity)
     display.print(f"best: trial {best.number}, {metric} {best.value:.4f}; its model is in {output_dir}, its manifest in {output_dir / 'best.toml'}")
 
 
@@ -309,3 +318,24 @@ def write_plots(study: optuna.Study, folder: Path, metric: str) -> None:
         axes.figure.tight_layout()
         axes.figure.savefig(folder / name, dpi=120)
         plt.close(axes.figure)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    config_options(parser)
+    parser.add_argument("--output-dir", metavar="DIR", help="where the trials, the study and the best model go (default: ftrun-runs/TASK-tune)")
+    parser.add_argument("--storage", metavar="URL", help="the study's database, any Optuna supports (default: study.db, SQLite, in the output directory)")
+    parser.add_argument("--study", default="ftrun", metavar="NAME", help="the study's name in the database (default: ftrun)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ftrun.util.display import Display
+
+    display = Display()
+    manager, config = load_config(args, announce=display.print)
+    if "search" not in config.tables:
+        raise FtrunError(
+            f'{config.source}: no [search] table: say what to search over, e.g. [search.space] "training.learning_rate" = {{low = 1e-5, high = 1e-3, log = true}}'
+        )
+    output_dir = Path(args.output_dir or config.output_dir or Path("ftrun-runs") / f"{config.task}-tune")
+    tune(manager, config, args.manifest, args.overrides, output_dir, storage=args.storage, study_name=args.study, display=display)
+    return 0

@@ -12,6 +12,8 @@ import dataclasses
 import difflib
 import enum
 import functools
+import math
+import re
 import sys
 import types
 import typing
@@ -25,7 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from ftrun.util.errors import FtrunError
+from ftrun.util.errors import FtrunError, first_line
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,9 +39,12 @@ if TYPE_CHECKING:
 
 
 class Section(BaseModel):
-    """A manifest table: unknown keys and wrong types are errors, never coerced."""
+    """A manifest table: unknown keys and wrong types are errors, never coerced (an integer is a float, as TOML's ``3`` is 3.0).
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    TOML spells ``nan`` and ``inf``, which no setting means: a float must be a finite number.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -66,10 +71,10 @@ class ModelConfig(Section):
 class DataConfig(Section):
     """``[data]``: where the splits come from and how much of them to use. Tasks add their columns."""
 
-    dataset: str | None = Field(None, description="Hub id or local path of a dataset.", json_schema_extra={"path": "local-or-hub"})
+    dataset: str | None = Field(None, min_length=1, description="Hub id or local path of a dataset.", json_schema_extra={"path": "local-or-hub"})
     dataset_config: str | None = Field(None, description="Configuration name of a Hub dataset.")
-    train_file: str | None = Field(None, description="Local csv, json, jsonl, jsonl.gz or parquet file.", json_schema_extra={"path": "local"})
-    eval_file: str | None = Field(None, description="Local csv, json, jsonl, jsonl.gz or parquet file.", json_schema_extra={"path": "local"})
+    train_file: str | None = Field(None, min_length=1, description="Local csv, json, jsonl, jsonl.gz or parquet file.", json_schema_extra={"path": "local"})
+    eval_file: str | None = Field(None, min_length=1, description="Local csv, json, jsonl, jsonl.gz or parquet file.", json_schema_extra={"path": "local"})
     train_split: str = Field("train", description="Split of the dataset to train on.")
     eval_split: str = Field("test", description="Split of the dataset to evaluate on.")
     max_train_samples: int | None = Field(None, gt=0, description="Train on this many examples of the train split (shuffled first).")
@@ -238,16 +243,28 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``--set section.key=value``; the value is TOML, or a plain string when it is not."""
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise FtrunError(f"--set {text}: expected section.key=value")
+    """Parse ``--set section.key=value``; the key is a TOML key (``search.space."training.learning_rate"``), the value TOML or a plain string."""
+    key, value = _split_override(text)
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value  # bare words such as model.name=bert-base-uncased
-    return key.split("."), parsed
+    return key, parsed
+
+
+def _split_override(text: str) -> tuple[list[str], str]:
+    """The parts of ``--set``'s TOML key and the text of its value: the first ``=`` outside the key's quotes ends the key."""
+    for at in (i for i, char in enumerate(text) if char == "="):
+        try:
+            table = tomllib.loads(f"{text[:at]} = 0")
+        except tomllib.TOMLDecodeError:
+            continue
+        parts = []
+        while isinstance(table, dict):
+            ((part, table),) = table.items()
+            parts.append(part)
+        return parts, text[at + 1 :]
+    raise FtrunError(f"--set {text}: expected section.key=value")
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -288,23 +305,50 @@ def _said(message: str) -> PydanticCustomError:
 def _problem(where: Origin, model: type[BaseModel], exc: ValidationError) -> FtrunError:
     """The first error of a manifest's validation, as ``SOURCE: section.key: what is wrong``."""
     error = exc.errors()[0]
-    loc = [str(part) for part in error["loc"]]
+    parts = [str(part) for part in error["loc"]]
+    loc, _ = _key_of(model, parts)
     key = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        table = model
-        for part in loc[:-1]:
-            table = table.model_fields[part].annotation
-        return FtrunError(f"{where(key)}: unknown key{did_you_mean(loc[-1], table.model_fields)}")
-    if error["type"] == "ftrun":
-        return FtrunError(f"{where(key)}: {error['msg']}")
+        _, table = _key_of(model, parts[:-1])
+        keys = table.model_fields if isinstance(table, type) and issubclass(table, BaseModel) else ()
+        return FtrunError(f"{where(key)}: unknown key{did_you_mean(loc[-1], keys)}")
+    if error["type"] in ("ftrun", "value_error"):  # ftrun's words, or a task's or plugin's own validator: its message as it wrote it
+        return FtrunError(f"{where(key)}: {error['ctx']['error'] if error['type'] == 'value_error' else error['msg']}")
     if error["type"] == "model_type":
         return FtrunError(f"{where(key)}: expected a table, got {_type_name(error['input'])}")
-    if error["type"] == "value_error":  # a task's own validator: its message as it wrote it
-        message = str(error["ctx"]["error"])
-    else:
-        message = error["msg"][:1].lower() + error["msg"][1:]
+    if error["type"] == "finite_number":
+        return FtrunError(f"{where(key)}: must be a finite number, got {error['input']}")
+    message = error["msg"][:1].lower() + error["msg"][1:]
     got = f", got {error['input']!r}" if len(loc) > 1 else ""  # not the whole table, for a check across its keys
     return FtrunError(f"{where(key)}: {message}{got}")
+
+
+def _key_of(model: type[BaseModel], loc: list[str]) -> tuple[list[str], Any]:
+    """The manifest key of a pydantic error's ``loc`` (without the union members it names: ``model.config.dict[str,any]``), and the type there.
+
+    The type is walked through tables, the values of dict-typed tables (``search.space``), items of arrays and optional values.
+    """
+    kind: Any = model
+    parts: list[str] = []
+    for part in loc:
+        if _is_union(kind):  # pydantic names the member it tried, which is no key of the manifest
+            kind = Any
+            continue
+        parts.append(part)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            kind = kind.model_fields[part].annotation if part in kind.model_fields else Any
+        elif typing.get_origin(kind) in (dict, list):
+            kind = typing.get_args(kind)[-1]  # ``part`` is a key of the dict or an index of the array
+        else:
+            kind = Any
+        if typing.get_origin(kind) in (typing.Union, types.UnionType) and not _is_union(kind):  # ``X | None``: X
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    return parts, kind
+
+
+def _is_union(kind: Any) -> bool:
+    """Whether ``kind`` is a union of several types (``None`` aside), whose members pydantic's errors name."""
+    return typing.get_origin(kind) in (typing.Union, types.UnionType) and len([arg for arg in typing.get_args(kind) if arg is not type(None)]) > 1
 
 
 def _type_name(value: Any) -> str:
@@ -411,6 +455,8 @@ def _in_training_words(expected: str, value: Any, handler: Callable[[Any], Any])
             raise _said(f"must be greater than 0, got {value}") from None
         if error["type"] == "greater_than_equal":
             raise _said(f"must not be negative, got {value}") from None
+        if error["type"] == "finite_number":
+            raise _said(f"must be a finite number, got {value}") from None
         if error["type"] == "literal_error":
             raise  # pydantic's words list the values it takes
         raise _said(f"expected {expected}, got {_type_name(value)} {value!r}") from None
@@ -455,6 +501,7 @@ def _no_default(schema: dict[str, Any]) -> None:
 
 def _validate_model_config(where: Origin, settings: dict[str, Any]) -> None:
     """``[model] config`` keys must be the model family's: a config class keeps a misspelt one as an unused attribute."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import CONFIG_MAPPING, GenerationConfig
 
     model_type = settings.get("model_type")
@@ -469,6 +516,28 @@ def _validate_model_config(where: Origin, settings: dict[str, Any]) -> None:
     for key in settings:
         if key not in known and not hasattr(config_class, key):
             raise FtrunError(f"{where('model.config.' + key)}: unknown key for a {model_type} config{did_you_mean(key, known)}")
+    names = {name: size for size, name in getattr(config_class, "attribute_map", {}).items()}  # GPT-2's n_embd is a hidden_size
+    for key, value in settings.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FtrunError(f"{where('model.config.' + key)}: must be a finite number, got {value}")
+        if names.get(key, key) in MODEL_SIZES and isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+            raise FtrunError(f"{where('model.config.' + key)}: must be greater than 0, got {value}")
+    try:  # transformers checks each key's type (hidden_size = 3.5): its message names the key
+        config_class(**{key: value for key, value in settings.items() if key != "model_type"})
+    except StrictDataclassError as exc:
+        key, _, problem = str(exc).partition("\n")
+        field = re.search(r"'([^']+)'", key)
+        problem = re.sub(r"^\w+: (Field '[^']+' )?", "", problem.strip())  # "TypeError: Field 'hidden_size' expected int, ..."
+        raise FtrunError(f"{where('model.config' + (f'.{field[1]}' if field else ''))}: {problem}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a value of the wrong shape (id2label = 3) fails in the config's own code
+        raise FtrunError(f"{where('model.config')}: not a valid {model_type} config: {type(exc).__name__}: {first_line(exc)}") from None
+
+
+#: The sizes every model family has, by these names or its own (``attribute_map``: GPT-2's ``n_embd``, T5's ``d_model``).
+#: Transformers builds a model from a config with any of them at zero or below, and fails only once it runs.
+MODEL_SIZES = frozenset(
+    ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings", "head_dim", "num_key_value_heads")
+)
 
 
 def manifest_plugins(manifest: dict[str, Any], where: Callable[[str], str]) -> list[str]:
@@ -602,7 +671,7 @@ def resolve_paths(manifest: dict[str, Any], model: type[BaseModel], base_dir: Pa
         kind = field.json_schema_extra.get("path") if isinstance(field.json_schema_extra, dict) else None
         if isinstance(value, dict) and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             resolve_paths(value, field.annotation, base_dir)
-        elif kind and isinstance(value, str):
+        elif kind and isinstance(value, str) and value:  # an empty path is no folder's: the key's own check refuses it
             path = Path(value).expanduser()
             candidate = path if path.is_absolute() else base_dir / path
             if kind == "local" or candidate.exists() or looks_like_path(value):

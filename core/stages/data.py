@@ -6,12 +6,14 @@ the helpers tasks use to check their columns and name a bad row.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
 import importlib.metadata
 import inspect
 import json
+import logging
 import sys
 import time
 import zlib
@@ -182,7 +184,8 @@ def _builder_of(path: Path) -> tuple[str, dict[str, Any]] | None:
     return next((BUILDERS[suffix] for suffix in sorted(BUILDERS, key=len, reverse=True) if name.endswith(suffix)), None)
 
 
-def _check_file(config: RunConfig, key: str, value: str) -> Path:
+def check_file(config: RunConfig, key: str, value: str) -> Path:
+    """``data.KEY``'s file: it exists, is a file, and is not empty."""
     path = Path(value)
     where = config.where(f"data.{key}")
     if not path.exists():
@@ -237,17 +240,34 @@ def _load_file(config: RunConfig, key: str, reader: FileReader | None) -> Datase
     """One local file as a split; each file is read on its own so an error names it."""
     import datasets
 
-    path = _check_file(config, key, getattr(config.data, key))
+    path = check_file(config, key, getattr(config.data, key))
     where = f"{config.where(f'data.{key}')}: {path.name}"
     split = _guarded(where, lambda: reader(path)) if reader else None
     if split is not None:
         return split
     builder, options = builder_for(path, config.where(f"data.{key}"))
-    return _guarded(
-        where,
-        lambda: datasets.load_dataset(builder, data_files=str(path), split="train", **options),
-        explain=lambda: text_file_problem(path, builder),
-    )
+    if builder in ("csv", "json"):
+        problem = nul_byte_problem(path)
+        if problem:
+            raise FtrunError(f"{where}: cannot load data: {problem}")
+    with quiet_readers():
+        return _guarded(
+            where,
+            lambda: datasets.load_dataset(builder, data_files=str(path), split="train", **options),
+            explain=lambda: text_file_problem(path, builder),
+        )
+
+
+@contextlib.contextmanager
+def quiet_readers() -> Iterator[None]:
+    """Keep the file readers of ``datasets`` from logging an error they raise: ftrun reports it, in one line naming the file."""
+    readers = logging.getLogger("datasets.packaged_modules")
+    level = readers.level
+    readers.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        readers.setLevel(level)
 
 
 def _guarded(where: str, load: Callable[[], Any], explain: Callable[[], str | None] = lambda: None) -> Any:
@@ -261,7 +281,8 @@ def _guarded(where: str, load: Callable[[], Any], explain: Callable[[], str | No
     try:
         return load()
     # zlib.error and EOFError: a corrupt or truncated .gz file.
-    except (OSError, ValueError, EOFError, zlib.error, datasets.exceptions.DatasetGenerationError) as exc:
+    # StopIteration: the JSON reader found no first row to learn the columns from.
+    except (OSError, ValueError, EOFError, StopIteration, zlib.error, datasets.exceptions.DatasetGenerationError) as exc:
         cause = exc.__cause__ if isinstance(exc, datasets.exceptions.DatasetGenerationError) and exc.__cause__ else exc  # what it wraps says more
         raise FtrunError(f"{where}: cannot load data: {explain() or first_line(cause)}") from exc
 
@@ -309,6 +330,32 @@ def text_lines(path: Path) -> Iterator[str]:
         raise ValueError("the gzip file is truncated (it ends before its end-of-stream marker)") from exc
     except (gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"not a valid gzip file ({first_line(exc)})") from exc
+
+
+#: How much of a text file is read for a NUL byte before its reader gets it.
+NUL_SCAN = 64 * 1024
+
+
+def nul_byte_problem(path: Path) -> str | None:
+    """A NUL byte in the start of a csv or JSON file (gunzipped), which no UTF-8 text has: a binary, zeroed or sparse file.
+
+    Only its start is read: the readers would read all of a large one (a 1 GB sparse file took minutes) to fail without a word.
+    A file that is not UTF-8 before its first NUL (UTF-16 with its byte-order mark) is left to :func:`text_lines` to name.
+    """
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as handle:
+            start = handle.read(NUL_SCAN)
+    except (OSError, EOFError, zlib.error):
+        return None  # a broken .gz: the reader's failure says so
+    at = start.find(b"\0")
+    if at < 0:
+        return None
+    try:
+        before = start[:at].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = before.split("\n")
+    return f"line {len(lines)}: a NUL byte at column {len(lines[-1]) + 1}: not a text file (a binary or empty sparse file?); save the data as UTF-8 text"
 
 
 def text_file_problem(path: Path, builder: str) -> str | None:

@@ -2,11 +2,14 @@
 
 ``ftrun.toml`` (the effective manifest: rerun it with ``ftrun --manifest``, and
 ``ftrun predict`` reads the task from it), the Trainer's ``*_results.json`` and
-``trainer_state.json``, ``predictions.jsonl``, the figures of ``plots/`` and a model card ``README.md``.
+``trainer_state.json``, ``predictions.jsonl``, the figures of ``plots/``, a model card ``README.md``,
+and ``ftrun-run.json``: the run's marker and seal, which lists every file it wrote with its size,
+and what the run was (task, model, training data).
 
-Everything is written to a staging folder first and then moved into place file by file,
-``ftrun.toml`` last: a run that dies while saving never leaves a half-written model file,
-and a folder holding ``ftrun.toml`` holds a complete run.
+Everything is written to a staging folder first, flushed and sealed, and then moved into place
+file by file, the marker last: a run that dies while saving never leaves a half-written model
+file, a folder holding a valid marker holds a complete run, and only the files a marker lists
+are ever replaced or deleted by a later run.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import tomli_w
 from huggingface_hub import EvalResult, ModelCardData
 
 from ftrun.stages import plots
-from ftrun.stages.training import save_state
+from ftrun.stages.training import save_state, seal
+from ftrun.util.errors import FtrunError, first_line
 from ftrun.util.precision import choose_precision
 
 if TYPE_CHECKING:
@@ -33,8 +37,11 @@ if TYPE_CHECKING:
     from ftrun.api.plugin_manager import PluginManager
     from ftrun.api.task import BaseTask
     from ftrun.manifest.config import RunConfig
+    from ftrun.stages.data import TaskData
 
 MANIFEST_NAME = "ftrun.toml"
+#: A finished run's marker, written by ftrun alone, last: the files the run wrote (their sizes) and what the run was.
+RUN_SEAL = "ftrun-run.json"
 #: The run's figures (PNG), inside the output directory.
 PLOTS_DIR = "plots"
 
@@ -43,25 +50,32 @@ PLOTS_DIR = "plots"
 STAGING_NAME = ".ftrun-staging"
 
 
-def write_outputs(
-    output_dir: Path,
-    trainer: Any,
-    plugins: PluginManager,
-    task: BaseTask,
-    config: RunConfig,
-    train_metrics: dict[str, float],
-    eval_metrics: dict[str, float],
-    examples: list[str | dict[str, Any]],
-    predictions: list[Any],
-    warnings: Sequence[str] = (),
-    fingerprints: dict[str, str] | None = None,
-    figures: dict[str, Figure] | None = None,
-) -> None:
+@dataclasses.dataclass
+class RunOutputs:
+    """What a finished run writes: its trained model (in ``trainer``), results, predictions and figures."""
+
+    task: BaseTask
+    config: RunConfig
+    trainer: Any
+    train_metrics: dict[str, float]
+    eval_metrics: dict[str, float]
+    predictions: list[Any]
+    """The task's predictions on ``config.predict.examples``, in their order."""
+    warnings: Sequence[object] = ()
+    """The pre-flight's warnings, for the model card."""
+    data: TaskData | None = None
+    """The data stage's: its raw splits' ``datasets`` fingerprints go into the model card's provenance."""
+    figures: dict[str, Figure] = dataclasses.field(default_factory=dict)
+
+
+def write_outputs(output_dir: Path, outputs: RunOutputs, plugins: PluginManager) -> None:
     """Save the model through the ``ftrun_save_model`` hook, then ftrun's files, all staged, then publish them.
 
-    ``fingerprints`` (the train and eval splits' ``datasets`` fingerprints) go into the model card,
-    with the plugins that ran, so that a result can be traced to the data and code that made it.
+    The data's fingerprints go into the model card with the plugins that ran, so that a result
+    can be traced to the data and code that made it.
     """
+    task, config, trainer = outputs.task, outputs.config, outputs.trainer
+    train_metrics, eval_metrics = outputs.train_metrics, outputs.eval_metrics
     staging = output_dir / STAGING_NAME
     main = trainer.is_world_process_zero()
     if main and staging.exists():  # left by a run that died while saving
@@ -77,30 +91,76 @@ def write_outputs(
     save_state(trainer.state, staging / "trainer_state.json")
     manifest = tomli_w.dumps(config.manifest)
     with open(staging / "predictions.jsonl", "w", encoding="utf-8") as out:
-        for text, prediction in zip(examples, predictions):
+        for text, prediction in zip(config.predict.examples, outputs.predictions):
             out.write(json.dumps(as_record(text, prediction), ensure_ascii=False) + "\n")
-    card = model_card(task, config, eval_metrics, manifest, warnings, trainer.model.config)
-    if figures:
-        saved = plots.save(figures, staging / PLOTS_DIR)
+    card = model_card(task, config, eval_metrics, manifest, [str(w) for w in outputs.warnings], trainer.model.config)
+    if outputs.figures:
+        saved = plots.save(outputs.figures, staging / PLOTS_DIR)
         card.sections["Plots"] = "\n\n".join(f"![{path.stem}]({PLOTS_DIR}/{path.name})" for path in saved)
-    card.sections["Provenance"] = provenance(plugins, fingerprints or {})
+    card.sections["Provenance"] = provenance(plugins, fingerprints(outputs.data))
     plugins.model_card(task, config, card)
     (staging / "README.md").write_text(card.render(), encoding="utf-8")
     (staging / MANIFEST_NAME).write_text(manifest, encoding="utf-8")
+    seal(staging, RUN_SEAL, run=run_identity(config))  # every staged file flushed to disk, then listed
     publish(staging, output_dir)
 
 
+def fingerprints(data: TaskData | None) -> dict[str, str]:
+    """The raw splits' ``datasets`` fingerprints, which trace a result to its data."""
+    raw = data.raw if data is not None else None
+    return {name: split._fingerprint for name, split in (("train", raw.train), ("eval", raw.eval))} if raw else {}
+
+
+def run_identity(config: RunConfig) -> dict[str, Any]:
+    """What a run is, by the manifest keys that make it: resumed with another value of one, it would not go on where it stopped."""
+    data = config.data
+    identity = {
+        "task": config.task,
+        "model.name": config.model.name,
+        "model.config": config.model.config,
+        "data.train_file": data.train_file,
+        "data.dataset": data.dataset,
+        "data.dataset_config": data.dataset_config,
+        "data.train_split": data.train_split,
+    }
+    return json.loads(json.dumps(identity))  # as read back from a seal
+
+
 def publish(staging: Path, output_dir: Path) -> None:
-    """Flush every staged file to disk, then move each into ``output_dir``, the manifest last."""
-    files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: p.name == MANIFEST_NAME)
-    for path in files:
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-    for path in files:
+    """Move the sealed files of ``staging`` into ``output_dir``, the marker last; run again after a kill, it finishes.
+
+    First the files of an earlier run there (``--resume`` of a finished run) that this one did
+    not write go, then its marker: from then on the folder holds no finished run until the new
+    marker arrives, and every file of it is one the staged marker lists.
+    """
+    written = run_files(staging)
+    for name in sorted(set(run_files(output_dir)) - set(written)):
+        (output_dir / name).unlink(missing_ok=True)
+    (output_dir / RUN_SEAL).unlink(missing_ok=True)
+    for path in sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: p.name == RUN_SEAL):
         target = output_dir / path.relative_to(staging)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)  # atomic: the old file or the new one, never a mix
     shutil.rmtree(staging)
+
+
+def run_files(folder: Path) -> dict[str, int]:
+    """The files (relative paths) and sizes that the marker in ``folder`` lists; none without a marker.
+
+    A marker naming a file outside its folder is refused: nothing outside the folder is ever replaced.
+    """
+    marker = folder / RUN_SEAL
+    if not marker.exists():
+        return {}
+    try:
+        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        listed = {str(name): int(size) for name, size in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FtrunError(f"{marker}: damaged, not the list of a run's files ({first_line(exc)}); move it away to use the folder") from exc
+    for name in listed:
+        if Path(name).is_absolute() or ".." in Path(name).parts or not Path(name).parts:
+            raise FtrunError(f"{marker}: damaged: it names {name!r}, which is not a file of its folder; move it away to use the folder")
+    return listed
 
 
 def as_record(text: str | dict[str, Any], prediction: Any) -> dict[str, Any]:
@@ -213,4 +273,5 @@ def predict_command(task: BaseTask, config: RunConfig, model_dir: str) -> str | 
     if example is None:
         return None
     given = shlex.quote(example) if isinstance(example, str) else "--json-input " + shlex.quote(json.dumps(example, ensure_ascii=False))
-    return f"ftrun predict --model {shlex.quote(model_dir)} {given}"
+    plugins = "".join(f" --plugin {shlex.quote(name)}" for name in config.plugins)  # a model folder loads none of its run's
+    return f"ftrun predict --model {shlex.quote(model_dir)}{plugins} {given}"

@@ -114,7 +114,9 @@ def lengths(generated: Sequence[int], references: Sequence[int], unit: str = "to
 
 
 def run_figures(task: BaseTask, trainer: Any, data: TaskData, config: RunConfig) -> dict[str, Figure]:
-    """A finished run's figures: its curves, and the task's plots of its final evaluation."""
+    """A finished run's figures: its curves, and the task's plots of its final evaluation; drawn by the main process alone."""
+    if not trainer.is_world_process_zero():
+        return {}
     best = trainer.state.best_model_checkpoint
     return {**training_curves(trainer.state.log_history, int(best.rsplit("-", 1)[1]) if best else None), **task_figures(task, trainer, data, config)}
 

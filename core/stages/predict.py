@@ -2,10 +2,18 @@
 
 ``ftrun predict`` loads the model through the head stage, as a run builds it, so that a plugin
 that changes the head (its class, a wrapper) is consulted at prediction too.
+
+A model directory is data, never code, and is checked before anything loads from it
+(:func:`read_model_dir`): a run's folder against its marker (every file it wrote, at its size);
+a plain model directory (downloaded, or saved by other code) has none and is loaded as it is,
+its weights and tokenizer checked as they load. Neither its ``ftrun.toml`` (``plugins``,
+``trust_remote_code``) nor its config (``auto_map``) makes ftrun run code: the user allows that
+(:func:`code_asked_for`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -28,17 +36,106 @@ if TYPE_CHECKING:
 PREDICT_BATCH = 32
 
 
+def read_model_dir(model_dir: Path) -> dict[str, Any]:
+    """The manifest of the run that wrote ``model_dir`` (``{}`` for a plain model directory), once the folder is checked against its marker.
+
+    Nothing is loaded before: a file of the run missing or cut short, or a run stopped while
+    moving its outputs into place, is one line naming it.
+    """
+    from ftrun.manifest.config import read_manifest
+    from ftrun.stages.output import MANIFEST_NAME, RUN_SEAL, STAGING_NAME
+    from ftrun.stages.training import seal_problem
+
+    if not model_dir.is_dir():
+        raise FtrunError(f"--model: {model_dir} is not a directory")
+    if (model_dir / STAGING_NAME / RUN_SEAL).exists():
+        raise FtrunError(f"--model: {model_dir}: its run was stopped while moving its outputs into place: run it again with --resume to finish them")
+    if (model_dir / RUN_SEAL).exists():
+        problem = seal_problem(model_dir, RUN_SEAL)
+        if problem:
+            raise FtrunError(f"--model: {model_dir}: {problem}: the folder is not as its run wrote it")
+    manifest = model_dir / MANIFEST_NAME
+    return read_manifest(manifest) if manifest.is_file() else {}
+
+
+def code_asked_for(model_dir: Path, manifest: dict[str, Any]) -> str | None:
+    """What in ``model_dir`` asks to run its own code (its run's ``trust_remote_code``, its config's ``auto_map``), or ``None``."""
+    from ftrun.stages.output import MANIFEST_NAME
+
+    if isinstance(manifest.get("model"), dict) and manifest["model"].get("trust_remote_code") is True:
+        return f"{model_dir / MANIFEST_NAME}: model.trust_remote_code = true"
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            settings = json.loads((model_dir / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # loading says what is wrong with it, with remote code not allowed
+        if isinstance(settings, dict) and settings.get("auto_map"):
+            return f"{model_dir / name}: auto_map ({json.dumps(settings['auto_map'])})"
+    return None
+
+
+def without_code(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A model directory's manifest without what would run code: its ``plugins`` and ``model.trust_remote_code`` are the user's to give."""
+    manifest = copy.deepcopy(manifest)
+    manifest.pop("plugins", None)
+    if isinstance(manifest.get("model"), dict):
+        manifest["model"].pop("trust_remote_code", None)
+    return manifest
+
+
+def check_plugins(plugins: PluginManager, model_dir: Path, manifest: dict[str, Any]) -> None:
+    """The plugins that ``model_dir``'s run named must be loaded already (installed, ``--plugin``, the user's manifest): never on the folder's word."""
+    from ftrun.stages.output import MANIFEST_NAME
+
+    loaded = set(plugins.info) | {info.module for info in plugins.info.values()}
+    named = manifest.get("plugins") if isinstance(manifest.get("plugins"), list) else []
+    missing = [str(name) for name in named if name not in loaded and not plugins.is_blocked(str(name))]
+    if missing:
+        flags = " ".join(f"--plugin {name}" for name in missing)
+        raise FtrunError(
+            f"{model_dir / MANIFEST_NAME}: plugins: its run loaded {', '.join(missing)}; ftrun loads no code that a model folder names: pass {flags} to load it"
+        )
+
+
+def check_remote_code(config: RunConfig, model_dir: Path, manifest: dict[str, Any]) -> str | None:
+    """Refuse a model directory that asks to run its own code the user did not allow; the warning to print where they did.
+
+    ``config`` is built from the user's flags and manifest over :func:`without_code`'s: its ``trust_remote_code`` is the user's.
+    """
+    from ftrun.stages.preflight import remote_code_warning
+
+    if config.model.trust_remote_code:
+        return remote_code_warning(dataclasses.replace(config, model=config.model.model_copy(update={"name": str(model_dir)})))
+    asked = code_asked_for(model_dir, manifest)
+    if asked:
+        raise FtrunError(f"{asked}: the model folder asks to run its own code, which ftrun does not unless you allow it: pass --trust-remote-code")
+    return None
+
+
 def load_trained(plugins: PluginManager, task: BaseTask, config: RunConfig, model_dir: Path) -> tuple[PreTrainedModel, Any]:
-    """The model and tokenizer of a finished run's output directory, through the head stage.
+    """The model and tokenizer of a finished run's output directory (or a plain model directory), through the head stage.
 
     The head stage sees ``model.name`` set to the directory (its config.json holds the labels),
-    and data with the directory's tokenizer only.
+    and data with the directory's tokenizer only. Weights cut short, or a tokenizer of nothing
+    but special tokens (its files missing), are one line, not a model that predicts nonsense.
     """
+    from safetensors import safe_open
+
     if not (model_dir / "config.json").is_file():
         raise FtrunError(f"--model: {model_dir} has no config.json: not a model directory that a run wrote")
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), "pt"):
+                pass
+        except Exception as exc:  # safetensors' own SafetensorError, or an OSError
+            raise FtrunError(f"--model: {weights}: cannot read the weights: {first_line(exc)}") from exc
     model = config.model.model_copy(update={"name": str(model_dir), "config": None, "tokenizer": None, "revision": None})
     config = dataclasses.replace(config, model=model, source="--model", overridden=frozenset())
-    data = TaskData(train=None, eval=None, tokenizer=task.load_processor(config, None))
+    tokenizer = task.load_processor(config, None)
+    specials = getattr(tokenizer, "all_special_tokens", None)  # a processor that is no tokenizer has no vocabulary to check
+    if specials is not None and len(tokenizer) <= len(specials):
+        raise FtrunError(f"--model: {model_dir}: its tokenizer has no vocabulary, only {len(tokenizer)} special tokens: its tokenizer files are missing")
+    data = TaskData(train=None, eval=None, tokenizer=tokenizer)
     return plugins.build_head(task, config, data), data.tokenizer
 
 
@@ -94,7 +191,7 @@ class BatchSummary:
 
 
 def predict_file(
-    task: BaseTask, model: Any, tokenizer: Any, config: RunConfig, source: Path, target: Path, skip_bad: bool, advance: Callable[[int], None] | None = None
+    task: BaseTask, model: Any, tokenizer: Any, config: RunConfig, source: Path, target: Path, *, skip_bad: bool, advance: Callable[[int], None] | None = None
 ) -> BatchSummary:
     """Predict every row of ``source`` (csv, json, jsonl(.gz), parquet) into ``target`` (JSON lines), in the rows' order.
 
@@ -118,12 +215,12 @@ def predict_file(
             for row in _guarded_rows(rows, source):
                 window.append(row)
                 if len(window) == WINDOW:
-                    _predict_window(task, model, tokenizer, config, window, summary, source, skip_bad, out, as_record)
+                    _predict_window(task, model, tokenizer, config, window, summary=summary, source=source, skip_bad=skip_bad, out=out, as_record=as_record)
                     if advance:
                         advance(len(window))
                     window = []
             if window:
-                _predict_window(task, model, tokenizer, config, window, summary, source, skip_bad, out, as_record)
+                _predict_window(task, model, tokenizer, config, window, summary=summary, source=source, skip_bad=skip_bad, out=out, as_record=as_record)
                 if advance:
                     advance(len(window))
         if summary.rows and summary.skipped == summary.rows:
@@ -144,7 +241,7 @@ def _guarded_rows(rows: Any, source: Path) -> Any:
         raise FtrunError(f"--input: {source}: cannot read it: {first_line(exc)}") from exc
 
 
-def _predict_window(task, model, tokenizer, config, window, summary, source, skip_bad, out, as_record) -> None:
+def _predict_window(task, model, tokenizer, config, window, *, summary, source, skip_bad, out, as_record) -> None:
     """One window of rows: read (a bad row named, or skipped), sorted longest first, predicted, written in the rows' order."""
     first = summary.rows + 1  # the window's first row, counted from 1 as in the file (a csv file's header not counted)
     summary.rows += len(window)

@@ -211,7 +211,10 @@ def preflight(task: BaseTask, config: RunConfig, data: TaskData, skip: Collectio
     """
     from ftrun.stages.head import model_config_of
 
-    model = model_config_of(config).to_dict()
+    model_config = model_config_of(config)
+    model = model_config.to_dict()
+    if getattr(model_config, "max_position_embeddings", None):  # by its common name, whatever the family's (GPT-2's n_positions)
+        model["max_position_embeddings"] = model_config.max_position_embeddings
     (train, train_hashes), (evaluation, eval_hashes) = (describe(task, config, data, name) for name in ("train", "eval"))
     splits = {"train": train, "eval": evaluation}
     if train_hashes is not None and eval_hashes is not None:
@@ -476,7 +479,7 @@ def check_unseen_labels(report: Preflight) -> None:
     if unseen:
         report.warn(
             source_key(report.config, "train"),
-            f"the eval split has labels that no train example has, which the model never learns: {', '.join(unseen[:10])}",
+            f"the eval split has labels that no train example has, which the model never learns: {', '.join(map(repr, unseen[:10]))}",
         )
 
 

@@ -27,7 +27,7 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -411,6 +411,7 @@ def build_trainer(
     data: TaskData,
     model: PreTrainedModel,
     metrics: Metrics,
+    *,
     callbacks: list[TrainerCallback],
     output_dir: str,
 ) -> transformers.Trainer:
@@ -476,18 +477,19 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def seal(checkpoint: Path, batches: dict[str, int] | None = None) -> None:
-    """Flush every file of ``checkpoint`` to disk, then record their sizes in its seal, with how its run took its batches.
+def seal(folder: Path, name: str = SEAL_NAME, files: Iterable[Path] | None = None, **record: Any) -> None:
+    """Flush every file of ``folder`` (or ``files``, of it) to disk, then record their sizes in its seal ``name``, with ``record``.
 
-    The seal is written last and atomically, so a checkpoint without a valid seal is one the
-    process (or the machine) died while writing.
+    The seal is written last and atomically, so a folder without a valid seal is one the
+    process (or the machine) died while writing. A checkpoint's records how its run took its
+    batches (``batches``) and what the run was (``run``); a finished run's is its marker.
     """
-    files = {}
-    for path in sorted(checkpoint.rglob("*")):
-        if path.is_file() and path.name != SEAL_NAME:
+    listed = {}
+    for path in sorted(folder.rglob("*") if files is None else files):
+        if path.is_file() and path.name != name:
             _fsync(path)
-            files[path.relative_to(checkpoint).as_posix()] = path.stat().st_size
-    write_atomically(checkpoint / SEAL_NAME, json.dumps({"files": files, "batches": batches}, indent=1))
+            listed[path.relative_to(folder).as_posix()] = path.stat().st_size
+    write_atomically(folder / name, json.dumps({"files": listed, **record}, indent=1))
 
 
 def batch_shape(args: Any) -> dict[str, int]:
@@ -534,11 +536,26 @@ def _processes(count: int) -> str:
 
 def is_sealed(checkpoint: Path) -> bool:
     """Whether ``checkpoint`` was completely written: its seal is valid and every file has its size."""
+    return seal_problem(checkpoint) is None
+
+
+def seal_problem(folder: Path, name: str = SEAL_NAME) -> str | None:
+    """What is wrong with ``folder`` against its seal ``name`` (a file missing, or not of its size), or ``None``."""
     try:
-        files = json.loads((checkpoint / SEAL_NAME).read_text(encoding="utf-8"))["files"]
-        return all((checkpoint / name).stat().st_size == size for name, size in files.items())
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+        files = json.loads((folder / name).read_text(encoding="utf-8"))["files"]
+        sizes = {str(file): int(size) for file, size in files.items()}
+    except FileNotFoundError:
+        return f"it has no {name}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"its {name} is damaged"
+    for file, size in sizes.items():
+        try:
+            found = (folder / file).stat().st_size
+        except OSError:
+            return f"{file} is missing"
+        if found != size:
+            return f"{file} has {found} bytes, not the {size} it was written with"
+    return None
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
@@ -571,7 +588,10 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 class SealCheckpoints(TrainerCallback):
-    """Seals each checkpoint once the Trainer has written all of it."""
+    """Seals each checkpoint once the Trainer has written all of it, with what the run is (``run``: compared on resume)."""
+
+    def __init__(self, run: dict[str, Any] | None = None) -> None:
+        self.run = run
 
     def on_save(self, args, state, control, **kwargs):
         if args.world_size > 1:  # every process has written its part (its random state) before the seal lists the files
@@ -579,7 +599,7 @@ class SealCheckpoints(TrainerCallback):
         if state.is_world_process_zero:
             checkpoint = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
             if checkpoint.is_dir():
-                seal(checkpoint, batch_shape(args))
+                seal(checkpoint, batches=batch_shape(args), run=self.run)
 
 
 # -- the Trainer's progress on the run's display ---------------------------------------------

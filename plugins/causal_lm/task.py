@@ -258,10 +258,19 @@ class CausalLMTask(Task):
         return {"examples": TokenSequence(ids, max_length(settings, data.tokenizer), "data.max_length")}
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
-        """The generic report, less the eval-size check: perplexity is measured over tokens, not a share of examples."""
+        """The generic report, less the eval-size check (perplexity is measured over tokens, not a share of examples), and blocks the model can take."""
         from ftrun import check_eval_size, generic_preflight
 
-        return generic_preflight(self, config, data, skip=(check_eval_size,))
+        report = generic_preflight(self, config, data, skip=(check_eval_size,))
+        settings: CausalLMData = config.data
+        positions = report.model.get("max_position_embeddings")
+        if settings.form == "text" and settings.packing and settings.block_size and positions and settings.block_size > positions:
+            # Packed blocks are never cut: a block longer than the model's positions fails in its first step, as an index error.
+            report.fail(
+                "data.block_size",
+                f"blocks of {settings.block_size} tokens are more than the model takes ({positions} positions): set it to {positions} or less",
+            )
+        return report
 
     # -- trainer stage -----------------------------------------------------------------
 

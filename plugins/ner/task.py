@@ -17,7 +17,7 @@ from pydantic import Field
 from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, describe_feature, hookimpl, require_columns, where_row
 
 from ..demo import small_bert
-from ..labels import check_eval_labels, first_missing, named_labels
+from ..labels import LabelNames, check_eval_labels, first_missing, named_labels
 from .conll import TAGS, TOKENS, is_conll, read_conll
 from .metrics import METRICS, REPORT_KEYS, entity_metrics, entity_scores, metric_keys, tag_sequences
 from .tags import align_labels, continuation_ids, invalid_tags
@@ -33,7 +33,7 @@ DEMO_DIR = Path(__file__).parent / "data"
 class NerData(DataConfig):
     tokens_column: str = Field(TOKENS, description="Column holding each sentence as a list of words.")
     tags_column: str = Field(TAGS, description="Column holding each word's tag (IOB1, IOB2 or IOBES): strings, a Sequence(ClassLabel), or integers.")
-    label_names: list[str] | None = Field(None, description="Names of integer tags 0..N-1, when the data has none.")
+    label_names: LabelNames = Field(None, description="Names of integer tags 0..N-1, when the data has none.")
     label_all_tokens: bool = Field(
         False,
         description="Label every sub-token of a word (B-X continues as I-X), not only the first; as in run_ner.py, the metric then counts sub-tokens too.",

@@ -16,7 +16,7 @@ from pydantic import Field
 from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, check_text_column, hookimpl, require_columns, where_row
 
 from ..demo import small_bert
-from ..labels import check_eval_labels, first_missing, named_labels
+from ..labels import LabelNames, check_eval_labels, first_missing, named_labels
 from ..metrics import classification_metrics
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class TextClassificationData(DataConfig):
     text_column: str = Field("text", description="Column holding the text.")
     text_pair_column: str | None = Field(None, description="Second text column, for text-pair tasks (NLI, paraphrase, ...).")
     label_column: str = Field("label", description="Column holding the label: a ClassLabel, strings, or integers.")
-    label_names: list[str] | None = Field(None, description="Names of integer labels 0..N-1, when the data has none.")
+    label_names: LabelNames = Field(None, description="Names of integer labels 0..N-1, when the data has none.")
 
 
 class TextClassificationTask(Task):

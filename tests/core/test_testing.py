@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Every fixture of ftrun.testing, each name prefixed so that none clashes with a project's own.
 FIXTURES = {
     "ftrun_cli",
+    "ftrun_fails",
     "ftrun_config",
     "ftrun_plugin_manager",
     "ftrun_plugin_module",
@@ -168,6 +169,48 @@ def test_ftrun_manifest_writes_the_tables_as_toml(ftrun_manifest):
 def test_ftrun_cli_result_has_no_output_dir_when_nothing_ran(ftrun_cli):
     result = ftrun_cli("tasks")
     assert result.code == 0 and result.run is None and result.output_dir is None
+
+
+def test_ftrun_fails_passes_on_one_error_line_and_fails_on_anything_else(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_a_refusal(ftrun_fails):
+            assert ftrun_fails("check", "--task", "nope", words=("unknown task 'nope'",)).startswith("ftrun: error: --task nope: ")
+
+        def test_a_success_is_no_refusal(ftrun_fails):
+            ftrun_fails("tasks", words=())
+
+        def test_a_word_missing_from_the_line(ftrun_fails):
+            ftrun_fails("check", "--task", "nope", words=("not in the line",))
+
+        def test_a_file_written(ftrun_fails, tmp_path, monkeypatch):
+            from ftrun import cli
+
+            def writes(args):
+                (tmp_path / "left-behind").mkdir()
+                raise cli.FtrunError("refused")
+
+            monkeypatch.setattr(cli, "cmd_tasks", writes, raising=True)
+            ftrun_fails("tasks", words=("refused",))
+        """
+    )
+    result = pytester.runpytest("-p", "ftrun.testing", "-q")
+    result.assert_outcomes(passed=1, failed=3)
+    assert "files or folders written or changed" in result.stdout.str()
+
+
+@pytest.mark.parametrize("task", sorted(ftrun.testing.TINY_ROWS))
+def test_tiny_rows_are_each_task_s_good_data(ftrun_cli, ftrun_manifest, tmp_path, task):
+    from ftrun.testing import TINY_T5, TINY_TRAINING, write_jsonl
+
+    rows = write_jsonl(tmp_path / "rows.jsonl", ftrun.testing.TINY_ROWS[task])
+    settings = {"translation": {"source_lang": "en", "target_lang": "de"}, "question-answering": {"max_length": 64, "doc_stride": 16}}
+    data = {"train_file": str(rows), "eval_file": str(rows), **settings.get(task, {})}
+    model = {"config": TINY_T5 if task == "translation" else TINY_BERT, "tokenizer_vocab_size": 100}
+    result = ftrun_cli("check", "--manifest", ftrun_manifest({"task": task, "model": model, "data": data, "training": TINY_TRAINING}))
+    assert result.code == 0 and "error" not in result.err, result
 
 
 def test_the_corpus_has_every_letter_digit_and_common_punctuation():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 from ftrun import FtrunError
 from ftrun.api.plugin_manager import get_plugin_manager
-from ftrun.testing import TINY_BERT, TINY_T5, TINY_TRAINING, write_jsonl
+from ftrun.testing import TINY_BERT, TINY_ROWS, TINY_T5, TINY_TRAINING, write_jsonl
 
 #: How an unknown-task error lists the installed tasks.
 INSTALLED = "installed: " + ", ".join(sorted(get_plugin_manager().tasks()))
@@ -106,6 +108,16 @@ def test_manifest_that_is_a_directory(fails, tmp_path):
         pytest.param("training.per_device_train_batch_size", 0, ("must be greater than 0, got 0",), id="zero-batch-size"),
         pytest.param("training.gradient_accumulation_steps", 0, ("must be greater than 0, got 0",), id="zero-accumulation"),
         pytest.param("data.max_length", 100_000, ("100000 tokens is more than the model takes (128)",), id="max-length-beyond-the-model"),
+        pytest.param("model.config", {**TINY_BERT, "hidden_size": -32}, (".hidden_size: must be greater than 0, got -32",), id="negative-model-size"),
+        pytest.param("model.config", {**TINY_BERT, "num_attention_heads": 0}, (".num_attention_heads: must be greater than 0, got 0",), id="zero-heads"),
+        pytest.param("data.label_names", ["pos", "pos"], ("'pos' is named twice",), id="duplicate-label-names"),
+        # Numbers that are no numbers: TOML spells nan and inf.
+        pytest.param("training.learning_rate", float("nan"), ("must be a finite number, got nan",), id="nan-learning-rate"),
+        pytest.param("training.learning_rate", float("inf"), ("must be a finite number, got inf",), id="inf-learning-rate"),
+        pytest.param("training.weight_decay", float("-inf"), ("must be a finite number, got -inf",), id="minus-inf-weight-decay"),
+        pytest.param(
+            "model.config", {**TINY_BERT, "layer_norm_eps": float("nan")}, (".layer_norm_eps: must be a finite number, got nan",), id="nan-in-model-config"
+        ),
         # Hostile values: a manifest runs no code but the plugins it names, and writes nowhere it should not.
         pytest.param("metrics.names", ["someone/metric"], ("'someone/metric'", "metric script from outside evaluate"), id="metric-script-from-the-hub"),
         pytest.param("metrics.names", ["./evil.py"], ("'./evil.py'", "metric script from outside evaluate"), id="metric-script-on-disk"),
@@ -123,6 +135,7 @@ def test_manifest_that_is_a_directory(fails, tmp_path):
         pytest.param("data.eval_file", "no-such.jsonl", ("data.eval_file", "no-such.jsonl", "does not exist"), id="missing-eval-file"),
         pytest.param("data.eval_file", MISSING, ("data.eval_file", "needed as well"), id="train-file-alone"),
         pytest.param("data.train_file", ".", ("data.train_file", "is a directory"), id="train-file-directory"),
+        pytest.param("data.eval_file", "", ("data.eval_file", "at least 1 character, got ''"), id="empty-eval-file-name"),
         # Columns: the message lists the columns there are.
         pytest.param("data.text_column", "body", ("data.text_column", "'body'", "columns: text, label"), id="missing-text-column"),
         pytest.param("data.label_column", "sentiment", ("data.label_column", "'sentiment'", "columns: text, label"), id="missing-label-column"),
@@ -132,6 +145,19 @@ def test_manifest_that_is_a_directory(fails, tmp_path):
 def test_bad_manifest_value(fails, tables, ftrun_manifest, key, value, words):
     manifest = ftrun_manifest(spoil(tables, key, value))
     run_and_check(fails, manifest, (f"run.toml: {key}", *words))
+
+
+def test_causal_lm_blocks_beyond_the_model_s_positions(fails, ftrun_manifest, tmp_path):
+    from ftrun.testing import TINY_GPT2
+
+    rows = [{"text": f"A line of text number {i}."} for i in range(16)]
+    tables = {
+        "task": "causal-lm",
+        "model": {"config": TINY_GPT2, "tokenizer_vocab_size": 300},  # n_positions = 128, GPT-2's name for max_position_embeddings
+        "data": {"train_file": str(write_jsonl(tmp_path / "t.jsonl", rows)), "eval_file": str(write_jsonl(tmp_path / "e.jsonl", rows)), "block_size": 512},
+        "training": dict(TINY_TRAINING),
+    }
+    run_and_check(fails, ftrun_manifest(tables), ("run.toml: data.block_size: blocks of 512 tokens are more than the model takes (128 positions)",))
 
 
 def test_unsupported_data_file_type(fails, tables, ftrun_manifest, tmp_path):
@@ -181,7 +207,7 @@ def write_csv(path: Path, records: list[dict]) -> Path:
         pytest.param(".jsonl", [], rows("neg", "pos"), "data.train_file", ("bad-train.jsonl is empty",), id="empty-train"),
         pytest.param(".jsonl", rows("neg", "pos"), [], "data.eval_file", ("bad-eval.jsonl is empty",), id="empty-eval"),
         pytest.param(
-            ".jsonl", rows("neg", "pos"), rows("neg", "meh"), "data.label_column", ("eval labels missing from the train split: meh",), id="unseen-eval-label"
+            ".jsonl", rows("neg", "pos"), rows("neg", "meh"), "data.label_column", ("eval labels missing from the train split: 'meh'",), id="unseen-eval-label"
         ),
         pytest.param(".jsonl", rows("neg", 1, "pos"), rows("neg", "pos"), "data.label_column", ("all strings or all integers",), id="mixed-labels-jsonl"),
         pytest.param(".csv", rows("neg", "pos", text=123), rows("neg", "pos", text=456), "data.text_column", ("'text'", "not text"), id="numeric-text-csv"),
@@ -213,14 +239,8 @@ def test_bad_data(fails, tables, ftrun_manifest, tmp_path, suffix, train, evalua
 # replace) and its [data] settings; the run and `ftrun check` must both refuse it with the same
 # line. docs/reliability.md's "Bad data" section says which of these ftrun refuses and what it accepts.
 
-TC_ROWS = [{"text": "A film.", "label": "pos"}, {"text": "Dull.", "label": "neg"}] * 2
-NER_ROWS = [{"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}, {"tokens": ["Peter"], "ner_tags": ["B-PER"]}] * 2
-PAIRS = [{"translation": {"en": "A dog.", "de": "Ein Hund."}}, {"translation": {"en": "A cat.", "de": "Eine Katze."}}] * 2
-QA_ROWS = [
-    {"id": f"q{i}", "question": question, "context": context, "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
-    for i, (question, context, answer) in enumerate([("Who wrote it?", "It was written by Ada.", "Ada"), ("Where is it?", "It is in Rome.", "Rome")] * 2, 1)
-]
-GOOD_ROWS = {"text-classification": TC_ROWS, "ner": NER_ROWS, "translation": PAIRS, "question-answering": QA_ROWS}
+GOOD_ROWS = TINY_ROWS
+TC_ROWS, NER_ROWS, PAIRS, QA_ROWS = (TINY_ROWS[task] for task in ("text-classification", "ner", "translation", "question-answering"))
 MODELS = {
     "text-classification": {"config": TINY_BERT, "tokenizer_vocab_size": 500},
     "ner": {"config": TINY_BERT, "tokenizer_vocab_size": 100},
@@ -280,6 +300,12 @@ def corrupt_arrow(path: Path) -> None:
     saved(train=TC_ROWS, test=TC_ROWS)(path)
     for arrow in path.glob("train/*.arrow"):
         arrow.write_bytes(b"not arrow at all")
+
+
+def sparse(path: Path) -> None:
+    """A 1 GB file of no data, as a copy that never wrote its content leaves it: the check reads its start only."""
+    path.touch()
+    os.truncate(path, 1 << 30)
 
 
 def folder(path: Path) -> None:
@@ -394,6 +420,9 @@ CATALOGUE = [
         ("train.jsonl.gz", "not a valid gzip file", "Not a gzipped file"),
         train_file="train.jsonl.gz",
     ),
+    case("jsonl-nul-bytes", TC, {"train.jsonl": b"\0" * 1000}, ("train.jsonl", "line 1: a NUL byte at column 1: not a text file")),
+    case("jsonl-sparse", TC, {"train.jsonl": sparse}, ("train.jsonl", "line 1: a NUL byte at column 1: not a text file")),
+    case("csv-nul-byte", TC, {"train.csv": CSV_OK + b"Od\0d.,pos\n"}, ("train.csv", "line 4: a NUL byte at column 3"), train_file="train.csv"),
     case("parquet-corrupt", TC, {"train.parquet": b"PAR1 not really parquet PAR1"}, ("train.parquet", "cannot load data"), train_file="train.parquet"),
     case(
         "parquet-truncated",
@@ -662,6 +691,36 @@ def test_bad_data_file(fails, ftrun_manifest, tmp_path, task, files, data, words
     run_and_check(fails, ftrun_manifest(case_tables(tmp_path, task, files, data)), ("run.toml: ", *words))
 
 
+@pytest.fixture
+def library_errors():
+    """The records the libraries' own loggers (datasets) write at ERROR or above: ftrun's one line says it all."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = records.append
+    logger = logging.getLogger("datasets")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    ("files", "words"),
+    [
+        pytest.param({"train.jsonl": jsonl(*TC_ROWS).decode().encode("utf-16")}, ("train.jsonl", "line 1: not UTF-8"), id="jsonl-utf16"),
+        pytest.param({"train.csv": "text,label\ncaf\xe9,pos\n".encode("latin-1")}, ("train.csv", "line 2: not UTF-8"), id="csv-latin1"),
+        pytest.param(
+            {"train.parquet": truncated(parquet({"text": ["A film."] * 50, "label": ["pos", "neg"] * 25}))},
+            ("train.parquet", "magic bytes"),
+            id="parquet-truncated",
+        ),
+    ],
+)
+def test_a_reader_s_failure_is_ftrun_s_line_alone(fails, ftrun_manifest, tmp_path, library_errors, files, words):
+    data = {"train_file": next(iter(files))}
+    run_and_check(fails, ftrun_manifest(case_tables(tmp_path, TC, files, data)), ("run.toml: data.train_file: ", *words))
+    assert [record.getMessage() for record in library_errors] == []
+
+
 #: What looks wrong and is not: each is data a run takes (docs/reliability.md's "Bad data" says why).
 ACCEPTED = [
     pytest.param(
@@ -797,6 +856,7 @@ def test_unknown_task_flag(fails, command):
         pytest.param("data.max_train_samples=-5", ("data.max_train_samples", "greater than 0"), id="negative-value"),
         pytest.param("training.num_epochs=1", ("training.num_epochs", "did you mean num_train_epochs?"), id="unknown-key"),
         pytest.param("data.max_length.x=1", ("--set data.max_length.x=1:", "max_length is not a table"), id="into-a-value"),
+        pytest.param('"data".max_length=100000', ("--set data.max_length:", "more than the model takes"), id="quoted-key"),
     ],
 )
 def test_bad_set(fails, tiny_manifest, tmp_path, override, words):
@@ -825,6 +885,20 @@ def test_deepspeed_that_is_not_installed(fails, ftrun_cli, tables, ftrun_manifes
     assert ftrun_cli("check", "--manifest", manifest).code == 0
 
 
+def test_eval_bad_inputs_and_a_file_named_from_the_current_folder(fails, ftrun_cli, tiny_manifest, tmp_path):
+    model = tmp_path / "model"
+    assert ftrun_cli("--manifest", tiny_manifest, "--output-dir", model).code == 0
+    (tmp_path / "results").write_text("not a folder", encoding="utf-8")
+    fails("eval", "--model", model, "--output-dir", tmp_path / "results", words=("--output-dir:", "results is a file, not a directory"))
+    fails("eval", "--model", model, "--set", "data.eval_file=nope.jsonl", words=("--set data.eval_file:", f"{tmp_path / 'nope.jsonl'} does not exist"))
+    fails("eval", "--model", model, "--set", 'data.eval_file=""', words=("--set data.eval_file:", "at least 1 character"))
+    # The README's example: a file of the current folder (the fails fixture's, tmp_path), not of the model's.
+    shutil.copy(tmp_path / "eval.jsonl", tmp_path / "my_test.jsonl")
+    result = ftrun_cli("eval", "--model", model, "--set", "data.eval_file=my_test.jsonl", "--output-dir", tmp_path / "my-eval")
+    assert result.code == 0, result
+    assert f"on the eval split of {tmp_path / 'my_test.jsonl'}" in result.out
+
+
 def test_predict_model_directory_that_does_not_exist(fails, tmp_path):
     fails("predict", "--model", tmp_path / "no-model", "a text", words=("--model:", "no-model", "not a directory"))
 
@@ -845,6 +919,111 @@ def test_predict_without_input(fails, tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "ftrun.toml").write_text('task = "text-classification"\n', encoding="utf-8")
     fails("predict", "--model", tmp_path / "model", words=("predict", "no input", "stdin"), stdin="\n  \n")
+
+
+# -- model folders: data, never code; damaged or mismatched, refused before anything loads -----------
+
+
+def add_to_manifest(folder: Path, line: str, table: str | None = None) -> None:
+    """A line in the run's ftrun.toml: at its top, or at the top of ``[table]``."""
+    manifest = folder / "ftrun.toml"
+    text = manifest.read_text(encoding="utf-8")
+    manifest.write_text(text.replace(f"[{table}]\n", f"[{table}]\n{line}\n", 1) if table else f"{line}\n{text}", encoding="utf-8")
+
+
+def add_auto_map(folder: Path) -> None:
+    """config.json pointing at a module of the folder's own, which leaves a mark wherever it runs."""
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "ran.Config", "AutoModelForSequenceClassification": "ran.Model"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "ran.py").write_text("from pathlib import Path\nPath('RAN').write_text('code from the model folder ran')\n")
+
+
+def cut_short(folder: Path, name: str = "model.safetensors") -> None:
+    with open(folder / name, "r+b") as handle:
+        handle.truncate(handle.seek(0, 2) - 100)
+
+
+def resealed(spoil: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A folder as whoever wrote it wants it, its marker made to match: a seal proves a folder whole, not harmless."""
+    from ftrun.stages.training import seal
+
+    def apply(folder: Path) -> None:
+        spoil(folder)
+        run = json.loads((folder / "ftrun-run.json").read_text())["run"]
+        seal(folder, "ftrun-run.json", [p for p in folder.rglob("*") if not p.relative_to(folder).parts[0].startswith("checkpoint-")], run=run)
+
+    return apply
+
+
+def unsealed(spoil: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A plain model directory (no marker: downloaded, or saved by other code), spoilt."""
+
+    def apply(folder: Path) -> None:
+        (folder / "ftrun-run.json").unlink()
+        spoil(folder)
+
+    return apply
+
+
+def stopped_while_publishing(folder: Path) -> None:
+    """What a run killed while moving its outputs into place leaves: the staged marker, the folder's gone."""
+    (folder / ".ftrun-staging").mkdir()
+    os.replace(folder / "ftrun-run.json", folder / ".ftrun-staging" / "ftrun-run.json")
+
+
+MODEL_FOLDERS = [
+    # What a folder asks to run: nothing runs; one line says what it asked for and how to allow it.
+    pytest.param(resealed(lambda f: add_to_manifest(f, 'plugins = ["this"]')), ("ftrun.toml: plugins: its run loaded this", "--plugin this"), id="plugins"),
+    pytest.param(
+        resealed(lambda f: add_to_manifest(f, "trust_remote_code = true", "model")),
+        ("ftrun.toml: model.trust_remote_code = true", "--trust-remote-code"),
+        id="trust-remote-code",
+    ),
+    pytest.param(resealed(add_auto_map), ("config.json: auto_map", "ran.Model", "--trust-remote-code"), id="auto-map"),
+    pytest.param(unsealed(add_auto_map), ("config.json: auto_map", "--trust-remote-code"), id="auto-map-unsealed"),
+    # Damaged: named by the seal before anything loads, or as it loads where there is no seal.
+    pytest.param(cut_short, ("--model:", "model.safetensors has", "bytes, not the", "written with"), id="weights-cut-short"),
+    pytest.param(lambda f: (f / "tokenizer.json").unlink(), ("--model:", "tokenizer.json is missing"), id="tokenizer-missing"),
+    pytest.param(lambda f: (f / "ftrun-run.json").write_text("{"), ("--model:", "ftrun-run.json is damaged"), id="marker-damaged"),
+    pytest.param(stopped_while_publishing, ("--model:", "stopped while moving its outputs", "--resume"), id="stopped-while-publishing"),
+    pytest.param(unsealed(cut_short), ("model.safetensors: cannot read the weights", "incomplete metadata"), id="weights-cut-short-unsealed"),
+    pytest.param(
+        unsealed(lambda f: [(f / name).unlink() for name in ("tokenizer.json", "tokenizer_config.json")]),
+        ("--model:", "its tokenizer has no vocabulary", "files are missing"),
+        id="tokenizer-missing-unsealed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spoil", "words"), MODEL_FOLDERS)
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_model_folder_that_is_refused(fails, finished_run, tmp_path, command, spoil, words):
+    model = tmp_path / "model"
+    shutil.copytree(finished_run, model)
+    spoil(model)
+    fails(command, "--model", model, *(["a fine film"] if command == "predict" else ["--output-dir", tmp_path / "out"]), words=words)
+    assert not (tmp_path / "RAN").exists()
+
+
+@pytest.mark.parametrize("task", ["question-answering", "ner"])
+def test_predict_with_another_task_than_the_models(fails, finished_run, tmp_path, task):
+    fails("predict", "--model", finished_run, "--task", task, "a fine film", words=(f"--task {task}:", "is a text-classification model", "leave --task out"))
+
+
+def test_eval_with_a_manifest_of_another_task(fails, finished_run, tmp_path):
+    (tmp_path / "ner.toml").write_text('task = "ner"\n', encoding="utf-8")
+    fails("eval", "--model", finished_run, "--manifest", tmp_path / "ner.toml", words=("ner.toml: task: 'ner'", "is a text-classification model"))
+
+
+def test_remote_code_the_user_allows_is_a_warning(ftrun_cli, finished_run, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(finished_run, model)
+    add_to_manifest(model, "trust_remote_code = true", "model")
+    (model / "ftrun-run.json").unlink()
+    result = ftrun_cli("predict", "--model", model, "--trust-remote-code", "a fine film")
+    assert result.code == 0, result
+    assert result.err.splitlines() == [f"ftrun: warning: --set model.trust_remote_code is true: code from {model}'s repository may run on this machine"]
 
 
 # -- --traceback ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tomli_w
 import torch
 from conftest import EMBEDDED, embedded_data
 from safetensors.torch import load_file
@@ -368,7 +369,7 @@ def test_resume_from_a_named_checkpoint_and_from_the_manifest(ftrun_cli, run_man
             ("--resume:", "checkpoint-5", "not a complete checkpoint", SEAL_NAME),
             id="half-written-checkpoint",
         ),
-        pytest.param("other", ("--resume",), ("--output-dir:", "not an ftrun run", "refusing to resume"), id="not-an-ftrun-folder"),
+        pytest.param("other", ("--resume",), ("--output-dir:", "files that no ftrun run wrote (notes.txt)", "refusing to resume"), id="not-an-ftrun-folder"),
         pytest.param("other", ("--resume", "--overwrite"), ("--overwrite and --resume: choose one",), id="resume-and-overwrite"),
         pytest.param("other", (), ("--output-dir:", "is not empty", "--overwrite", "--resume"), id="not-empty"),
     ],
@@ -385,6 +386,96 @@ def test_what_resume_refuses(ftrun_cli, run_manifest, tmp_path, setup, args, wor
     [line] = result.err.splitlines()
     assert all(word in line for word in words), line
     assert not list((tmp_path / "out").glob("checkpoint-*"))
+
+
+def spoilt_run(tmp_path: Path, finished_run: Path, setup: str) -> tuple[Path, Path, list[str]]:
+    """A copy of a finished run in ``tmp_path/project/out``, made into the case ``setup``; the manifest to run, the folder, the arguments."""
+    import tomllib
+
+    project, out = tmp_path / "project", tmp_path / "project" / "out"
+    shutil.copytree(finished_run, out)
+    tables = tomllib.loads((finished_run.parent / "run.toml").read_text())
+    manifest, args = project / "run.toml", ["--output-dir", str(out)]
+    if setup == "user-file":
+        (out / "notes.txt").write_text("mine")
+    elif setup == "user-file-among-the-runs":
+        (out / "plots" / "mine.png").write_text("mine")
+    elif setup == "a-project-with-ftrun-toml":  # a project folder, with no run: the README names manifests ftrun.toml
+        shutil.rmtree(out)
+        out.mkdir()
+        for name in ("ftrun.toml", "train.jsonl", "train.py", "src/model.py"):
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_text("mine")
+    elif setup == "data-inside":
+        tables["data"]["train_file"] = str(shutil.copy(tables["data"]["train_file"], out / "more-train.jsonl"))
+    elif setup == "manifest-inside":
+        manifest = out / "run.toml"
+    elif setup in ("current-folder", "its-parent"):
+        os.chdir(out if setup == "current-folder" else out / "plots")
+        args = ["--output-dir", "." if setup == "current-folder" else ".."]
+    elif setup == "marker-naming-outside":
+        (out / "ftrun-run.json").write_text(json.dumps({"files": {"../victim.txt": 4}}))
+    elif setup == "other-task":
+        tables["task"] = "ner"
+    elif setup == "other-train-file":
+        tables["data"]["train_file"] = str(shutil.copy(tables["data"]["train_file"], project / "other-train.jsonl"))
+    elif setup == "other-train-file-from-a-checkpoint":
+        tables["data"]["train_file"] = str(shutil.copy(tables["data"]["train_file"], project / "other-train.jsonl"))
+        shutil.rmtree(out)
+        args = ["--output-dir", str(tmp_path / "elsewhere"), "--resume", str(finished_run / "checkpoint-2")]
+    (tmp_path / "victim.txt").write_text("mine")
+    manifest.write_text(tomli_w.dumps(tables))
+    return manifest, out, args
+
+
+@pytest.mark.parametrize(
+    ("setup", "flag", "words"),
+    [
+        pytest.param("user-file", "--overwrite", ("files that no ftrun run wrote (notes.txt)", "refusing to replace it"), id="overwrite-user-file"),
+        pytest.param("user-file", "--resume", ("files that no ftrun run wrote (notes.txt)", "refusing to resume it"), id="resume-user-file"),
+        pytest.param("user-file-among-the-runs", "--overwrite", ("files that no ftrun run wrote (plots/mine.png)",), id="overwrite-user-file-in-plots"),
+        pytest.param(
+            "a-project-with-ftrun-toml",
+            "--overwrite",
+            ("files that no ftrun run wrote (ftrun.toml, src/model.py, train.jsonl and 1 more)",),
+            id="overwrite-project",
+        ),
+        pytest.param("a-project-with-ftrun-toml", "--resume", ("files that no ftrun run wrote (ftrun.toml,", "refusing to resume it"), id="resume-project"),
+        pytest.param("data-inside", "--overwrite", ("holds what this run reads (data.train_file:", "more-train.jsonl"), id="overwrite-its-own-data"),
+        pytest.param("manifest-inside", "--overwrite", ("holds what this run reads (manifest:", "run.toml"), id="overwrite-its-manifest"),
+        pytest.param("current-folder", "--overwrite", ("--output-dir: . is the current folder; refusing to replace it",), id="overwrite-current-folder"),
+        pytest.param("its-parent", "--resume", ("--output-dir: .. is a folder that holds the current one; refusing to resume it",), id="resume-parent-folder"),
+        pytest.param("marker-naming-outside", "--overwrite", ("ftrun-run.json: damaged: it names '../victim.txt'",), id="overwrite-forged-marker"),
+        pytest.param("other-task", "--resume", ("--resume:", "was trained with task 'text-classification', not 'ner'"), id="resume-other-task"),
+        pytest.param(
+            "other-train-file", "--resume", ("--resume:", "was trained with data.train_file", "train.jsonl', not", "other-train.jsonl'"), id="resume-other-data"
+        ),
+        pytest.param(
+            "other-train-file-from-a-checkpoint",
+            None,
+            ("--resume:", "checkpoint-2 was trained with data.train_file", "as model.name"),
+            id="resume-checkpoint-other-data",
+        ),
+    ],
+)
+def test_what_overwrite_and_resume_refuse(ftrun_cli, finished_run, tmp_path, monkeypatch, setup, flag, words):
+    """--overwrite and --resume replace or continue an ftrun run alone, and only the same run: anything else is one line, and nothing changes."""
+    from ftrun.testing import files_under
+
+    monkeypatch.chdir(tmp_path)
+    manifest, out, args = spoilt_run(tmp_path, finished_run, setup)
+    before = files_under(tmp_path)
+    result = ftrun_cli("--manifest", manifest, *args, *([flag] if flag else []))
+    assert result.code == 2, result
+    [line] = result.err.splitlines()
+    assert line.startswith("ftrun: error: ") and all(word in line for word in words), line
+    assert files_under(tmp_path) == before
+
+
+def test_overwrite_of_a_new_folder_removes_nothing(ftrun_cli, tiny_manifest, tmp_path):
+    result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "new", "--overwrite")
+    assert result.code == 0, result
+    assert "removed" not in result.out, result.out
 
 
 def test_check_warns_when_a_manifest_lets_repository_code_run(ftrun_cli, run_manifest, ftrun_tiny_bert):
@@ -450,12 +541,16 @@ def test_a_second_run_in_the_same_output_dir_refuses_naming_the_first(ftrun_cli,
 
 
 def fake_run(folder: Path, name: str) -> dict[str, str]:
-    """A finished run's files (a model, a checkpoint, the manifest), each holding ``name``; their contents by path."""
-    files = {"model.safetensors": name, "README.md": name, "checkpoint-5/model.safetensors": name, "ftrun.toml": f"# {name}\n"}
+    """A finished run's files (a model, a figure, a checkpoint, the manifest, its marker), each holding ``name``; their contents by path."""
+    from ftrun.stages.output import RUN_SEAL
+    from ftrun.stages.training import seal
+
+    files = {"model.safetensors": name, "README.md": name, "plots/loss.png": name, "checkpoint-5/model.safetensors": name, "ftrun.toml": f"# {name}\n"}
     for path, text in files.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_text(text)
-    return files
+    seal(folder, RUN_SEAL, [folder / path for path in files if not path.startswith("checkpoint-")], run={"task": name})
+    return {**files, RUN_SEAL: (folder / RUN_SEAL).read_text()}
 
 
 def contents(folder: Path) -> dict[str, str]:
@@ -473,14 +568,23 @@ def test_replacing_an_earlier_run_survives_a_kill_between_any_two_renames(tmp_pa
     real_replace, renames = os.replace, []
     out = tmp_path / "out"
     out.mkdir()
-    earlier, new = fake_run(out, "earlier"), fake_run(out / NEXT_NAME, "new")
+    # A file of the user's, put there while the new run trained: no run's, it stays as it is.
+    mine = {"notes.txt": "mine", "plots-of-mine/a.png": "mine"}
+
+    def earlier_and_mine() -> dict[str, str]:
+        for path, text in mine.items():
+            (out / path).parent.mkdir(parents=True, exist_ok=True)
+            (out / path).write_text(text)
+        return fake_run(out, "earlier")
+
+    earlier, new = earlier_and_mine(), fake_run(out / NEXT_NAME, "new")
     monkeypatch.setattr(ftrun.stages.output_dir.os, "replace", lambda *a: (renames.append(a), real_replace(*a)))
     replace_earlier_run(out)
-    assert contents(out) == new and renames
+    assert contents(out) == {**new, **mine} and renames
     for kill in range(len(renames)):
         shutil.rmtree(out)
         out.mkdir()
-        fake_run(out, "earlier")
+        earlier_and_mine()
         fake_run(out / NEXT_NAME, "new")
 
         def dying(*paths: Path, calls=iter(range(len(renames))), kill=kill) -> None:  # noqa: B008 - the kill-th rename never happens
@@ -491,13 +595,14 @@ def test_replacing_an_earlier_run_survives_a_kill_between_any_two_renames(tmp_pa
         monkeypatch.setattr(ftrun.stages.output_dir.os, "replace", dying)
         with pytest.raises(Killed):
             replace_earlier_run(out)
-        # Whatever the moment, the folder's manifest is the earlier run's with all of its files, or there is none yet.
-        manifest = out / "ftrun.toml"
-        if manifest.exists():
-            assert manifest.read_text() == earlier["ftrun.toml"] and all((out / path).read_text() == text for path, text in earlier.items()), kill
+        # Whatever the moment, the folder's marker is the earlier run's with all of its files, or there is none yet; the user's files stay.
+        marker = out / "ftrun-run.json"
+        if marker.exists():
+            assert all((out / path).read_text() == text for path, text in earlier.items()), kill
+        assert all((out / path).read_text() == text for path, text in mine.items()), kill
         monkeypatch.setattr(ftrun.stages.output_dir.os, "replace", real_replace)
         replace_earlier_run(out)  # what the next run in the folder does first
-        assert contents(out) == new, kill
+        assert contents(out) == {**new, **mine}, kill
 
 
 def test_a_stopped_overwrite_run_says_how_to_continue_it():
@@ -592,7 +697,7 @@ def test_a_run_killed_anywhere_ends_as_an_uninterrupted_one(run_manifest, forker
             where["at a random moment" if "kill_after" in kill else f"in {kill['kill_at'][1]}"] += 1
             command[-1] = "--resume"
             assert outside() == before
-            swapping = (out / EARLIER_NAME).exists() or (out / INCOMING_NAME).exists() or (out / NEXT_NAME / "ftrun.toml").exists()
+            swapping = (out / EARLIER_NAME).exists() or (out / INCOMING_NAME).exists() or (out / NEXT_NAME / "ftrun-run.json").exists()
             if replacing and not swapping:
                 assert ((out / "ftrun.toml").read_bytes(), (out / "model.safetensors").read_bytes()) == earlier, kill
         rounds += 1

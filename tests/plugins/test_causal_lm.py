@@ -149,7 +149,7 @@ def test_a_model_that_cannot_keep_packed_examples_apart_gets_padded_batches(task
     model = build_head(task, config, data)
     assert not isolates_packed_examples(model)
     metrics = get_plugin_manager().build_metrics(task, config, data)
-    trainer = build_trainer(task, config, data, model, metrics, [], str(tmp_path / "work"))
+    trainer = build_trainer(task, config, data, model, metrics, callbacks=[], output_dir=str(tmp_path / "work"))
     batch = trainer.data_collator([data.train[0], data.train[1]])
     assert batch["input_ids"].shape[0] == 2 and "position_ids" not in batch
     assert ftrun_after_training(task, config, trainer) == "packing: off, examples padded: openai-gpt lets examples packed into one row attend to each other"
@@ -200,7 +200,7 @@ def test_perplexity_is_exp_of_the_eval_loss_and_no_logits_are_gathered(task, tmp
     data = load_data(task, config)
     model = build_head(task, config, data)
     metrics = get_plugin_manager().build_metrics(task, config, data)
-    trainer = build_trainer(task, config, data, model, metrics, [], str(tmp_path / "work"))
+    trainer = build_trainer(task, config, data, model, metrics, callbacks=[], output_dir=str(tmp_path / "work"))
     loop, outputs = trainer.evaluation_loop, []
     trainer.evaluation_loop = lambda *args, **kwargs: outputs.append(loop(*args, **kwargs)) or outputs[-1]
     metrics = trainer.evaluate()

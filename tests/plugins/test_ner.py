@@ -246,7 +246,7 @@ GOOD = [with_tags(["B-PER", "I-PER", "O"]), with_tags(["B-LOC", "O"])]
             GOOD,
             GOOD + [with_tags(["B-DATE", "O"])],
             {},
-            ("run.toml: data.tags_column:", "eval tags missing from the train split: B-DATE"),
+            ("run.toml: data.tags_column:", "eval tags missing from the train split: 'B-DATE'"),
             id="unseen-eval-tag",
         ),
         pytest.param(

@@ -197,7 +197,7 @@ def test_generation_length_follows_max_target_length(task, tmp_path, pair_files)
     config = config_for(task, tmp_path, {**pair_files, "max_target_length": 48})
     data = load_data(task, config)
     model = build_head(task, config, data)
-    trainer = build_trainer(task, config, data, model, task.build_metrics(config, data), [], str(tmp_path / "out"))
+    trainer = build_trainer(task, config, data, model, task.build_metrics(config, data), callbacks=[], output_dir=str(tmp_path / "out"))
     assert isinstance(trainer, Seq2SeqTrainer) and trainer.args.predict_with_generate
     assert trainer.args.generation_max_length == 48 and trainer.args.generation_num_beams == 4
     # The saved model generates the same way (not the 20-token default).
@@ -208,7 +208,7 @@ def test_generation_settings_are_manifest_keys(task, tmp_path, pair_files):
     config = config_for(task, tmp_path, pair_files, training={"generation_max_length": 100, "generation_num_beams": 2})
     data = load_data(task, config)
     model = build_head(task, config, data)
-    trainer = build_trainer(task, config, data, model, task.build_metrics(config, data), [], str(tmp_path / "out"))
+    trainer = build_trainer(task, config, data, model, task.build_metrics(config, data), callbacks=[], output_dir=str(tmp_path / "out"))
     assert (trainer.args.generation_max_length, trainer.args.generation_num_beams) == (100, 2)
     assert (model.generation_config.max_length, model.generation_config.num_beams) == (100, 2)
 

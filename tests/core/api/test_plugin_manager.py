@@ -123,7 +123,10 @@ def test_a_third_party_task_registers_and_runs(ftrun_cli, ftrun_plugin_module, t
     result = ftrun_cli("--manifest", tiny_manifest, "--output-dir", tmp_path / "out")
     assert result.code == 0, result
     assert 'task = "sentiment"' in (tmp_path / "out" / "ftrun.toml").read_text()
-    predicted = ftrun_cli("predict", "--model", tmp_path / "out", "a fine film")  # the run's plugins are loaded again
+    # The run's plugins are the user's to load again: a model folder names them, and loads none.
+    refused = ftrun_cli("predict", "--model", tmp_path / "out", "a fine film")
+    assert refused.code == 2 and "plugins: its run loaded sentiment_plugin" in refused.err and "pass --plugin sentiment_plugin" in refused.err, refused
+    predicted = ftrun_cli("predict", "--model", tmp_path / "out", "--plugin", "sentiment_plugin", "a fine film")
     assert predicted.code == 0, predicted
     assert predicted.out.strip().endswith("\ta fine film")
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from transformers import TrainingArguments
 
 from ftrun import FtrunError, hookimpl, load_run
@@ -42,6 +42,37 @@ class GlossaryPlugin:
 @pytest.fixture(scope="module")
 def text_classification():
     return get_plugin_manager().task("text-classification")
+
+
+class OddData(TextClassificationData):
+    odd: int = 1
+    rate: float = 0.5
+
+    @field_validator("odd")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"must be odd, and {value} is not")
+        return value
+
+
+class OddTask(TextClassificationTask):
+    name = "odd"
+    data_config = OddData
+
+
+class OddPlugin:
+    @hookimpl
+    def ftrun_register_tasks(self, register):
+        register(OddTask())
+
+
+def test_a_validator_s_message_is_shown_as_it_wrote_it_and_an_integer_is_a_float(ftrun_config):
+    with pytest.raises(FtrunError, match=r"^run\.toml: data\.odd: must be odd, and 4 is not$"):  # docs/plugins.md: "your message"
+        ftrun_config({"task": "odd", "data": {"odd": 4}}, OddPlugin())
+    assert ftrun_config({"task": "odd", "data": {"rate": 1}}, OddPlugin()).data.rate == 1  # TOML's 1 for 1.0; no other coercion
+    with pytest.raises(FtrunError, match=r"^run\.toml: data\.rate: must be a finite number, got nan$"):
+        ftrun_config({"task": "odd", "data": {"rate": float("nan")}}, OddPlugin())
 
 
 def test_a_task_s_own_path_fields_are_resolved(ftrun_config, tmp_path):
@@ -123,10 +154,30 @@ def test_load_run_takes_a_manifest_s_tables(tmp_path):
         ("metrics.names=['accuracy', 'f1']", (["metrics", "names"], ["accuracy", "f1"])),
         ("model.config.hidden_size=64", (["model", "config", "hidden_size"], 64)),
         ("training.fp16=false", (["training", "fp16"], False)),
+        # The key is a TOML key: quoted parts, one of them holding dots or an equals sign.
+        ('"data".max_length=64', (["data", "max_length"], 64)),
+        (
+            'search.space."training.learning_rate"={low=1e-4, high=3e-3, log=true}',
+            (["search", "space", "training.learning_rate"], {"low": 1e-4, "high": 3e-3, "log": True}),
+        ),
+        ('data."a=b"=1', (["data", "a=b"], 1)),
     ],
 )
 def test_set_values_are_parsed_as_toml(text, expected):
     assert parse_override(text) == expected
+
+
+def test_a_quoted_search_space_key_reaches_ftrun_tune_and_a_bad_value_in_it_is_one_line(tmp_path):
+    manifest = {"task": "text-classification", "data": {"train_file": "t.jsonl", "eval_file": "e.jsonl"}}
+    space = 'search.space."training.learning_rate"='
+    _, config = load_run(manifest=manifest, overrides=[space + "{low=1e-4, high=3e-3, log=true}"], base_dir=tmp_path)
+    assert config.tables["search"].space["training.learning_rate"].high == 3e-3
+    # A dict-typed table (a key of search.space, model.config) names the bad key, not an internal error.
+    with pytest.raises(FtrunError, match=r"^--set search.space.training.learning_rate.lowx: unknown key \(did you mean low\?\)$"):
+        load_run(manifest=manifest, overrides=[space + "{lowx=1e-4, high=3e-3}"], base_dir=tmp_path)
+    # A value of a union (low: int | float) is named by its key, not by the member pydantic tried (low.int).
+    with pytest.raises(FtrunError, match=r"^--set search.space.training.learning_rate.low: input should be a valid integer, got 'a'$"):
+        load_run(manifest=manifest, overrides=[space + '{low="a", high=3e-3}'], base_dir=tmp_path)
 
 
 def test_overrides_create_nested_tables():
@@ -171,6 +222,12 @@ def test_defaults_are_the_seed_recipe(tmp_path):
     [
         ("model.config.hidden_sise=64", "--set model.config.hidden_sise: unknown key for a bert config (did you mean hidden_size?)"),
         ("model.config.model_type='bertt'", "--set model.config.model_type: unknown model type 'bertt' (did you mean bert?)"),
+        # Values transformers would build a model from, and fail on once it runs, or fail on in its own code.
+        ("model.config.hidden_size=-32", "--set model.config.hidden_size: must be greater than 0, got -32"),
+        ("model.config.num_attention_heads=0", "--set model.config.num_attention_heads: must be greater than 0, got 0"),
+        ("model.config.hidden_size=3.5", "--set model.config.hidden_size: expected int, got float (value: 3.5)"),
+        ("model.config.layer_norm_eps=nan", "--set model.config.layer_norm_eps: must be a finite number, got nan"),
+        ("model.config.id2label=3", "offline.toml: model.config: not a valid bert config: AttributeError: 'int' object has no attribute 'items'"),
     ],
 )
 def test_model_config_keys_are_the_model_family_s(ftrun_cli, override, message):

@@ -486,7 +486,7 @@ def test_a_task_contributes_inputs_labels_and_checks_through_the_task_api(check,
     assert report["splits"]["train"]["labels"] == {"x": 11, "rare": 1}
     assert report["splits"]["eval"]["unseen"] == ["new"]
     assert line(report, "data.train_file") == (
-        "run.toml: data.train_file: the eval split has labels that no train example has, which the model never learns: new"
+        "run.toml: data.train_file: the eval split has labels that no train example has, which the model never learns: 'new'"
     )
     # The default sequences: the texts of inputs_of, cut at the tokenizer's maximum (max_position_embeddings).
     assert report["splits"]["eval"]["lengths"]["inputs"]["limit"] == TINY_BERT["max_position_embeddings"]
