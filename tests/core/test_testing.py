@@ -113,7 +113,7 @@ def test_ftrun_config_validates_the_tables_as_a_run_does(ftrun_config, ftrun_plu
     # What a plugin's unit test does with it: call the task's own code with the config a run gives it.
     task = ftrun_plugin_manager(ObjectPlugin()).task("echo")
     assert task.encode({"body": ["hi"]}, None, config, "eval") == {"text": ["hi hi hi"], "split": ["eval"]}
-    assert ftrun_config(tables, ObjectPlugin()).data.repeat == 2
+    assert ftrun_config(tables, ObjectPlugin()).data.repeat == 1  # the default dataset's [data] (repeat = 2) is not for the manifest's own file
     assert tables == {"task": "echo", "data": {"train_file": "train.jsonl", "text_column": "body"}, "training": {"learning_rate": 1e-3}}
 
 
@@ -186,13 +186,14 @@ def test_ftrun_fails_passes_on_one_error_line_and_fails_on_anything_else(pyteste
             ftrun_fails("check", "--task", "nope", words=("not in the line",))
 
         def test_a_file_written(ftrun_fails, tmp_path, monkeypatch):
-            from ftrun import cli
+            from ftrun import FtrunError
+            from ftrun.commands import tasks
 
             def writes(args):
                 (tmp_path / "left-behind").mkdir()
-                raise cli.FtrunError("refused")
+                raise FtrunError("refused")
 
-            monkeypatch.setattr(cli, "cmd_tasks", writes, raising=True)
+            monkeypatch.setattr(tasks, "main", writes, raising=True)
             ftrun_fails("tasks", words=("refused",))
         """
     )

@@ -247,7 +247,7 @@ def test_a_finished_run_moved_elsewhere_resumes_on_its_best_checkpoint_and_predi
     assert again.code == 0, again
     best, _ = best_and_last(moved)
     assert_identical(tensors(moved), tensors(best), f"the model of the moved run, resumed, against {best.name}")
-    predicted = ftrun_cli("predict", "--model", moved, "A dull film.")
+    predicted = ftrun_cli("predict", "--model", moved, "--plugin", "ftrun_test_random_tensors", "A dull film.")
     assert predicted.code == 0 and ("neg" in predicted.out or "pos" in predicted.out), predicted
 
 

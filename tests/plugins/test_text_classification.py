@@ -173,17 +173,20 @@ def test_refuses_a_non_empty_output_directory(ftrun_cli, tiny_manifest, tmp_path
     assert (out / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     refused = ftrun_cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")
-    assert refused.code == 2 and "holds files that are not an ftrun run; refusing to replace it" in refused.err
+    assert refused.code == 2 and "holds files that no ftrun run wrote (keep.txt); refusing to replace it" in refused.err
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
 def test_overwrite_replaces_an_earlier_run(ftrun_cli, tiny_manifest, tmp_path):
     out = tmp_path / "out"
     assert ftrun_cli("--manifest", tiny_manifest, "--output-dir", out).code == 0
-    (out / "stale.txt").write_text("from the first run")
+    (out / "eval_results.json").write_text("{}")  # a file of the first run's, changed since: still the run's, replaced
     assert ftrun_cli("--manifest", tiny_manifest, "--output-dir", out).code == 2
     replaced = ftrun_cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")
-    assert replaced.code == 0 and not (out / "stale.txt").exists() and (out / "model.safetensors").exists()
+    assert replaced.code == 0 and (out / "eval_results.json").read_text() != "{}" and (out / "model.safetensors").exists()
+    (out / "notes.txt").write_text("mine")  # a file no run wrote: --overwrite refuses rather than delete it
+    refused = ftrun_cli("--manifest", tiny_manifest, "--output-dir", out, "--overwrite")
+    assert refused.code == 2 and "holds files that no ftrun run wrote (notes.txt)" in refused.err and (out / "notes.txt").read_text() == "mine"
 
 
 def test_set_overrides_manifest_keys(ftrun_cli, tiny_manifest, tmp_path):

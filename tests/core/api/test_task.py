@@ -185,19 +185,19 @@ def test_predict_encodes_the_predict_split_and_post_processes_structured_inputs(
     records = [json.loads(line) for line in (trained.output_dir / "predictions.jsonl").read_text().splitlines()]
     assert records[0]["input"] == {"text": "the quick brown fox"}
     # The "try it" line and the model card show the task's own example input, as JSON.
-    try_it = "ftrun predict --model " + str(trained.output_dir) + ' --json-input \'{"text": "seven words make a short example here"}\''
+    try_it = "ftrun predict --model " + str(trained.output_dir) + ' --plugin ftrun_halves --json-input \'{"text": "seven words make a short example here"}\''
     assert try_it in trained.out
     card = (trained.output_dir / "README.md").read_text()
     assert '--json-input \'{"text": "seven words make a short example here"}\'' in card
     # No pipeline: no pipeline_tag in the card, and usage loads the task's head class.
     assert "pipeline_tag" not in card and "AutoModelForSequenceClassification.from_pretrained" in card
 
-    by_json = ftrun_cli("predict", "--model", trained.output_dir, "--json-input", '{"text": "the quick brown fox"}', "--json")
+    by_json = ftrun_cli("predict", "--model", trained.output_dir, "--plugin", "ftrun_halves", "--json-input", '{"text": "the quick brown fox"}', "--json")
     assert by_json.code == 0, by_json
     record = json.loads(by_json.out)
     assert record["input"] == {"text": "the quick brown fox"}
     assert record["prediction"] == pytest.approx(trained.run.predictions[0], abs=1e-3)
-    from_stdin = ftrun_cli("predict", "--model", trained.output_dir, "--json-input", stdin='{"text": "a lazy dog in the rain"}\n')
+    from_stdin = ftrun_cli("predict", "--model", trained.output_dir, "--plugin", "ftrun_halves", "--json-input", stdin='{"text": "a lazy dog in the rain"}\n')
     assert from_stdin.code == 0, from_stdin
     assert from_stdin.out.endswith('\t{"text": "a lazy dog in the rain"}\n')
 
@@ -206,7 +206,7 @@ def test_predict_encodes_the_predict_split_and_post_processes_structured_inputs(
         ("[1, 2]", "predict: argument 1: expected a JSON object, got list"),
         ('{"words": "x"}', "predict: argument 1: expected a table with a text"),
     ):
-        bad = ftrun_cli("predict", "--model", trained.output_dir, "--json-input", given)
+        bad = ftrun_cli("predict", "--model", trained.output_dir, "--plugin", "ftrun_halves", "--json-input", given)
         assert (bad.code, bad.err.strip()) == (2, f"ftrun: error: {message}")
 
 
@@ -335,10 +335,10 @@ def test_predict_inputs_are_read_with_the_config_from_the_files_folder_and_examp
     assert stored["predict"]["examples"] == [str(run_folder / "review.txt")]  # as read_input resolved it
 
     monkeypatch.chdir(elsewhere)  # where review.txt is not: the stored example is not read again
-    predicted = ftrun_cli("predict", "--model", tmp_path / "out", str(files / "one.txt"))
+    predicted = ftrun_cli("predict", "--model", tmp_path / "out", "--plugin", "file_reviews", str(files / "one.txt"))
     assert predicted.code == 0, predicted
     assert plugin.READ == ["file-reviews", "file-reviews"]  # only the argument
-    by_file = ftrun_cli("predict", "--model", tmp_path / "out", "--input", files / "rows.csv", "--output", elsewhere / "out.jsonl")
+    by_file = ftrun_cli("predict", "--model", tmp_path / "out", "--plugin", "file_reviews", "--input", files / "rows.csv", "--output", elsewhere / "out.jsonl")
     assert by_file.code == 0, by_file
     assert plugin.SOURCES == [files / "rows.csv"]
     assert len((elsewhere / "out.jsonl").read_text().splitlines()) == 1

@@ -135,25 +135,23 @@ def test_two_loss_plugins_are_one_error_naming_both(fails, ftrun_plugin_module, 
     assert fails("check", *args, words=()) == line
 
 
-def test_a_loss_plugin_on_a_task_without_logits_over_labels_is_refused(fails, ftrun_plugin_module, ftrun_manifest, monkeypatch, tmp_path):
-    from pathlib import Path
+def test_a_loss_plugin_on_a_task_without_logits_over_labels_is_refused(fails, ftrun_plugin_module, ftrun_manifest, tmp_path):
+    from ftrun.testing import TINY_ROWS
 
-    multilabel = Path(__file__).resolve().parents[2] / "examples" / "plugins" / "ftrun-multilabel"
-    monkeypatch.syspath_prepend(str(multilabel))
     ftrun_plugin_module("focal_loss", FOCAL)
-    data = multilabel / "ftrun_multilabel" / "data"
+    rows = write_jsonl(tmp_path / "squad.jsonl", TINY_ROWS["question-answering"])  # answers are spans: start and end logits, no labels
     manifest = ftrun_manifest(
         {
-            "task": "multilabel-classification",
-            "plugins": ["ftrun_multilabel", "focal_loss"],
+            "task": "question-answering",
+            "plugins": ["focal_loss"],
             "model": {"config": TINY_BERT, "tokenizer_vocab_size": 200},
-            "data": {"train_file": str(data / "train.jsonl"), "eval_file": str(data / "eval.jsonl")},
+            "data": {"train_file": str(rows), "eval_file": str(rows), "max_length": 64, "doc_stride": 16},
             "training": TINY_TRAINING,
             "focal": {"gamma": 2.0},
         }
     )
     line = (
-        "ftrun: error: plugin focal_loss supplies the training loss, but the head of task multilabel-classification gives no logits over labels "
+        "ftrun: error: plugin focal_loss supplies the training loss, but the head of task question-answering gives no logits over labels "
         "(Task.logits_over_labels is false): a loss over labels cannot apply to it"
     )
     assert fails("check", "--manifest", manifest, words=()) == line
