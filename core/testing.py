@@ -283,6 +283,15 @@ def ftrun_plugin_manager() -> Callable[..., PluginManager]:
     return make
 
 
+def plugins_of_other_distributions() -> list[str]:
+    """The names of the installed ``ftrun`` entry points that another distribution than ftrun provides."""
+    from importlib.metadata import entry_points
+
+    from ftrun.api.plugin_manager import ENTRY_POINT_GROUP
+
+    return sorted({point.name for point in entry_points(group=ENTRY_POINT_GROUP) if not point.dist or point.dist.metadata["Name"] != "ftrun"})
+
+
 @pytest.fixture
 def ftrun_no_installed_plugins(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Blocks, for one test, every plugin installed from a distribution other than ftrun; gives their names.
@@ -292,11 +301,7 @@ def ftrun_no_installed_plugins(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     every plugin manager reads. A plugin package's own tests leave it out: they want their entry
     point loaded. Plugins installed during the test (a fake distribution on ``sys.path``) still load.
     """
-    from importlib.metadata import entry_points
-
-    from ftrun.api.plugin_manager import ENTRY_POINT_GROUP
-
-    others = sorted({point.name for point in entry_points(group=ENTRY_POINT_GROUP) if not point.dist or point.dist.metadata["Name"] != "ftrun"})
+    others = plugins_of_other_distributions()
     if others:
         monkeypatch.setenv("FTRUN_NO_PLUGINS", ",".join(filter(None, [os.environ.get("FTRUN_NO_PLUGINS", ""), *others])))
     return others

@@ -19,10 +19,11 @@ import pytest
 
 from ftrun import FtrunError
 from ftrun.api.plugin_manager import get_plugin_manager
-from ftrun.testing import TINY_BERT, TINY_ROWS, TINY_T5, TINY_TRAINING, write_jsonl
+from ftrun.testing import TINY_BERT, TINY_ROWS, TINY_T5, TINY_TRAINING, plugins_of_other_distributions, write_jsonl
 
 #: How an unknown-task error lists the installed tasks.
-INSTALLED = "installed: " + ", ".join(sorted(get_plugin_manager().tasks()))
+# As ftrun's own tests see them: another distribution's plugins are blocked (ftrun_no_installed_plugins).
+INSTALLED = "installed: " + ", ".join(sorted(get_plugin_manager(blocked=plugins_of_other_distributions()).tasks()))
 
 MISSING = object()
 """A value that removes the key from the manifest."""
