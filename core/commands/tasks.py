@@ -8,7 +8,7 @@ from ftrun.commands.common import blocked_plugins
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """None of its own."""
+    """It has no flags but those every command has."""
 
 
 def main(args: argparse.Namespace) -> int:
