@@ -25,6 +25,11 @@ def trust_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def model_overrides(args: argparse.Namespace) -> list[str]:
+    """A model directory's ``--set`` overrides, with ``--trust-remote-code`` as the one it stands for."""
+    return [*args.overrides, *(["model.trust_remote_code=true"] if args.trust_remote_code else [])]
+
+
 def config_options(parser: argparse.ArgumentParser) -> None:
     """The options that build a run's config: ``--task``, ``--manifest``, ``--set``, ``--demo``."""
     parser.add_argument("--task", metavar="NAME", help="the task to run (see `ftrun tasks`)")

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ftrun.commands.common import blocked_plugins, metrics_table, set_option, trust_option
+from ftrun.commands.common import blocked_plugins, metrics_table, model_overrides, set_option, trust_option
 from ftrun.util.errors import FtrunError
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
         raise FtrunError(f"--output-dir: {output_dir} is not empty: choose another, or pass --overwrite to replace an earlier ftrun eval's results")
     manager = get_plugin_manager(plugins=[*args.plugin, *manifest_plugins(overlay, Origin(str(args.manifest)))], blocked=blocked_plugins(args))
-    overrides = [*args.overrides, *(["model.trust_remote_code=true"] if args.trust_remote_code else [])]
+    overrides = model_overrides(args)
     check_plugins(manager, model_dir, saved)
     name = manifest.get("task")
     task = manager.task(name, where=f"{manifest_path}: task")

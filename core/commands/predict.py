@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftrun.commands.common import blocked_plugins, set_option, trust_option
+from ftrun.commands.common import blocked_plugins, model_overrides, set_option, trust_option
 from ftrun.util.errors import FtrunError
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
         without_code(manifest),
         source=str(manifest_path),
         base_dir=model_dir,
-        overrides=[*args.overrides, *(["model.trust_remote_code=true"] if args.trust_remote_code else [])],
+        overrides=model_overrides(args),
         tables=manager.tables(),
         finished=True,
     )
