@@ -62,6 +62,7 @@ _PUBLIC = {
     "tokenizer_limit": "stages.preflight",
     "predict_with_pipeline": "stages.predict",
     "Trainer": "stages.training",
+    "lengths_of": "stages.training",
     "Seq2SeqTrainer": "stages.training",
     "TrainerMixin": "stages.training",
     "load_data": "stages.data",

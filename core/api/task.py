@@ -284,6 +284,15 @@ class BaseTask:
         """
         return {}
 
+    def example_lengths(self, features: Any, config: RunConfig) -> list[int] | None:
+        """Each encoded example's length, as the collator pads it: what length-grouped training batches, length-sorted evaluation and the pre-flight's padding estimate use.
+
+        ``features`` is an encoded split (a ``datasets.Dataset``; read its columns with
+        ``ftrun.lengths_of``, which decodes nothing). Default ``None``: inputs of one size (images,
+        clips of a fixed duration): batches are then drawn at random, and the pre-flight says so.
+        """
+        return None
+
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
         """What ``ftrun check`` reports and every run prints first: per split, the schedule, and findings.
 
@@ -375,6 +384,12 @@ class Task(BaseTask):
         from transformers import DataCollatorWithPadding
 
         return DataCollatorWithPadding(data.tokenizer)
+
+    def example_lengths(self, features: Any, config: RunConfig) -> list[int] | None:
+        """Each encoded example's length: its tokens in ``input_ids``, or, where each example holds several sequences (multiple choice's ``(choices, tokens)``), its longest."""
+        from ftrun.stages.training import lengths_of
+
+        return lengths_of(features, "input_ids")
 
     def sequences(self, split: Any, data: TaskData, config: RunConfig) -> dict[str, TokenSequence]:
         """The token sequences the model reads from ``split`` (a sample of one), untruncated, and where ``encode`` cuts each.

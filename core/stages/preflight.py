@@ -122,6 +122,9 @@ class SplitReport:
     unseen: list[str] = dataclasses.field(default_factory=list)
     """Eval labels that no train example has."""
     lengths: dict[str, Lengths] = dataclasses.field(default_factory=dict)
+    feature_lengths: list[int] | None = None
+    """Each encoded feature's length as the task defines it (``example_lengths``): of every feature
+    of a run's split, or of a sample's features; ``None``: inputs of one size, nothing to group by."""
     unknown: float | None = None
     """The share of tokens that are the tokenizer's unknown token."""
 
@@ -147,8 +150,10 @@ class Schedule:
     evaluations_per_epoch: float | None
     """``None``: whenever a checkpoint strategy says so (``best``)."""
     checkpoints_per_epoch: float | None
+    grouped: bool = False
+    """Whether training batches are length-grouped: asked for (``train_sampling_strategy``) and the task's examples have a length."""
     real_tokens: int | None = None
-    """Estimated tokens of one epoch that are text; ``None`` when the task reports no sequences."""
+    """Estimated tokens of one epoch that are the examples'; ``None`` when they have no length (inputs of one size)."""
     pad_tokens: int | None = None
 
 
@@ -268,6 +273,7 @@ def describe(task: BaseTask, config: RunConfig, data: TaskData, name: str) -> tu
         raise
     except BaseException as exc:  # as encode_batch: a Rust tokenizer's panic is no Exception
         raise FtrunError(f"{config.where('data')}: task {task.name} cannot tokenize the {name} split: {type(exc).__name__}: {first_line(exc)}") from exc
+    report.feature_lengths = feature_lengths(task, config, data, name, sample)
     for sequence_name, sequence in sequences.items():
         lengths = np.array([len(ids) for ids in sequence.ids])
         limit = sequence.limit
@@ -350,14 +356,44 @@ def schedule_of(task: BaseTask, config: RunConfig, train: SplitReport, processes
         evaluations_per_epoch=per_epoch_of(args["eval_strategy"], args.get("eval_steps") or args["logging_steps"], per_epoch, steps),
         checkpoints_per_epoch=per_epoch_of(args["save_strategy"], args["save_steps"], per_epoch, steps),
     )
-    kept = [lengths.kept for lengths in train.lengths.values()]
-    if kept and train.tokenized:
-        grouped = str(getattr(args["train_sampling_strategy"], "value", args["train_sampling_strategy"])) == "group_by_length"
-        batches_of = batch_order(kept[0], batch, grouped)
-        scale = train.features / train.tokenized
-        schedule.real_tokens = round(sum(map(sum, kept)) * scale)
-        schedule.pad_tokens = round(sum(padding(lengths, batches_of) for lengths in kept) * scale)
+    lengths = train.feature_lengths
+    if lengths:
+        schedule.grouped = grouping_asked(args)
+        batches_of = batch_order(lengths, batch * accumulation, schedule.grouped)
+        scale = train.features / len(lengths)
+        schedule.real_tokens = round(sum(lengths) * scale)
+        # Each batch of the sampler's groups, as the collator pads it (the accumulated steps of a group are padded apart).
+        steps = [group[start : start + batch] for group in batches_of for start in range(0, len(group), batch)]
+        schedule.pad_tokens = round(padding(lengths, steps) * scale)
     return schedule
+
+
+def grouping_asked(args: dict[str, Any]) -> bool:
+    """Whether ``[training]`` asks for length-grouped training batches."""
+    return str(getattr(args["train_sampling_strategy"], "value", args["train_sampling_strategy"])) == "group_by_length"
+
+
+def feature_lengths(task: BaseTask, config: RunConfig, data: TaskData, name: str, sample: Any) -> list[int] | None:
+    """Each feature's length as the task defines it: of the run's whole encoded split, or of ``sample`` encoded (``ftrun check``).
+
+    A sample is encoded a hundred rows at a time, so that a task of large features (images
+    encoded eagerly) never holds more than that many at once.
+    """
+    from datasets import Dataset
+
+    from ftrun.stages.data import encode_batch
+
+    encoded = getattr(data, name, None)
+    if encoded is not None:
+        return task.example_lengths(encoded, config)
+    lengths: list[int] = []
+    for start in range(0, len(sample), 100):
+        rows = sample.select(range(start, min(start + 100, len(sample))))[:]
+        found = task.example_lengths(Dataset.from_dict(encode_batch(task, rows, data, config, name)), config)
+        if found is None:
+            return None
+        lengths += found
+    return lengths
 
 
 def per_epoch_of(strategy: Any, every: float, steps_per_epoch: int, steps: int) -> float | None:
@@ -421,6 +457,17 @@ def check_warmup(report: Preflight) -> None:
             "training.warmup_steps",
             f"{schedule.warmup} warmup steps are {schedule.warmup / schedule.steps:.0%} of the run's {schedule.steps}: the learning rate "
             f"{reach} its peak ({schedule.learning_rate:g}); about {WARMUP_SHARE:.0%} of the steps ({steps_of(WARMUP_SHARE, schedule.steps)}) is usual",
+        )
+
+
+def check_grouping(report: Preflight) -> None:
+    """Length grouping asked for in the manifest where the task's examples have no length: said, not silently ignored."""
+    config = report.config
+    asked = "train_sampling_strategy" in config.training and "train_sampling_strategy" not in config.training_defaults
+    if asked and grouping_asked(config.training) and report.splits["train"].feature_lengths is None:
+        report.warn(
+            "training.train_sampling_strategy",
+            f"group_by_length has no effect: task {config.task}'s inputs have no length to group by, so batches are drawn at random",
         )
 
 
@@ -530,7 +577,17 @@ def check_learning_rate(report: Preflight) -> None:
 
 
 #: The generic checks, in the order their findings are shown.
-CHECKS = (check_positions, check_warmup, check_truncation, check_empty, check_overlap, check_unseen_labels, check_eval_size, check_learning_rate)
+CHECKS = (
+    check_positions,
+    check_warmup,
+    check_grouping,
+    check_truncation,
+    check_empty,
+    check_overlap,
+    check_unseen_labels,
+    check_eval_size,
+    check_learning_rate,
+)
 
 
 def remote_code_warning(config: RunConfig) -> str:
@@ -625,4 +682,7 @@ def schedule_rows(report: Preflight) -> list[tuple[str, str]]:
     if s.real_tokens is not None:
         share = s.pad_tokens / max(s.real_tokens + s.pad_tokens, 1)
         rows.append(("tokens per epoch (estimated)", f"{s.real_tokens:,} real + {s.pad_tokens:,} pad ({share:.0%} padding)"))
+        rows.append(("training batches", "length-grouped" if s.grouped else "random order"))
+    else:
+        rows.append(("training batches", f"random order: {report.config.task}'s inputs have no length to group by"))
     return rows

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib.util
 import json
 import math
@@ -34,12 +35,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import transformers
-from torch.utils.data import Sampler
+from torch.utils.data import RandomSampler, Sampler
 from transformers import EvalPrediction, TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler as _LengthGroupedSampler
-from transformers.trainer_utils import EvalLoopOutput, _is_peft_model, denumpify_detensorize
+from transformers.trainer_utils import EvalLoopOutput, _is_peft_model, denumpify_detensorize, has_length
 
 from ftrun.util.errors import FtrunError, first_line
 
@@ -88,13 +89,27 @@ class LengthGroupedSampler(_LengthGroupedSampler):
 
 
 def lengths_of(dataset: Any, column: str) -> list[int] | None:
-    """Each example's length, read from the Arrow column without decoding the examples."""
+    """Each example's length in ``column``, read from Arrow without decoding the examples: ``None`` where it has no such column.
+
+    A column of sequences gives each one's length; a column of lists of sequences (multiple
+    choice: ``(choices, tokens)``) gives each example's longest, the length its batch is padded to.
+    """
     import datasets
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if not isinstance(dataset, datasets.Dataset) or column not in dataset.column_names:
         return None
-    return pc.list_value_length(dataset.with_format("arrow")[column]).to_pylist()
+    values = dataset.with_format("arrow")[column]
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not pa.types.is_list(values.type) and not pa.types.is_large_list(values.type):
+        return None  # one value per example: nothing to group by
+    if pa.types.is_list(values.type.value_type) or pa.types.is_large_list(values.type.value_type):
+        inner = pc.list_value_length(pc.list_flatten(values)).to_pylist()
+        ends = np.cumsum(pc.list_value_length(values).to_numpy(zero_copy_only=False)).tolist()
+        return [max(inner[start:end], default=0) for start, end in zip([0, *ends], ends)]
+    return pc.list_value_length(values).to_pylist()
 
 
 class LengthSortedSampler(Sampler[int]):
@@ -128,6 +143,17 @@ class TrainerMixin:
     derive_metrics: Callable[[dict[str, float], Any], dict[str, float]] | None = None
     #: The outputs of the latest evaluation, in the split's order (``None`` where it gathered none: loss only).
     eval_outputs: EvalPrediction | None = None
+    #: Each example's length in a dataset, or ``None`` for inputs of one size: the task's
+    #: ``example_lengths``, set by the trainer stage. Unset (a Trainer built elsewhere): the
+    #: lengths of the processor's first model input, as transformers measures them.
+    example_lengths: Callable[[Any], list[int] | None] | None = None
+
+    def lengths(self, dataset: Any) -> list[int] | None:
+        """Each example's length, for length-grouped training batches and length-sorted evaluation; ``None``: nothing to group by."""
+        if self.example_lengths is not None:
+            return self.example_lengths(dataset)
+        name = self.processing_class.model_input_names[0] if self.processing_class is not None else "input_ids"
+        return lengths_of(dataset, name)
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         # Each eval batch is padded to its longest example. The Trainer's length grouping sorts only
@@ -135,7 +161,7 @@ class TrainerMixin:
         # much as random batches; sorted batches pad least (docs/performance.md has
         # the figures). evaluation_loop puts the outputs back in the split's order. Several
         # processes (torchrun) keep the Trainer's sampler, which accelerate shards and gathers in order.
-        lengths = lengths_of(eval_dataset, self._model_input_name()) if self.args.world_size == 1 else None
+        lengths = self.lengths(eval_dataset) if self.args.world_size == 1 else None
         if lengths is None:
             return super()._get_eval_sampler(eval_dataset)
         sampler = LengthSortedSampler(lengths)
@@ -178,17 +204,15 @@ class TrainerMixin:
             metrics = {**metrics, **{key if key.startswith(prefix) else prefix + key: value for key, value in derived.items()}}
         return EvalLoopOutput(predictions=predictions, label_ids=label_ids, metrics=metrics, num_samples=output.num_samples)
 
-    def _model_input_name(self) -> str:
-        return self.processing_class.model_input_names[0] if self.processing_class is not None else "input_ids"
-
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         args = self.args
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if args.train_sampling_strategy == "group_by_length":
-            lengths = lengths_of(dataset, self._model_input_name())
-            if lengths is not None:
-                seed = args.data_seed if args.data_seed is not None else args.seed
-                return LengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths, seed)
+        if args.train_sampling_strategy == "group_by_length" and dataset is not None and has_length(dataset):
+            lengths = self.lengths(dataset)
+            if lengths is None:  # inputs of one size: random batches (the pre-flight says so), not transformers' guess at a length
+                return RandomSampler(dataset)
+            seed = args.data_seed if args.data_seed is not None else args.seed
+            return LengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths, seed)
         return super()._get_train_sampler(train_dataset)
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
@@ -446,6 +470,7 @@ def build_trainer(
         callbacks=callbacks,
     )
     trainer.derive_metrics = metrics.derive
+    trainer.example_lengths = functools.partial(task.example_lengths, config=config)
     return trainer
 
 
