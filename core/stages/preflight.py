@@ -194,6 +194,7 @@ class Preflight:
             record = dataclasses.asdict(split)
             record["imbalance"] = split.imbalance
             record["lengths"] = {seq: {k: v for k, v in vars(lengths).items() if k != "kept"} for seq, lengths in split.lengths.items()}
+            del record["feature_lengths"]  # one number per feature: the schedule's padding figures sum them up
             splits[name] = record
         return {
             "source": self.config.source,
