@@ -33,7 +33,7 @@ def write_tones(folder: Path, per_class: int, rate: int = 8000, seconds: float =
     for label, pitch in PITCHES.items():
         (folder / label).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            name = f"{label}/{i:03d}.{suffix}"
+            name = f"{label}/{rate}-{i:03d}.{suffix}"
             soundfile.write(folder / name, tone(pitch, rate, seconds, rng), rate)
             rows.append({"audio": name, "label": label})
     return rows
