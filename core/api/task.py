@@ -256,7 +256,7 @@ class BaseTask:
     # -- what a task's stages use -------------------------------------------------------
 
     def read_file(self, path: Path) -> Any | None:
-        """Read a local data file of a format only this task knows; ``None`` for the usual formats."""
+        """Read a local data file of a format only this task knows, or a folder (``data.train_file``, ``ftrun predict --input``); ``None`` for the usual formats."""
         return None
 
     def load_processor(self, config: RunConfig, splits: Splits | None) -> Any:

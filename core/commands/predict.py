@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="each input is a JSON object (for tasks whose inputs have several fields, e.g. a question and a context)",
     )
-    parser.add_argument("--input", metavar="FILE", help="predict every row of a csv, json, jsonl(.gz) or parquet file (columns as the run's [data] names them)")
+    parser.add_argument(
+        "--input", metavar="FILE", help="predict every row of a csv, json, jsonl(.gz) or parquet file (columns as the run's [data] names them), or a folder the task reads"
+    )
     parser.add_argument("--output", metavar="FILE", help="with --input: the JSON lines file the predictions go to, one per row, in the rows' order")
     parser.add_argument("--skip-bad", action="store_true", help="with --input: leave out rows that cannot be read (counted), instead of stopping at the first")
     parser.add_argument("--overwrite", action="store_true", help="with --input: replace an existing --output file")
@@ -97,7 +99,7 @@ def predict_input_file(args: argparse.Namespace, manager: PluginManager, task: A
     from ftrun.util.display import Display
 
     source = Path(args.input)
-    if not source.is_file():
+    if not source.is_file() and not (source.is_dir() and task.read_file(source) is not None):  # a folder the task reads (images)
         raise FtrunError(f"--input: {source} does not exist" if not source.exists() else f"--input: {source} is not a file")
     if not args.output:
         raise FtrunError("--input: needs --output FILE, the JSON lines file its predictions go to")

@@ -206,7 +206,7 @@ def load_splits(config: RunConfig, reader: FileReader | None = None) -> Splits:
 
     Local files (``train_file`` / ``eval_file``) win over ``dataset``; ``dataset`` is a
     Hub id, a local folder of data files, or a folder written by ``save_to_disk``.
-    ``reader`` lets a task read formats of its own (e.g. CoNLL text files).
+    ``reader`` lets a task read formats of its own (e.g. CoNLL text files, or a folder of images).
     """
     data = config.data
     if data.train_file or data.eval_file:
@@ -240,9 +240,13 @@ def _load_file(config: RunConfig, key: str, reader: FileReader | None) -> Datase
     """One local file as a split; each file is read on its own so an error names it."""
     import datasets
 
-    path = check_file(config, key, getattr(config.data, key))
+    given = Path(getattr(config.data, key))
+    # A task's reader may take a folder (images in one subfolder per class); any other path must be a data file.
+    path = given if reader and given.is_dir() else check_file(config, key, str(given))
     where = f"{config.where(f'data.{key}')}: {path.name}"
     split = _guarded(where, lambda: reader(path)) if reader else None
+    if split is None and path.is_dir():
+        check_file(config, key, str(path))  # says it is a folder, not a data file
     if split is not None:
         return split
     builder, options = builder_for(path, config.where(f"data.{key}"))

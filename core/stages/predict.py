@@ -193,7 +193,7 @@ class BatchSummary:
 def predict_file(
     task: BaseTask, model: Any, tokenizer: Any, config: RunConfig, source: Path, target: Path, *, skip_bad: bool, advance: Callable[[int], None] | None = None
 ) -> BatchSummary:
-    """Predict every row of ``source`` (csv, json, jsonl(.gz), parquet) into ``target`` (JSON lines), in the rows' order.
+    """Predict every row of ``source`` (csv, json, jsonl(.gz), parquet, or what the task's ``read_file`` reads) into ``target`` (JSON lines), in the rows' order.
 
     The file is streamed (``datasets``' streaming mode) a window of rows at a time; each window is
     sorted by length, predicted in batches, and written back in its own order. A row the task
@@ -205,8 +205,10 @@ def predict_file(
     from ftrun.stages.data import builder_for
     from ftrun.stages.output import as_record
 
-    builder, options = builder_for(source, "--input")
-    rows = datasets.load_dataset(builder, data_files=str(source), split="train", streaming=True, **options)
+    rows = task.read_file(source)  # a folder or file of the task's own (images), or None
+    if rows is None:
+        builder, options = builder_for(source, "--input")
+        rows = datasets.load_dataset(builder, data_files=str(source), split="train", streaming=True, **options)
     summary = BatchSummary()
     temporary = target.with_name(f".{target.name}.tmp")
     try:
