@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, check_text_column, hookimpl, require_columns, where_row
+from ftrun import FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, TextDataConfig, check_text_column, hookimpl, require_columns, where_row
 
 from ..demo import small_bert
 from ..labels import LabelNames, check_eval_labels, first_missing, named_labels
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 DEMO_DIR = Path(__file__).parent / "data"
 
 
-class TextClassificationData(DataConfig):
+class TextClassificationData(TextDataConfig):
     text_column: str = Field("text", description="Column holding the text.")
     text_pair_column: str | None = Field(None, description="Second text column, for text-pair tasks (NLI, paraphrase, ...).")
     label_column: str = Field("label", description="Column holding the label: a ClassLabel, strings, or integers.")
