@@ -83,8 +83,8 @@ def main(args: argparse.Namespace) -> int:
         raise FtrunError("predict: no input (give texts as arguments or lines on stdin)")
     given = [read_json_input(text, f"predict: {where} {i}") if args.json_input else text for where, i, text in lines]
     inputs = [task.read_input(value, f"predict: {where} {i}", config) for value, (where, i, _) in zip(given, lines)]
-    model, tokenizer = load_trained(manager, task, config, model_dir)
-    for value, prediction in zip(given, predict_as_evaluated(task, model, tokenizer, inputs, config)):
+    model, processor = load_trained(manager, task, config, model_dir)
+    for value, prediction in zip(given, predict_as_evaluated(task, model, processor, inputs, config)):
         if args.json:
             print(json.dumps(as_record(value, prediction), ensure_ascii=False))
         else:
@@ -107,13 +107,13 @@ def predict_input_file(args: argparse.Namespace, manager: PluginManager, task: A
     if target.exists() and not args.overwrite:
         raise FtrunError(f"--output: {target} exists: choose another, or pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_trained(manager, task, config, model_dir)
+    model, processor = load_trained(manager, task, config, model_dir)
     from rich.console import Console
 
     display = Display(Console(stderr=True, soft_wrap=True))  # stdout stays free for scripts; the rows' count is unknown until the end
     with display.active():
         advance = display.bar("Predicting", total=None)
-        summary = predict_file(task, model, tokenizer, config, source, target, skip_bad=args.skip_bad, advance=advance)
+        summary = predict_file(task, model, processor, config, source, target, skip_bad=args.skip_bad, advance=advance)
     skipped = f", {summary.skipped} bad row{'s' if summary.skipped != 1 else ''} skipped" if args.skip_bad else ""
     print(f"ftrun predict: {summary.rows - summary.skipped} of {summary.rows} rows of {source} predicted into {target}{skipped}", file=sys.stderr)
     return 0
