@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic.json_schema import models_json_schema
 
 from ftrun import __version__
-from ftrun.manifest.config import manifest_model
+from ftrun.manifest.config import manifest_model, required_training
 
 if TYPE_CHECKING:
     from ftrun.api.plugin_manager import PluginManager
@@ -57,8 +57,8 @@ def task_reference(manager: PluginManager, name: str) -> str:
             for key, spec in schema.get("properties", {}).items()
         ]
         parts.append(f"### `[{table}]`\n\n| key | type | default | description |\n|---|---|---|---|\n" + "\n".join(rows))
-    if task.required_training:
-        parts.append("### `[training]` the task requires\n\n```toml\n" + tomli_w.dumps({"training": task.required_training}) + "```")
+    if required_training(task):
+        parts.append("### `[training]` the task requires\n\n```toml\n" + tomli_w.dumps({"training": required_training(task)}) + "```")
     parts.append(
         "### Defaults\n\nThe manifest a run of the task starts from (a manifest's tables and `--set` are laid over it):\n\n```toml\n"
         + tomli_w.dumps(task.defaults)

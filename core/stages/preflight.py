@@ -286,7 +286,7 @@ def describe(task: BaseTask, config: RunConfig, data: TaskData, name: str) -> tu
             kept=np.minimum(lengths, limit).tolist() if limit else lengths.tolist(),
             cut=pair_cuts(lengths, sequence.pairs, limit) if sequence.pairs is not None and limit else None,
         )
-    unknown = data.tokenizer.unk_token_id
+    unknown = getattr(data.processor, "unk_token_id", None)  # a tokenizer's; no other processor has an unknown token
     tokens = sum(len(ids) for sequence in sequences.values() for ids in sequence.ids)
     if unknown is not None and tokens:
         report.unknown = sum(ids.count(unknown) for sequence in sequences.values() for ids in sequence.ids) / tokens
@@ -592,7 +592,7 @@ CHECKS = (
 
 
 def remote_code_warning(config: RunConfig) -> str:
-    source = config.model.name or config.model.tokenizer
+    source = config.model.name or getattr(config.model, "tokenizer", None)
     return f"{config.where('model.trust_remote_code')} is true: code from {source or 'the model'}'s repository may run on this machine"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ftrun import DataConfig, FtrunError, RunConfig, Splits, Task, TaskData, check_text_column, hookimpl, require_columns
+from ftrun import FtrunError, RunConfig, Splits, Task, TaskData, TextDataConfig, check_text_column, hookimpl, require_columns
 
 from ..classification import OneLabelPerExample
 from ..demo import small_bert
@@ -20,7 +20,7 @@ from ..labels import LabelNames
 DEMO_DIR = Path(__file__).parent / "data"
 
 
-class TextClassificationData(DataConfig):
+class TextClassificationData(TextDataConfig):
     text_column: str = Field("text", description="Column holding the text.")
     text_pair_column: str | None = Field(None, description="Second text column, for text-pair tasks (NLI, paraphrase, ...).")
     label_column: str = Field("label", description="Column holding the label: a ClassLabel, strings, or integers.")
