@@ -62,8 +62,11 @@ def read_folder(path: Path, kind: MediaKind) -> Dataset | None:
 
     if not path.is_dir():
         return None
-    split = datasets.load_dataset(kind.folder_builder, data_dir=str(path), split="train")
-    return undecoded(split, kind.name, kind)
+    classes = sorted(entry.name for entry in path.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    # The files as their paths (a column of strings), not as the kind's feature: datasets stores an Audio
+    # feature through torchcodec, which needs the system's FFmpeg libraries, even where it holds only a path.
+    features = {kind.name: datasets.Value("string"), **({"label": datasets.ClassLabel(names=classes)} if classes else {})}
+    return datasets.load_dataset(kind.folder_builder, data_dir=str(path), split="train", features=datasets.Features(features))
 
 
 def undecoded(split: Dataset, column: str, kind: MediaKind) -> Dataset:
