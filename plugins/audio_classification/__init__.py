@@ -2,3 +2,7 @@
 
 The plugin registered under the ``ftrun`` entry-point group; the task itself is in ``task.py``.
 """
+
+from .task import TASK, AudioClassificationData, AudioClassificationTask, ftrun_build_head, ftrun_register_tasks
+
+__all__ = ["TASK", "AudioClassificationData", "AudioClassificationTask", "ftrun_build_head", "ftrun_register_tasks"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -50,3 +53,154 @@ def test_a_file_that_is_not_audio_is_refused(tmp_path):
     (tmp_path / "notes.wav").write_text("not a sound", encoding="utf-8")
     with pytest.raises(soundfile.LibsndfileError):
         waveform(tmp_path / "notes.wav", 16000)
+
+
+# -- the task, from its manifest to predict ------------------------------------------------
+
+TASK_NAME = "audio-classification"
+#: Quarter-second clips: a run of seconds.
+SECONDS = 0.25
+
+
+def tiny_model() -> dict:
+    """The demo's small wav2vec2, built from a config, its feature encoder trained too."""
+    from ftrun.plugins.audio_classification import TASK
+
+    return {"config": TASK.demo["model"]["config"], "freeze_feature_encoder": False}
+
+
+@pytest.fixture
+def tones(tmp_path):
+    """train/ (tones of four pitches at 8, 16 and 44.1 kHz, wav and flac, one subfolder per class) and eval/ (at 22.05 kHz)."""
+    from ftrun.plugins.audio_classification.tones import write_tones
+
+    for rate, suffix, seed in ((8000, "wav", 0), (16000, "flac", 1), (44100, "flac", 2)):
+        write_tones(tmp_path / "train", per_class=3, rate=rate, seconds=SECONDS, suffix=suffix, seed=seed)
+    write_tones(tmp_path / "eval", per_class=3, rate=22050, seconds=SECONDS, suffix="wav", seed=3)
+    return tmp_path / "train", tmp_path / "eval"
+
+
+def manifest_of(ftrun_manifest, data: dict, **tables) -> Path:
+    training = {"num_train_epochs": 3, "per_device_train_batch_size": 12, "gradient_accumulation_steps": 1, "learning_rate": 3e-3, "warmup_steps": 0}
+    return ftrun_manifest({"task": TASK_NAME, "model": tiny_model(), "data": {"max_duration_seconds": 1.0, **data}, "training": training, **tables})
+
+
+def test_a_run_learns_the_tones_at_any_rate_and_predicts_on_files(ftrun_cli, ftrun_manifest, tones, tmp_path):
+    from transformers import pipeline
+
+    from ftrun.plugins.audio_classification.tones import PITCHES
+
+    train, evaluation = tones
+    example = str(evaluation / "A3" / "22050-000.wav")
+    manifest = manifest_of(ftrun_manifest, {"train_file": str(train), "eval_file": str(evaluation)}, predict={"examples": [example]})
+    result = ftrun_cli("--manifest", manifest, "--output-dir", tmp_path / "out")
+    assert result.code == 0, result
+    metrics = json.loads((result.output_dir / "eval_results.json").read_text())
+    assert metrics["eval_accuracy"] >= 0.75 and "eval_f1" in metrics  # chance is 0.25
+    assert (result.output_dir / "plots" / "confusion_matrix.png").is_file()
+    assert result.run.predictions[0][0]["label"] == "A3"
+
+    # The output is a model directory transformers' pipeline loads, with the real label names and the feature extractor.
+    pipe = pipeline("audio-classification", model=str(result.output_dir))
+    assert sorted(pipe.model.config.id2label.values()) == sorted(PITCHES)
+    rate = pipe.feature_extractor.sampling_rate
+    clip = waveform(evaluation / "A5" / "22050-001.wav", rate)
+    assert pipe({"raw": clip, "sampling_rate": rate})[0]["label"] == "A5"
+
+    # ftrun predict on files, and on a table of paths relative to it.
+    files = [str(evaluation / label / "22050-002.wav") for label in ("A4", "A6")]
+    predicted = ftrun_cli("predict", "--model", result.output_dir, *files, "--json")
+    assert predicted.code == 0, predicted
+    assert [json.loads(line)["prediction"][0]["label"] for line in predicted.out.splitlines()] == ["A4", "A6"]
+    (tmp_path / "clips.csv").write_text("audio\neval/A6/22050-001.wav\neval/A3/22050-001.wav\n", encoding="utf-8")
+    table = ftrun_cli("predict", "--model", result.output_dir, "--input", tmp_path / "clips.csv", "--output", tmp_path / "predicted.jsonl")
+    assert table.code == 0, table
+    rows = [json.loads(line) for line in (tmp_path / "predicted.jsonl").read_text().splitlines()]
+    assert [row["prediction"][0]["label"] for row in rows] == ["A6", "A3"]
+
+
+def test_waveforms_are_never_cached_and_the_crop_is_random_at_train_time_only(ftrun_config, ftrun_plugin_manager, tones):
+    from ftrun import load_data
+
+    train, evaluation = tones
+    config = ftrun_config(
+        {"task": TASK_NAME, "model": tiny_model(), "data": {"train_file": str(train), "eval_file": str(evaluation), "max_duration_seconds": 0.1}}
+    )
+    task = ftrun_plugin_manager().task(TASK_NAME)
+    data = load_data(task, config)
+    assert data.train.with_format(None).column_names == ["audio", "label"]  # what the cache holds: paths and labels
+    rate = data.processor.sampling_rate
+    assert {len(data.train[0]["input_values"]), len(data.eval[0]["input_values"])} == {round(0.1 * rate)}  # cut to the maximum duration
+
+    long = [str(train / "A4" / "44100-000.flac")] * 2
+    drawn = [task.encode({"audio": long}, data, config, "train")["input_values"] for _ in range(3)]
+    assert not all(np.allclose(first, second) for first, second in zip(drawn[0], drawn[1]))  # a random stretch each time
+    evaluated = task.encode({"audio": long}, data, config, "eval")["input_values"]
+    start = data.processor([waveform(long[0], rate)[: round(0.1 * rate)]], sampling_rate=rate)["input_values"][0]
+    assert np.array_equal(evaluated[0], evaluated[1])  # the same every time: the start (up to the resampling filter's edge)
+    assert np.allclose(evaluated[0][:-100], start[:-100], atol=0.01)
+
+
+def test_a_table_of_relative_paths_and_integer_labels_named_by_label_names(ftrun_config, ftrun_plugin_manager, tones, tmp_path):
+    from ftrun import load_data
+
+    rows = [{"clip": f"train/{label}/8000-00{i}.wav", "class": index} for index, label in enumerate(("A3", "A6")) for i in range(3)]
+    (tmp_path / "clips.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    data_keys = {"train_file": str(tmp_path / "clips.jsonl"), "eval_file": str(tmp_path / "clips.jsonl"), "audio_column": "clip", "label_column": "class"}
+    config = ftrun_config({"task": TASK_NAME, "model": tiny_model(), "data": {**data_keys, "label_names": ["low", "high"]}})
+    data = load_data(ftrun_plugin_manager().task(TASK_NAME), config)
+    assert data.labels == ["low", "high"]
+    assert [example["labels"] for example in data.eval] == [0, 0, 0, 1, 1, 1]
+
+
+def bad_table(tmp_path: Path, rows: list[str]) -> Path:
+    path = tmp_path / "train.csv"
+    path.write_text("audio,label\n" + "".join(f"{row},A3\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_bad_clips_and_columns_are_one_line_naming_the_row_and_file(ftrun_fails, ftrun_manifest, tones, tmp_path):
+    train, evaluation = tones
+    (tmp_path / "notes.wav").write_text("not a sound", encoding="utf-8")
+    cases = [
+        (["train/A3/8000-000.wav", "train/A3/missing.wav"], {}, ["data.audio_column", "row 2 of train.csv", "missing.wav does not exist"]),
+        (["train/A3/8000-000.wav", "notes.wav"], {}, ["data.audio_column", "row 2 of train.csv", "notes.wav is not an audio file"]),
+        (["train/A3/8000-000.wav"], {"audio_column": "sound"}, ["data.audio_column", "column 'sound' not in the train split"]),
+    ]
+    for rows, keys, words in cases:
+        manifest = manifest_of(ftrun_manifest, {"train_file": str(bad_table(tmp_path, rows)), "eval_file": str(evaluation), **keys})
+        ftrun_fails("check", "--manifest", manifest, words=words)
+        (tmp_path / "train.csv").unlink()
+
+
+def test_a_model_type_without_a_feature_extractor_is_one_line(ftrun_fails, ftrun_manifest, tones):
+    train, evaluation = tones
+    manifest = ftrun_manifest(
+        {"task": TASK_NAME, "model": {"config": {"model_type": "bert"}}, "data": {"train_file": str(train), "eval_file": str(evaluation)}}
+    )
+    ftrun_fails("check", "--manifest", manifest, words=["model.config", "model type 'bert' has no feature extractor"])
+
+
+def test_the_pre_flight_says_which_clips_are_upsampled_and_which_cut(ftrun_cli, ftrun_manifest, tones):
+    train, evaluation = tones
+    result = ftrun_cli(
+        "check", "--manifest", manifest_of(ftrun_manifest, {"train_file": str(train), "eval_file": str(evaluation), "max_duration_seconds": 0.2})
+    )
+    assert result.code == 0, result
+    said = " ".join((result.out + result.err).split())
+    assert "36 train clips read: 0.25 to 0.25 s, at " in said and "(33%; 3 rates)" in said and "12 eval clips read: 0.25 to 0.25 s, at 22050 Hz" in said
+    assert "clips at 8000 Hz are resampled to the model's 16000 Hz and hold no sound above 4000 Hz" in said
+    assert "36 are longer than 0.2 s and cut to it" in said and "12 are longer than 0.2 s" in said
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_feature_encoder_is_frozen_as_run_audio_classification_does_unless_asked_not_to(ftrun_config, ftrun_plugin_manager, freeze):
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from ftrun import TaskData
+
+    config = ftrun_config({"task": TASK_NAME, "model": {**tiny_model(), "freeze_feature_encoder": freeze}, "data": {"dataset": "any/clips"}})
+    plugins = ftrun_plugin_manager()
+    model = plugins.build_head(plugins.task(TASK_NAME), config, TaskData(train=None, eval=None, processor=Wav2Vec2FeatureExtractor(), labels=["a", "b"]))
+    assert all(parameter.requires_grad != freeze for parameter in model.wav2vec2.feature_extractor.parameters())
+    assert all(parameter.requires_grad for parameter in model.classifier.parameters())
