@@ -184,14 +184,14 @@ class AudioClassificationTask(OneLabelPerExample, BaseTask):
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
         """The shared report (the class balance among it), and a word on clips the model reads otherwise than they are:
-        at a lower sampling rate than its own (upsampled: no sound above half their rate), or longer than ``max_duration_seconds`` (cut)."""
+        at a lower sampling rate than a pretrained model's (upsampled: no sound above half their rate), or longer than ``max_duration_seconds`` (cut)."""
         report = super().preflight(config, data)
         settings: AudioClassificationData = config.data
         rate = data.processor.sampling_rate
         for name in ("train", "eval"):
             rates, durations = clip_info(getattr(data.raw, name), config, name)
             shown = f"{len(durations)} {name} clips read: {min(durations):.2f} to {max(durations):.2f} s, at {describe_rates(rates)}"
-            slower = sorted(found for found in rates if found < rate)
+            slower = sorted(found for found in rates if found < rate) if config.model.name is not None else []  # a fresh model has heard nothing yet
             if slower:
                 report.warn(
                     "data.audio_column",
@@ -233,6 +233,14 @@ class AudioClassificationTask(OneLabelPerExample, BaseTask):
             return {"raw": waveform(as_file(source), rate, config.data.max_duration_seconds), "sampling_rate": rate}
 
         return super().predict(model, processor, [clip(value) for value in inputs], config)
+
+    def usage(self, model_dir: str, config: RunConfig) -> str:
+        """The pipeline, and what it takes: a file needs the ffmpeg program, a waveform at the model's rate does not."""
+        return (
+            super().usage(model_dir, config) + "\n"
+            'print(pipe("clip.wav"))  # the pipeline reads a file with the ffmpeg program; without it, give it a mono waveform:\n'
+            '# pipe({"raw": samples, "sampling_rate": pipe.feature_extractor.sampling_rate})'
+        )
 
     def format_prediction(self, prediction: list[dict[str, Any]]) -> str:
         """The best label of the pipeline's top ones, and its score."""

@@ -80,9 +80,9 @@ def tones(tmp_path):
     return tmp_path / "train", tmp_path / "eval"
 
 
-def manifest_of(ftrun_manifest, data: dict, **tables) -> Path:
+def manifest_of(ftrun_manifest, data: dict, model: dict | None = None, **tables) -> Path:
     training = {"num_train_epochs": 3, "per_device_train_batch_size": 12, "gradient_accumulation_steps": 1, "learning_rate": 3e-3, "warmup_steps": 0}
-    return ftrun_manifest({"task": TASK_NAME, "model": tiny_model(), "data": {"max_duration_seconds": 1.0, **data}, "training": training, **tables})
+    return ftrun_manifest({"task": TASK_NAME, "model": model or tiny_model(), "data": {"max_duration_seconds": 1.0, **data}, "training": training, **tables})
 
 
 def test_a_run_learns_the_tones_at_any_rate_and_predicts_on_files(ftrun_cli, ftrun_manifest, tones, tmp_path):
@@ -98,6 +98,7 @@ def test_a_run_learns_the_tones_at_any_rate_and_predicts_on_files(ftrun_cli, ftr
     metrics = json.loads((result.output_dir / "eval_results.json").read_text())
     assert metrics["eval_accuracy"] >= 0.75 and "eval_f1" in metrics  # chance is 0.25
     assert (result.output_dir / "plots" / "confusion_matrix.png").is_file()
+    assert 'pipeline("audio-classification"' in (result.output_dir / "README.md").read_text() and (result.output_dir / "preprocessor_config.json").is_file()
     assert result.run.predictions[0][0]["label"] == "A3"
 
     # The output is a model directory transformers' pipeline loads, with the real label names and the feature extractor.
@@ -181,16 +182,30 @@ def test_a_model_type_without_a_feature_extractor_is_one_line(ftrun_fails, ftrun
     ftrun_fails("check", "--manifest", manifest, words=["model.config", "model type 'bert' has no feature extractor"])
 
 
-def test_the_pre_flight_says_which_clips_are_upsampled_and_which_cut(ftrun_cli, ftrun_manifest, tones):
+@pytest.fixture
+def tiny_pretrained(tmp_path):
+    """A local "pretrained" wav2vec2 directory (weights, config, feature extractor at 16 kHz), built offline."""
+    from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
+
+    folder = tmp_path / "tiny-wav2vec2"
+    AutoModelForAudioClassification.from_config(AutoConfig.for_model(**tiny_model()["config"])).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor().save_pretrained(folder)
+    return folder
+
+
+def test_the_pre_flight_says_which_clips_are_cut_and_which_a_pretrained_model_hears_upsampled(ftrun_cli, ftrun_manifest, tones, tiny_pretrained):
     train, evaluation = tones
-    result = ftrun_cli(
-        "check", "--manifest", manifest_of(ftrun_manifest, {"train_file": str(train), "eval_file": str(evaluation), "max_duration_seconds": 0.2})
-    )
+    data = {"train_file": str(train), "eval_file": str(evaluation), "max_duration_seconds": 0.2}
+    result = ftrun_cli("check", "--manifest", manifest_of(ftrun_manifest, data, model={"name": str(tiny_pretrained)}))
     assert result.code == 0, result
     said = " ".join((result.out + result.err).split())
     assert "36 train clips read: 0.25 to 0.25 s, at " in said and "(33%; 3 rates)" in said and "12 eval clips read: 0.25 to 0.25 s, at 22050 Hz" in said
     assert "clips at 8000 Hz are resampled to the model's 16000 Hz and hold no sound above 4000 Hz" in said
     assert "36 are longer than 0.2 s and cut to it" in said and "12 are longer than 0.2 s" in said
+
+    fresh = ftrun_cli("check", "--manifest", manifest_of(ftrun_manifest, data))  # a model built from a config has heard nothing yet
+    assert fresh.code == 0, fresh
+    assert "resampled" not in fresh.out + fresh.err and "36 are longer than 0.2 s" in " ".join((fresh.out + fresh.err).split())
 
 
 @pytest.mark.parametrize("freeze", [True, False])
