@@ -68,7 +68,9 @@ def main(args: argparse.Namespace) -> int:
     # The run's paths are absolute in its ftrun.toml; --manifest's are relative to its folder, --set's to the current one.
     resolve_paths(overlay, manifest_model(task, manager.tables()), Path(args.manifest or ".").parent)
     config = build_config(task, merge(manifest, overlay), source=source, base_dir=Path.cwd(), overrides=overrides, tables=manager.tables(), finished=True)
-    if config.data.eval_file:  # checked here, by its name: the eval stage reads it as its only split
+    # Checked here, by its name: the eval stage reads it as its only split. A folder is the task's reader's
+    # (clips or images in a subfolder per class): the data stage says so where the task reads none.
+    if config.data.eval_file and not Path(config.data.eval_file).is_dir():
         check_file(config, "eval_file", config.data.eval_file)
     warning = check_remote_code(config, model_dir, saved)
     if warning:
