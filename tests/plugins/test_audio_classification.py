@@ -101,6 +101,11 @@ def test_a_run_learns_the_tones_at_any_rate_and_predicts_on_files(ftrun_cli, ftr
     assert 'pipeline("audio-classification"' in (result.output_dir / "README.md").read_text() and (result.output_dir / "preprocessor_config.json").is_file()
     assert result.run.predictions[0][0]["label"] == "A3"
 
+    # ftrun eval reads the eval folder again, and gives the run's final evaluation.
+    again = ftrun_cli("eval", "--model", result.output_dir, "--output-dir", tmp_path / "again")
+    assert again.code == 0, again
+    assert json.loads((tmp_path / "again" / "eval_results.json").read_text())["eval_loss"] == pytest.approx(metrics["eval_loss"], abs=1e-6)
+
     # The output is a model directory transformers' pipeline loads, with the real label names and the feature extractor.
     pipe = pipeline("audio-classification", model=str(result.output_dir))
     assert sorted(pipe.model.config.id2label.values()) == sorted(PITCHES)
