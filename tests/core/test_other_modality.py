@@ -65,6 +65,11 @@ class TinyImages(BaseTask):
             features["labels"] = [data.label2id[label] for label in batch["label"]]
         return features
 
+    def input_figures(self, split, data, config):
+        sizes = sorted(Image.open(path).size for path in split["image"])
+        size = data.processor.size
+        return {"image size (w×h)": " to ".join(dict.fromkeys(f"{w}×{h}" for w, h in (sizes[0], sizes[-1]))), "model input": f"{size['width']}×{size['height']}"}
+
     def build_metrics(self, config, data):
         def compute(outputs):
             return {"accuracy": float(np.mean(np.argmax(outputs.predictions, axis=-1) == outputs.label_ids))}
@@ -152,6 +157,10 @@ def test_ftrun_check_encodes_a_sample_with_the_image_processor(images, ftrun_cli
     assert report["schedule"]["grouped"] is False  # images of one size: random batches, said
     assert report["splits"]["train"]["labels"] == {"dark": 8, "bright": 8}
     assert {name.startswith("ViTImageProcessor") for name in sys.modules[MODULE].PROCESSORS} == {True}  # the image processor, no tokenizer
+    assert report["splits"]["eval"]["figures"] == {"image size (w×h)": "12×12", "model input": "32×32"}  # the task's own figures
+    assert report["splits"]["train"]["unknown"] is None and report["splits"]["train"]["lengths"] == {}  # no token figures
+    shown = ftrun_cli("check", "--manifest", images)
+    assert "│ image size (w×h) │ 12×12 │ 12×12 │" in " ".join(shown.out.split()), shown.out
 
 
 def test_a_run_saves_the_image_processor_and_predict_and_eval_load_it(images, ftrun_cli, tmp_path):
