@@ -378,18 +378,20 @@ def grouping_asked(args: dict[str, Any]) -> bool:
 
 
 def feature_lengths(task: BaseTask, config: RunConfig, data: TaskData, name: str, sample: Any) -> list[int] | None:
-    """Each feature's length as the task defines it: of the run's whole encoded split, or of ``sample`` encoded (``ftrun check``).
+    """Each feature's length as the task defines it: of the run's whole encoded split, or of ``sample`` encoded (``ftrun check``), lazily for a task that encodes so.
 
     A sample is encoded a hundred rows at a time, so that a task of large features (images
     encoded eagerly) never holds more than that many at once.
     """
     from datasets import Dataset
 
-    from ftrun.stages.data import encode_batch
+    from ftrun.stages.data import encode_batch, encode_lazily
 
     encoded = getattr(data, name, None)
     if encoded is not None:
         return task.example_lengths(encoded, config)
+    if task.lazy_encoding:  # as a run's split is: the raw rows, encoded as they are read
+        return task.example_lengths(encode_lazily(task, sample, data, config, name), config)
     lengths: list[int] = []
     for start in range(0, len(sample), 100):
         rows = sample.select(range(start, min(start + 100, len(sample))))[:]

@@ -89,6 +89,10 @@ class LazyTinyImages(TinyImages):
     def encode(self, batch, data, config, split):
         return {**super().encode(batch, data, config, split), "split": [split] * len(batch["image"])}
 
+    def example_lengths(self, features, config):
+        MEASURED.append(features.column_names)
+        return None
+
     def data_collator(self, data, model, config):
         def collate(features):
             BATCHES.append({feature.pop("split") for feature in features})
@@ -99,6 +103,8 @@ class LazyTinyImages(TinyImages):
 
 #: The splits each batch of the lazy task was encoded as.
 BATCHES = []
+#: The columns of each split the lazy task measured: its raw rows, in a run and in ftrun check alike.
+MEASURED = []
 
 
 @hookimpl
@@ -218,6 +224,8 @@ def test_a_lazy_task_caches_no_pixels_and_augments_only_training_batches(images,
     batches = collections.Counter(frozenset(splits) for splits in sys.modules[MODULE].BATCHES)
     assert batches == {frozenset({"train"}): 6, frozenset({"eval"}): 4}
     assert json.loads((tmp_path / "lazy" / "eval_results.json").read_text())["eval_accuracy"] == 1.0
+    assert ftrun_cli("check", "--manifest", lazy).code == 0
+    assert sys.modules[MODULE].MEASURED and all(columns == ["image", "label"] for columns in sys.modules[MODULE].MEASURED)
 
     cached = ftrun_cli("--manifest", images, "--output-dir", tmp_path / "cached")
     assert cached.code == 0, cached
