@@ -101,6 +101,15 @@ class LazyTinyImages(TinyImages):
         return collate
 
 
+class TableTinyImages(LazyTinyImages):
+    # Lazy, and no transformers pipeline: ftrun's own predict encodes tables of the raw columns as the "predict" split.
+    name = "tiny-images-table"
+    pipeline_tag = None
+
+    def format_prediction(self, prediction):
+        return ["bright", "dark"][prediction.argmax()]  # the logits of the labels, in check_data's (sorted) order
+
+
 #: The splits each batch of the lazy task was encoded as.
 BATCHES = []
 #: The columns of each split the lazy task measured: its raw rows, in a run and in ftrun check alike.
@@ -111,6 +120,7 @@ MEASURED = []
 def ftrun_register_tasks(register):
     register(TinyImages())
     register(LazyTinyImages())
+    register(TableTinyImages())
 """
 
 
@@ -261,3 +271,18 @@ def test_a_text_task_whose_data_table_subclasses_data_config_keeps_max_length():
 
     assert issubclass(ScoredTask.data_config, ScoredData) and issubclass(ScoredTask.data_config, TextDataConfig)
     assert ScoredTask.data_config(score_column="s", max_length=8).max_length == 8
+
+
+def test_a_lazy_task_without_a_pipeline_predicts_through_its_encode(images, ftrun_cli, tmp_path):
+    bright, dark = str(tmp_path / "eval" / "101.png"), str(tmp_path / "eval" / "100.png")
+    table = images.with_name("table.toml")
+    table.write_text(images.read_text().replace('task = "tiny-images"', 'task = "tiny-images-table"'))
+    result = ftrun_cli("--manifest", table, "--output-dir", tmp_path / "out")
+    assert result.code == 0, result
+    module = sys.modules[MODULE]
+    module.BATCHES.clear()
+    rows = [json.dumps({"image": path}) for path in (bright, dark)]
+    predicted = ftrun_cli("predict", "--plugin", MODULE, "--model", tmp_path / "out", "--json-input", *rows)
+    assert predicted.code == 0, predicted
+    assert [line.split("\t")[0] for line in predicted.out.splitlines()] == ["bright", "dark"]
+    assert module.BATCHES == [{"predict"}]  # encoded as it was read, as the predict split
