@@ -299,6 +299,15 @@ class BaseTask:
         """
         return {}
 
+    def input_figures(self, split: Any, data: TaskData, config: RunConfig) -> dict[str, str]:
+        """Figures of the inputs of ``split`` (a sample of one), by row name, for the pre-flight's data table and ``ftrun check --json``.
+
+        What ``sequences`` gives for token sequences, for inputs that are none: an image task's
+        sizes (``"image size (w×h)": "8×8 to 8×8"``), an audio task's durations, what the
+        processor makes of them. Default: ``{}``, none.
+        """
+        return {}
+
     def example_lengths(self, features: Any, config: RunConfig) -> list[int] | None:
         """Each encoded example's length, as the collator pads it: what length-grouped training batches, length-sorted evaluation and the pre-flight's padding estimate use.
 

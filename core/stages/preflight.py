@@ -127,6 +127,8 @@ class SplitReport:
     of a run's split, or of a sample's features; ``None``: inputs of one size, nothing to group by."""
     unknown: float | None = None
     """The share of tokens that are the tokenizer's unknown token."""
+    figures: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The task's own figures of the split's inputs (``input_figures``), by row name: image sizes, durations."""
 
     @property
     def imbalance(self) -> float | None:
@@ -270,6 +272,7 @@ def describe(task: BaseTask, config: RunConfig, data: TaskData, name: str) -> tu
     sample = split if examples <= SAMPLE else split.select(sorted(random.Random(0).sample(range(examples), SAMPLE)), keep_in_memory=True)
     try:
         sequences = task.sequences(sample, data, config)
+        report.figures = task.input_figures(sample, data, config)
     except (FtrunError, KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # as encode_batch: a Rust tokenizer's panic is no Exception
@@ -375,18 +378,20 @@ def grouping_asked(args: dict[str, Any]) -> bool:
 
 
 def feature_lengths(task: BaseTask, config: RunConfig, data: TaskData, name: str, sample: Any) -> list[int] | None:
-    """Each feature's length as the task defines it: of the run's whole encoded split, or of ``sample`` encoded (``ftrun check``).
+    """Each feature's length as the task defines it: of the run's whole encoded split, or of ``sample`` encoded (``ftrun check``), lazily for a task that encodes so.
 
     A sample is encoded a hundred rows at a time, so that a task of large features (images
     encoded eagerly) never holds more than that many at once.
     """
     from datasets import Dataset
 
-    from ftrun.stages.data import encode_batch
+    from ftrun.stages.data import encode_batch, encode_lazily
 
     encoded = getattr(data, name, None)
     if encoded is not None:
         return task.example_lengths(encoded, config)
+    if task.lazy_encoding:  # as a run's split is: the raw rows, encoded as they are read
+        return task.example_lengths(encode_lazily(task, sample, data, config, name), config)
     lengths: list[int] = []
     for start in range(0, len(sample), 100):
         rows = sample.select(range(start, min(start + 100, len(sample))))[:]
@@ -651,6 +656,8 @@ def split_rows(report: Preflight) -> list[tuple[str, list[str]]]:
         rows.append(row("labels not in train", lambda s: ", ".join(s.unseen[:5]) + (" ..." if len(s.unseen) > 5 else "") if s.unseen else "—"))
     if any(s.unknown is not None for s in splits):
         rows.append(row("unknown tokens", lambda s: "—" if s.unknown is None else f"{s.unknown:.2%}"))
+    for figure in dict.fromkeys(name for s in splits for name in s.figures):
+        rows.append(row(figure, lambda s: s.figures.get(figure, "—")))
     return rows
 
 

@@ -65,6 +65,11 @@ class TinyImages(BaseTask):
             features["labels"] = [data.label2id[label] for label in batch["label"]]
         return features
 
+    def input_figures(self, split, data, config):
+        sizes = sorted(Image.open(path).size for path in split["image"])
+        size = data.processor.size
+        return {"image size (w×h)": " to ".join(dict.fromkeys(f"{w}×{h}" for w, h in (sizes[0], sizes[-1]))), "model input": f"{size['width']}×{size['height']}"}
+
     def build_metrics(self, config, data):
         def compute(outputs):
             return {"accuracy": float(np.mean(np.argmax(outputs.predictions, axis=-1) == outputs.label_ids))}
@@ -84,6 +89,10 @@ class LazyTinyImages(TinyImages):
     def encode(self, batch, data, config, split):
         return {**super().encode(batch, data, config, split), "split": [split] * len(batch["image"])}
 
+    def example_lengths(self, features, config):
+        MEASURED.append(features.column_names)
+        return None
+
     def data_collator(self, data, model, config):
         def collate(features):
             BATCHES.append({feature.pop("split") for feature in features})
@@ -92,14 +101,26 @@ class LazyTinyImages(TinyImages):
         return collate
 
 
+class TableTinyImages(LazyTinyImages):
+    # Lazy, and no transformers pipeline: ftrun's own predict encodes tables of the raw columns as the "predict" split.
+    name = "tiny-images-table"
+    pipeline_tag = None
+
+    def format_prediction(self, prediction):
+        return ["bright", "dark"][prediction.argmax()]  # the logits of the labels, in check_data's (sorted) order
+
+
 #: The splits each batch of the lazy task was encoded as.
 BATCHES = []
+#: The columns of each split the lazy task measured: its raw rows, in a run and in ftrun check alike.
+MEASURED = []
 
 
 @hookimpl
 def ftrun_register_tasks(register):
     register(TinyImages())
     register(LazyTinyImages())
+    register(TableTinyImages())
 """
 
 
@@ -152,6 +173,10 @@ def test_ftrun_check_encodes_a_sample_with_the_image_processor(images, ftrun_cli
     assert report["schedule"]["grouped"] is False  # images of one size: random batches, said
     assert report["splits"]["train"]["labels"] == {"dark": 8, "bright": 8}
     assert {name.startswith("ViTImageProcessor") for name in sys.modules[MODULE].PROCESSORS} == {True}  # the image processor, no tokenizer
+    assert report["splits"]["eval"]["figures"] == {"image size (w×h)": "12×12", "model input": "32×32"}  # the task's own figures
+    assert report["splits"]["train"]["unknown"] is None and report["splits"]["train"]["lengths"] == {}  # no token figures
+    shown = ftrun_cli("check", "--manifest", images)
+    assert "│ image size (w×h) │ 12×12 │ 12×12 │" in " ".join(shown.out.split()), shown.out
 
 
 def test_a_run_saves_the_image_processor_and_predict_and_eval_load_it(images, ftrun_cli, tmp_path):
@@ -209,6 +234,8 @@ def test_a_lazy_task_caches_no_pixels_and_augments_only_training_batches(images,
     batches = collections.Counter(frozenset(splits) for splits in sys.modules[MODULE].BATCHES)
     assert batches == {frozenset({"train"}): 6, frozenset({"eval"}): 4}
     assert json.loads((tmp_path / "lazy" / "eval_results.json").read_text())["eval_accuracy"] == 1.0
+    assert ftrun_cli("check", "--manifest", lazy).code == 0
+    assert sys.modules[MODULE].MEASURED and all(columns == ["image", "label"] for columns in sys.modules[MODULE].MEASURED)
 
     cached = ftrun_cli("--manifest", images, "--output-dir", tmp_path / "cached")
     assert cached.code == 0, cached
@@ -244,3 +271,18 @@ def test_a_text_task_whose_data_table_subclasses_data_config_keeps_max_length():
 
     assert issubclass(ScoredTask.data_config, ScoredData) and issubclass(ScoredTask.data_config, TextDataConfig)
     assert ScoredTask.data_config(score_column="s", max_length=8).max_length == 8
+
+
+def test_a_lazy_task_without_a_pipeline_predicts_through_its_encode(images, ftrun_cli, tmp_path):
+    bright, dark = str(tmp_path / "eval" / "101.png"), str(tmp_path / "eval" / "100.png")
+    table = images.with_name("table.toml")
+    table.write_text(images.read_text().replace('task = "tiny-images"', 'task = "tiny-images-table"'))
+    result = ftrun_cli("--manifest", table, "--output-dir", tmp_path / "out")
+    assert result.code == 0, result
+    module = sys.modules[MODULE]
+    module.BATCHES.clear()
+    rows = [json.dumps({"image": path}) for path in (bright, dark)]
+    predicted = ftrun_cli("predict", "--plugin", MODULE, "--model", tmp_path / "out", "--json-input", *rows)
+    assert predicted.code == 0, predicted
+    assert [line.split("\t")[0] for line in predicted.out.splitlines()] == ["bright", "dark"]
+    assert module.BATCHES == [{"predict"}]  # encoded as it was read, as the predict split
