@@ -183,27 +183,38 @@ class AudioClassificationTask(OneLabelPerExample, BaseTask):
         return DataCollatorWithPadding(data.processor)
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
-        """The shared report (the class balance among it), and a word on clips the model reads otherwise than they are:
-        at a lower sampling rate than a pretrained model's (upsampled: no sound above half their rate), or longer than ``max_duration_seconds`` (cut)."""
+        """The shared report (the class balance among it), each split's clip durations and sampling rates (in its data table),
+        and a word on clips the model hears otherwise than they are: longer than ``max_duration_seconds`` (cut), or at a
+        lower rate than a pretrained model's (upsampled: no sound above half their rate).
+
+        Set here rather than in ``input_figures``: a table's paths are relative to its split's file, which this names.
+        """
         report = super().preflight(config, data)
         settings: AudioClassificationData = config.data
         rate = data.processor.sampling_rate
         for name in ("train", "eval"):
             rates, durations = clip_info(getattr(data.raw, name), config, name)
-            shown = f"{len(durations)} {name} clips read: {min(durations):.2f} to {max(durations):.2f} s, at {describe_rates(rates)}"
-            slower = sorted(found for found in rates if found < rate) if config.model.name is not None else []  # a fresh model has heard nothing yet
-            if slower:
-                report.warn(
-                    "data.audio_column",
-                    f"{shown}: clips at {slower[0]} Hz are resampled to the model's {rate} Hz and hold no sound above {slower[0] // 2} Hz, "
-                    "which the model may have learnt to hear",
-                )
             longer = sum(duration > settings.max_duration_seconds for duration in durations)
+            report.splits[name].figures.update(
+                {
+                    "clip duration (s)": f"{min(durations):.2f} to {max(durations):.2f}"
+                    + (f", {longer} cut to {settings.max_duration_seconds:g}" if longer else ""),
+                    "sampling rate (Hz)": describe_rates(rates) + ("" if set(rates) == {rate} else f", resampled to {rate}"),
+                }
+            )
+            read = f"of {len(durations)} {name} clips read" if len(durations) < len(getattr(data.raw, name)) else f"of the {len(durations)} {name} clips"
             if longer:
                 report.warn(
                     "data.max_duration_seconds",
-                    f"{shown}: {longer} are longer than {settings.max_duration_seconds:g} s and cut to it "
-                    "(training hears a random stretch of each, evaluation their start)",
+                    f"{longer} {read} are longer than {settings.max_duration_seconds:g} s and cut to it (training hears a random stretch of each, evaluation their start)",
+                )
+            slower = sorted(found for found in rates if found < rate) if config.model.name is not None else []  # a fresh model has heard nothing yet
+            if slower:
+                count = sum(rates[found] for found in slower)
+                report.warn(
+                    "data.audio_column",
+                    f"{count} {read} are at {slower[0]} Hz, below the model's {rate} Hz: resampled, they hold no sound above {slower[0] // 2} Hz, "
+                    "which the pretrained model may have learnt to hear",
                 )
         return report
 
@@ -264,10 +275,8 @@ def clip_info(split: Dataset, config: RunConfig, name: str) -> tuple[Counter, li
 
 
 def describe_rates(rates: Counter) -> str:
-    """``16000 Hz``, or ``8000 Hz (75%; 3 rates)``."""
-    (common, count), *_ = rates.most_common(1)
-    total = sum(rates.values())
-    return f"{common} Hz" + ("" if count == total else f" ({count / total:.0%}; {len(rates)} rates)")
+    """``16000``, or ``8000 to 44100`` where the clips have several."""
+    return str(min(rates)) if len(rates) == 1 else f"{min(rates)} to {max(rates)}"
 
 
 TASK = AudioClassificationTask()

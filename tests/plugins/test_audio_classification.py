@@ -198,19 +198,34 @@ def tiny_pretrained(tmp_path):
     return folder
 
 
-def test_the_pre_flight_says_which_clips_are_cut_and_which_a_pretrained_model_hears_upsampled(ftrun_cli, ftrun_manifest, tones, tiny_pretrained):
+def test_the_pre_flight_shows_durations_and_rates_and_says_which_clips_are_cut_and_which_a_pretrained_model_hears_upsampled(
+    ftrun_cli, ftrun_manifest, tones, tiny_pretrained
+):
     train, evaluation = tones
     data = {"train_file": str(train), "eval_file": str(evaluation), "max_duration_seconds": 0.2}
-    result = ftrun_cli("check", "--manifest", manifest_of(ftrun_manifest, data, model={"name": str(tiny_pretrained)}))
+    result = ftrun_cli("check", "--manifest", manifest_of(ftrun_manifest, data, model={"name": str(tiny_pretrained)}), "--json")
     assert result.code == 0, result
-    said = " ".join((result.out + result.err).split())
-    assert "36 train clips read: 0.25 to 0.25 s, at " in said and "(33%; 3 rates)" in said and "12 eval clips read: 0.25 to 0.25 s, at 22050 Hz" in said
-    assert "clips at 8000 Hz are resampled to the model's 16000 Hz and hold no sound above 4000 Hz" in said
-    assert "36 are longer than 0.2 s and cut to it" in said and "12 are longer than 0.2 s" in said
+    report = json.loads(result.out)
+    assert report["splits"]["train"]["figures"] == {
+        "clip duration (s)": "0.25 to 0.25, 36 cut to 0.2",
+        "sampling rate (Hz)": "8000 to 44100, resampled to 16000",
+    }
+    assert report["splits"]["eval"]["figures"] == {"clip duration (s)": "0.25 to 0.25, 12 cut to 0.2", "sampling rate (Hz)": "22050, resampled to 16000"}
+    warnings = {warning["key"]: [] for warning in report["warnings"]}
+    for warning in report["warnings"]:
+        warnings[warning["key"]].append(warning["line"].partition(f"{warning['key']}: ")[2])
+    assert warnings["data.max_duration_seconds"] == [
+        f"{count} of the {count} {name} clips are longer than 0.2 s and cut to it (training hears a random stretch of each, evaluation their start)"
+        for name, count in (("train", 36), ("eval", 12))
+    ]
+    assert warnings["data.audio_column"] == [
+        "12 of the 36 train clips are at 8000 Hz, below the model's 16000 Hz: resampled, they hold no sound above 4000 Hz, "
+        "which the pretrained model may have learnt to hear"
+    ]
 
-    fresh = ftrun_cli("check", "--manifest", manifest_of(ftrun_manifest, data))  # a model built from a config has heard nothing yet
+    fresh = ftrun_cli("check", "--manifest", manifest_of(ftrun_manifest, data), "--json")  # a model built from a config has heard nothing yet
     assert fresh.code == 0, fresh
-    assert "resampled" not in fresh.out + fresh.err and "36 are longer than 0.2 s" in " ".join((fresh.out + fresh.err).split())
+    assert "data.audio_column" not in {warning["key"] for warning in json.loads(fresh.out)["warnings"]}
 
 
 @pytest.mark.parametrize("freeze", [True, False])
