@@ -135,12 +135,17 @@ class AudioClassificationTask(OneLabelPerExample, BaseTask):
         return read_folder(path, AUDIO)
 
     def check_data(self, splits: Splits, config: RunConfig) -> list[str]:
-        """The columns, every clip (it exists and decodes: else its row and file, now), then the labels."""
+        """The columns, every clip (it exists and decodes: else its row and file, now), then the labels.
+
+        An ``Audio`` feature (a Hub dataset's) is set to stay undecoded, its files' bytes read by ``encode``:
+        datasets decodes it with torchcodec, which needs the system's FFmpeg libraries.
+        """
         settings: AudioClassificationData = config.data
         for name in ("train", "eval"):
             split = getattr(splits, name)
             require_columns(split, {"audio_column": settings.audio_column, "label_column": settings.label_column}, config, name)
-            check_files(split, config, name, AUDIO)
+            setattr(splits, name, undecoded(split, settings.audio_column, AUDIO))
+            check_files(getattr(splits, name), config, name, AUDIO)
         return self.check_labels(splits, config)
 
     def load_processor(self, config: RunConfig, splits: Splits | None) -> FeatureExtractionMixin:

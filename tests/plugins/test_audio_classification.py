@@ -159,6 +159,28 @@ def test_a_table_of_relative_paths_and_integer_labels_named_by_label_names(ftrun
     assert [example["labels"] for example in data.eval] == [0, 0, 0, 1, 1, 1]
 
 
+def test_a_dataset_with_an_audio_feature_is_read_as_its_files_bytes_without_torchcodec(ftrun_config, ftrun_plugin_manager, tmp_path):
+    """As a Hub dataset holds its clips (an Audio feature, which datasets decodes with torchcodec and the system's FFmpeg)."""
+    import io
+
+    from datasets import Audio, ClassLabel, Dataset, DatasetDict
+
+    from ftrun import load_data
+
+    def clip(pitch: float) -> bytes:
+        written = io.BytesIO()
+        soundfile.write(written, tone(pitch, 8000, SECONDS, np.random.default_rng(0)), 8000, format="WAV")
+        return written.getvalue()
+
+    split = Dataset.from_dict({"audio": [{"bytes": clip(pitch), "path": None} for pitch in (220, 1760) * 3], "label": [0, 1] * 3})
+    split = split.cast_column("audio", Audio()).cast_column("label", ClassLabel(names=["low", "high"]))
+    DatasetDict({"train": split, "validation": split}).save_to_disk(tmp_path / "clips")
+    config = ftrun_config({"task": TASK_NAME, "model": tiny_model(), "data": {"dataset": str(tmp_path / "clips"), "eval_split": "validation"}})
+    data = load_data(ftrun_plugin_manager().task(TASK_NAME), config)
+    assert data.labels == ["low", "high"]
+    assert len(data.train[0]["input_values"]) == round(SECONDS * 16000) and data.train[1]["labels"] == 1
+
+
 def bad_table(tmp_path: Path, rows: list[str]) -> Path:
     path = tmp_path / "train.csv"
     path.write_text("audio,label\n" + "".join(f"{row},A3\n" for row in rows), encoding="utf-8")
