@@ -96,6 +96,9 @@ EMBEDDED = {
         },
         "training": {"generation_num_beams": 1},
     },
+    "multiple-choice": {
+        "data": {"train_file": "multiple_choice/data/squad-mc-train.jsonl.gz", "eval_file": "multiple_choice/data/squad-mc-eval.jsonl.gz", "max_length": 128},
+    },
     "translation": {
         "data": {
             "train_file": "translation/data/multi30k-train.jsonl.gz",

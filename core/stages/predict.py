@@ -145,10 +145,10 @@ def model_dir_table(model: ModelConfig, model_dir: Path) -> ModelConfig:
 
 
 def predict_as_evaluated(task: BaseTask, model: Any, processor: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
-    """``task.predict`` in the precision the run evaluated in: a pipeline, unlike the Trainer, runs in fp32 unless told."""
-    from ftrun.util.precision import choose_precision, evaluation_autocast
+    """``task.predict`` in fp32, as the run evaluated: a model that a run's Trainer trained in mixed precision still has its forward wrapped in autocast."""
+    from ftrun.util.precision import full_precision
 
-    with evaluation_autocast(choose_precision(config.training, model.config), model):
+    with full_precision(model):
         return task.predict(model, processor, inputs, config)
 
 

@@ -66,8 +66,11 @@ class TokenSequence:
     key: str
     """The manifest key that sets ``limit``, such as ``data.max_length``."""
     pairs: list[tuple[int, int]] | None = None
-    """For text pairs, each example's two lengths in tokens, special tokens aside: longest-first
-    truncation cuts the longer text of a pair, not the pair's end, and the report says which."""
+    """For text pairs, each example's two lengths in tokens, special tokens aside: truncation cuts
+    a text of a pair, not the pair's end, and the report says which."""
+    truncation: str = "longest_first"
+    """How ``encode`` truncates a pair, as the tokenizer's ``truncation`` argument: ``longest_first``
+    (the longer text), ``only_first`` (multiple choice cuts the context) or ``only_second``."""
 
 
 @dataclasses.dataclass
@@ -98,6 +101,8 @@ class Lengths:
     """Each example's length after truncation: what the model reads."""
     cut: dict[str, float] | None = None
     """For text pairs, the share of the cut examples in which truncation cuts the ``first`` text, the ``second`` or ``both``."""
+    truncation: str = "longest_first"
+    """How the pairs are truncated (``TokenSequence.truncation``), which the report's words follow."""
 
 
 @dataclasses.dataclass
@@ -287,7 +292,8 @@ def describe(task: BaseTask, config: RunConfig, data: TaskData, name: str) -> tu
             percentiles={**{f"p{p}": int(np.percentile(lengths, p)) for p in PERCENTILES}, "max": int(lengths.max())},
             truncated=float(np.mean(lengths > limit)) if limit else 0.0,
             kept=np.minimum(lengths, limit).tolist() if limit else lengths.tolist(),
-            cut=pair_cuts(lengths, sequence.pairs, limit) if sequence.pairs is not None and limit else None,
+            cut=pair_cuts(lengths, sequence.pairs, limit, sequence.truncation) if sequence.pairs is not None and limit else None,
+            truncation=sequence.truncation,
         )
     unknown = getattr(data.processor, "unk_token_id", None)  # a tokenizer's; no other processor has an unknown token
     tokens = sum(len(ids) for sequence in sequences.values() for ids in sequence.ids)
@@ -296,9 +302,10 @@ def describe(task: BaseTask, config: RunConfig, data: TaskData, name: str) -> tu
     return report, hashes
 
 
-def pair_cuts(lengths: Any, pairs: list[tuple[int, int]], limit: int) -> dict[str, float]:
-    """Which text of each cut pair longest-first truncation cuts: it takes tokens off the longer text
-    until the pair fits, so the shorter one is whole unless the two must meet.
+def pair_cuts(lengths: Any, pairs: list[tuple[int, int]], limit: int, truncation: str = "longest_first") -> dict[str, float]:
+    """Which text of each cut pair truncation cuts: ``only_first`` and ``only_second`` always that one;
+    longest-first takes tokens off the longer text until the pair fits, so the shorter one is
+    whole unless the two must meet.
 
     Shares of the cut pairs, ``{}`` when none is cut.
     """
@@ -309,6 +316,8 @@ def pair_cuts(lengths: Any, pairs: list[tuple[int, int]], limit: int) -> dict[st
     cut = excess > 0
     if not cut.any():
         return {}
+    if truncation in ONLY:
+        return {ONLY[truncation]: 1.0}
     only_first = cut & (first - second >= excess)
     only_second = cut & (second - first >= excess)
     counts = {"first": only_first.sum(), "second": only_second.sum(), "both": (cut & ~only_first & ~only_second).sum()}
@@ -483,17 +492,23 @@ def check_truncation(report: Preflight) -> None:
             report.warn(
                 lengths.key,
                 f"{lengths.truncated:.0%} of the train split's {sequence} are longer than {lengths.limit} tokens and are cut "
-                f"(median {lengths.percentiles['p50']}, 90th percentile {lengths.percentiles['p90']}): {what_is_cut(lengths.cut)}",
+                f"(median {lengths.percentiles['p50']}, 90th percentile {lengths.percentiles['p90']}): {what_is_cut(lengths.cut, lengths.truncation)}",
             )
 
 
-def what_is_cut(cut: dict[str, float] | None) -> str:
-    """What the model never reads of the cut examples: their ends, or a pair's longer text's."""
+def what_is_cut(cut: dict[str, float] | None, truncation: str = "longest_first") -> str:
+    """What the model never reads of the cut examples: their ends, a pair's longer text's, or the one text truncation cuts."""
     if cut is None:
         return "the model never reads their ends"
     sides = {"first": "the first text", "second": "the second text", "both": "both texts"}
+    if truncation in ONLY:
+        return f"truncation cuts only {sides[ONLY[truncation]]} of a pair ({truncation}): the model never reads its end, and reads the other whole"
     shares = ", ".join(f"{sides[side]} in {share:.0%}" for side, share in sorted(cut.items(), key=lambda item: -item[1]))
     return f"truncation cuts the longer text of a pair, not the pair's end: the model never reads the end of {shares} of them"
+
+
+#: The truncation strategies that cut one text of a pair only, and which.
+ONLY = {"only_first": "first", "only_second": "second"}
 
 
 def check_positions(report: Preflight) -> None:

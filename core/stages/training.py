@@ -43,6 +43,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler as _LengthGrouped
 from transformers.trainer_utils import EvalLoopOutput, _is_peft_model, denumpify_detensorize, has_length
 
 from ftrun.util.errors import FtrunError, first_line
+from ftrun.util.precision import full_precision
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -203,6 +204,12 @@ class TrainerMixin:
             derived = denumpify_detensorize(self.derive_metrics(metrics, self.model))
             metrics = {**metrics, **{key if key.startswith(prefix) else prefix + key: value for key, value in derived.items()}}
         return EvalLoopOutput(predictions=predictions, label_ids=label_ids, metrics=metrics, num_samples=output.num_samples)
+
+    def prediction_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's step, in fp32 whatever precision the run trains in: the metrics an evaluation reports are those
+        the saved model gives under ``ftrun predict``, ``ftrun eval`` and plain transformers (``full_precision``)."""
+        with full_precision(self.model):
+            return super().prediction_step(model, inputs, *args, **kwargs)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         args = self.args

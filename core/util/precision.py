@@ -9,15 +9,17 @@ multiplications are too small for bf16's faster arithmetic to pay for the casts 
 trained 1.2-4x slower in bf16, ``benchmarks/precision.py``). The measured speeds and accuracies in each
 precision are in docs/performance.md, with the commands that reproduce them.
 
-Evaluation and prediction outside the Trainer (``ftrun predict``, a run's ``[predict]``
-examples) run under the autocast the Trainer evaluates in, so that they compute as the run's
-evaluation did.
+Mixed precision is for training only: the Trainer's evaluations, ``ftrun eval``, ``ftrun predict``
+and a run's ``[predict]`` examples compute in fp32, the saved weights' precision, as plain
+transformers runs the saved model (``full_precision``), so that the metrics a run reports are
+those its model gives anywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 #: On a CPU, models narrower than this train no faster in bf16 autocast than in fp32, and a tiny ViT
@@ -69,13 +71,26 @@ def choose_precision(training: dict[str, Any], model_config: Any = None) -> Prec
     return Precision("bf16", "auto: the CPU computes in bf16", precision_settings("bf16"))
 
 
-def evaluation_autocast(precision: Precision, model: Any) -> contextlib.AbstractContextManager:
-    """The autocast the Trainer evaluates ``model`` in under ``precision``, for what runs outside it (a pipeline's predictions)."""
-    import torch
+@contextlib.contextmanager
+def full_precision(model: Any) -> Iterator[None]:
+    """Run ``model`` in its weights' own precision (fp32) within this block, even where the Trainer wrapped its forward in autocast.
 
-    if precision.name == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16 if precision.name == "bf16" else torch.float16)
+    Mixed precision is for training: evaluation and prediction compute as the saved model does
+    under ``ftrun predict`` and plain transformers, so that the metrics a run reports are those
+    its model gives anywhere. accelerate's autocast wraps ``model.forward`` and keeps the
+    model's own as ``_original_forward`` (what its ``extract_model_from_parallel`` unwraps), for
+    as long as the model trains: put back for this block, not for good, since training goes on.
+    """
+    own = model.__dict__.get("_original_forward")
+    if own is None:
+        yield
+        return
+    wrapped = model.__dict__["forward"]
+    model.forward = own
+    try:
+        yield
+    finally:
+        model.forward = wrapped
 
 
 def cpu_computes_in_bf16() -> bool:

@@ -16,6 +16,7 @@ METRIC = {
     "translation": "eval_bleu",
     "summarization": "eval_rougeL",
     "causal-lm": "eval_perplexity",
+    "multiple-choice": "eval_accuracy",
 }
 
 

@@ -1,13 +1,10 @@
 """Mixed precision: chosen for the hardware, overridden by [training], shown and recorded."""
 
-import types
-
 import pytest
 import torch
 import transformers.utils
 from transformers import AutoConfig
 
-from ftrun.stages.predict import predict_as_evaluated
 from ftrun.testing import TINY_BERT
 from ftrun.util.precision import CPU_BF16_MIN_HIDDEN_SIZE, choose_precision
 
@@ -84,21 +81,35 @@ def test_a_cpu_with_bf16_trains_a_narrow_model_in_fp32(hardware, hidden_size, ex
     assert choose_precision({"bf16": True}, AutoConfig.for_model("vit", hidden_size=64, num_attention_heads=2)).name == "bf16"
 
 
-@pytest.mark.parametrize("training, autocast", [({"bf16": True}, True), ({"bf16": False}, False)])
-def test_predictions_run_in_the_precision_the_run_evaluated_in(training, autocast):
-    # A pipeline runs in fp32 unless told: predictions outside the Trainer take its evaluation's autocast.
-    seen = []
+def test_a_run_in_bf16_reports_what_its_saved_model_gives_in_fp32_under_ftrun_predict_eval_and_plain_transformers(ftrun_cli, tiny_manifest, tmp_path):
+    """Mixed precision is for training: evaluation and prediction compute as plain transformers runs the saved model."""
+    import json
 
-    class Recording:
-        def predict(self, model, tokenizer, inputs, config):
-            seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
-            return inputs
+    import tomllib
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = torch.nn.Linear(2, 2)
-    model.config = AutoConfig.for_model("bert", hidden_size=768)
-    config = types.SimpleNamespace(training=training)
-    assert predict_as_evaluated(Recording(), model, None, ["x"], config) == ["x"]
-    assert seen == [autocast]
+    out = tmp_path / "out"
+    result = ftrun_cli("--manifest", tiny_manifest, "--set", "training.bf16=true", "--output-dir", out)
+    assert result.code == 0, result
+    assert "precision bf16 (training.bf16 = true)" in result.out.splitlines()[0]
+    model, tokenizer = AutoModelForSequenceClassification.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out)
+    manifest = tomllib.loads((out / "ftrun.toml").read_text())
+    rows = [json.loads(line) for line in open(manifest["data"]["eval_file"], encoding="utf-8")]
+    inputs = tokenizer([row["text"] for row in rows], truncation=True, max_length=64, padding=True, return_tensors="pt")
+    labels = torch.tensor([model.config.label2id[row["label"]] for row in rows])
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model(**inputs).logits, labels).item()
+    reported = json.loads((out / "eval_results.json").read_text())["eval_loss"]
+    assert reported == pytest.approx(loss, rel=2e-7)  # evaluated under the training's bf16 autocast, it differed by 2e-6
+    again = ftrun_cli("eval", "--model", out)
+    assert again.code == 0, again
+    assert json.loads((tmp_path / "out-eval" / "eval_results.json").read_text())["eval_loss"] == pytest.approx(loss, rel=2e-7)
+    examples = manifest["predict"]["examples"]
+    with torch.no_grad():
+        scores = model(**tokenizer(examples, padding=True, return_tensors="pt")).logits.softmax(-1).max(-1).values.tolist()
+    assert [prediction["score"] for prediction in result.run.predictions] == pytest.approx(scores, rel=1e-6)
+    predicted = ftrun_cli("predict", "--model", out, "--json", *examples)
+    assert [json.loads(line)["score"] for line in predicted.out.splitlines()] == pytest.approx(scores, rel=1e-6)
 
 
 def test_cpu_without_the_private_queries_stays_in_fp32(hardware, monkeypatch):
