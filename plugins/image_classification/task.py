@@ -33,6 +33,18 @@ SIZE_SAMPLE = 200
 
 
 class ImageClassificationData(DataConfig):
+    train_file: str | None = Field(
+        None,
+        min_length=1,
+        description="A folder with one subfolder per class, or a csv, json, jsonl or parquet table of images.",
+        json_schema_extra={"path": "local"},
+    )
+    eval_file: str | None = Field(
+        None,
+        min_length=1,
+        description="A folder with one subfolder per class, or a csv, json, jsonl or parquet table of images.",
+        json_schema_extra={"path": "local"},
+    )
     image_column: str = Field(
         "image",
         description="Column holding each image: a path relative to the table file, the image's bytes, or a Hub dataset's Image feature "
