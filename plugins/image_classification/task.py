@@ -33,6 +33,18 @@ SIZE_SAMPLE = 200
 
 
 class ImageClassificationData(DataConfig):
+    train_file: str | None = Field(
+        None,
+        min_length=1,
+        description="A folder with one subfolder per class, or a csv, json, jsonl or parquet table of images.",
+        json_schema_extra={"path": "local"},
+    )
+    eval_file: str | None = Field(
+        None,
+        min_length=1,
+        description="A folder with one subfolder per class, or a csv, json, jsonl or parquet table of images.",
+        json_schema_extra={"path": "local"},
+    )
     image_column: str = Field(
         "image",
         description="Column holding each image: a path relative to the table file, the image's bytes, or a Hub dataset's Image feature "
@@ -82,13 +94,13 @@ class ImageClassificationTask(OneLabelPerExample, BaseTask):
         "metrics": {"names": ["accuracy", "f1"], "best": "accuracy"},
     }
 
-    #: Real handwritten digits shipped in the package (8×8) and a small ViT built from a config for them (patches of 2×2).
+    #: Real handwritten digits shipped in the package (8×8) and a small ViT built from a config for them (four patches of 4×4).
     demo = {
         "model": {
             "config": {
                 "model_type": "vit",
                 "image_size": 8,
-                "patch_size": 2,
+                "patch_size": 4,
                 "hidden_size": 64,
                 "num_hidden_layers": 2,
                 "num_attention_heads": 2,
@@ -103,7 +115,7 @@ class ImageClassificationTask(OneLabelPerExample, BaseTask):
             "horizontal_flip": False,
         },
         # A model trained from scratch wants a higher rate and no long warmup.
-        "training": {"num_train_epochs": 15, "learning_rate": 2e-3, "warmup_steps": 0, "per_device_train_batch_size": 16},
+        "training": {"num_train_epochs": 15, "learning_rate": 1e-3, "warmup_steps": 0, "per_device_train_batch_size": 16},
         "predict": {"examples": [str(DEMO_DIR / "eval" / "3" / "0003.png"), str(DEMO_DIR / "eval" / "7" / "0043.png")]},
     }
 
