@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from ftrun import BaseTask, DataConfig, FtrunError, ModelConfig, Preflight, RunConfig, Splits, TaskData, first_line, hookimpl, model_config_of, require_columns
@@ -182,10 +183,17 @@ class AudioClassificationTask(OneLabelPerExample, BaseTask):
         return encoded
 
     def data_collator(self, data: TaskData, model: PreTrainedModel | None, config: RunConfig) -> Callable:
-        """Clips of a batch padded to its longest (with an attention mask where the feature extractor makes one)."""
+        """Clips of a batch padded to its longest (with an attention mask where the feature extractor makes one), and at least to
+        the least input the model reads (``least_samples``): a batch of shorter clips is padded as if a clip that long were in it."""
         from transformers import DataCollatorWithPadding
 
-        return DataCollatorWithPadding(data.processor)
+        longest = DataCollatorWithPadding(data.processor)
+        least = least_samples(model.config) if model is not None else None
+        if least is None:
+            return longest
+        at_least = DataCollatorWithPadding(data.processor, padding="max_length", max_length=least)
+        name = data.processor.model_input_names[0]
+        return lambda features: (longest if max(len(feature[name]) for feature in features) >= least else at_least)(features)
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
         """The shared report (the class balance among it), each split's clip durations and sampling rates (in its data table),
@@ -241,12 +249,14 @@ class AudioClassificationTask(OneLabelPerExample, BaseTask):
         fetches the file, and needs ffmpeg to decode it).
         """
         rate = processor.sampling_rate
+        least = least_samples(model.config) or 0
 
         def clip(value: str) -> Any:
             if value.startswith(("http://", "https://")):
                 return value
             source = base64.b64decode(value.partition(",")[2]) if value.startswith("data:") else value
-            return {"raw": waveform(as_file(source), rate, config.data.max_duration_seconds), "sampling_rate": rate}
+            samples = waveform(as_file(source), rate, config.data.max_duration_seconds)
+            return {"raw": np.pad(samples, (0, max(0, least - len(samples)))), "sampling_rate": rate}  # padded as the collator pads
 
         return super().predict(model, processor, [clip(value) for value in inputs], config)
 
@@ -261,6 +271,23 @@ class AudioClassificationTask(OneLabelPerExample, BaseTask):
     def format_prediction(self, prediction: list[dict[str, Any]]) -> str:
         """The best label of the pipeline's top ones, and its score."""
         return super().format_prediction(prediction[0])
+
+
+def least_samples(model_config: Any) -> int | None:
+    """The fewest samples a model with a convolutional feature encoder (wav2vec2, HuBERT, ...) reads; ``None`` for any other.
+
+    Its convolutions' receptive field, and in training enough samples more for as many frames as
+    SpecAugment's time mask spans (``mask_time_length``), which transformers refuses to draw on
+    fewer frames: a batch of shorter clips would stop the run with an error mid-training.
+    """
+    kernels, strides = getattr(model_config, "conv_kernel", None), getattr(model_config, "conv_stride", None)
+    if not kernels or not strides:
+        return None
+    field, step = 1, 1
+    for kernel, stride in zip(kernels, strides):
+        field, step = field + (kernel - 1) * step, step * stride
+    frames = getattr(model_config, "mask_time_length", 1) if getattr(model_config, "mask_time_prob", 0) > 0 else 1
+    return field + (frames - 1) * step
 
 
 def clip_info(split: Dataset, config: RunConfig, name: str) -> tuple[Counter, list[float]]:

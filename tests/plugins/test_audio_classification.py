@@ -119,6 +119,21 @@ def test_a_run_learns_the_tones_at_any_rate_and_predicts_on_files(ftrun_cli, ftr
     assert [row["prediction"][0]["label"] for row in rows] == ["A6", "A3"]
 
 
+def test_clips_shorter_than_the_model_reads_are_padded_to_its_least_input(ftrun_cli, ftrun_manifest, tmp_path):
+    """30 ms clips: fewer samples than the demo wav2vec2's convolutions and SpecAugment's time mask need (905 at 16 kHz)."""
+    from ftrun.plugins.audio_classification.tones import write_tones
+
+    write_tones(tmp_path / "short", per_class=2, rate=16000, seconds=0.03, suffix="wav")
+    folder = str(tmp_path / "short")
+    example = str(tmp_path / "short" / "A3" / "16000-000.wav")
+    manifest = manifest_of(ftrun_manifest, {"train_file": folder, "eval_file": folder}, predict={"examples": [example]})
+    result = ftrun_cli(
+        "--manifest", manifest, "--output-dir", tmp_path / "out", "--set", "training.num_train_epochs=1", "--set", "training.per_device_train_batch_size=4"
+    )
+    assert result.code == 0, result
+    assert result.run.predictions[0][0]["label"] in ("A3", "A4", "A5", "A6")
+
+
 def test_waveforms_are_never_cached_and_the_crop_is_random_at_train_time_only(ftrun_config, ftrun_plugin_manager, tones):
     from ftrun import load_data
 
