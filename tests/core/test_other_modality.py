@@ -259,6 +259,9 @@ def test_each_task_shows_and_takes_its_own_keys_only(images, ftrun_cli, ftrun_fa
     text_keys = {"max_length", "tokenizer", "tokenizer_vocab_size", "tokenizer_lowercase"}
     assert not text_keys & (table("tiny-images", "model") | table("tiny-images", "data"))
     assert text_keys <= table("text-classification", "model") | table("text-classification", "data")
+    pages = {task: ftrun_cli("schema", "--markdown", "--task", task, "--plugin", MODULE).out for task in ("tiny-images", "text-classification")}
+    assert "### `[model]`" in pages["tiny-images"] and not any(f"| `{key}` |" in pages["tiny-images"] for key in text_keys)  # its docs page
+    assert all(f"| `{key}` |" in pages["text-classification"] for key in text_keys)
     ftrun_fails("check", "--manifest", images, "--set", "data.max_length=16", words=("--set data.max_length: unknown key",))
     ftrun_fails("check", "--manifest", images, "--set", 'model.tokenizer="bert-base-uncased"', words=("--set model.tokenizer: unknown key",))
 
