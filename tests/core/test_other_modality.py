@@ -143,8 +143,8 @@ def write_images(folder, count: int, offset: int = 0) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def images(tmp_path, ftrun_plugin_module, ftrun_manifest, monkeypatch):
-    """A manifest of a tiny image run, with every way to load a tokenizer made to fail."""
+def image_run(tmp_path, ftrun_plugin_module, ftrun_manifest, monkeypatch):
+    """image_run(task, model) -> a manifest of a tiny run of one of this file's tasks, with every way to load a tokenizer made to fail."""
     import transformers
 
     def no_tokenizer(*args, **kwargs):
@@ -155,15 +155,25 @@ def images(tmp_path, ftrun_plugin_module, ftrun_manifest, monkeypatch):
     module = ftrun_plugin_module(MODULE, PLUGIN)
     train = write_jsonl(tmp_path / "train.jsonl", write_images(tmp_path / "train", 16))
     evaluation = write_jsonl(tmp_path / "eval.jsonl", write_images(tmp_path / "eval", 8, offset=100))
-    return ftrun_manifest(
-        {
-            "task": "tiny-images",
-            "plugins": [module],
-            "model": {"config": TINY_VIT},
-            "data": {"train_file": str(train), "eval_file": str(evaluation)},
-            "training": {**TINY_TRAINING, "num_train_epochs": 3, "learning_rate": 3e-3},
-        }
-    )
+
+    def make(task: str = "tiny-images", model: dict | None = None):
+        return ftrun_manifest(
+            {
+                "task": task,
+                "plugins": [module],
+                "model": model or {"config": TINY_VIT},
+                "data": {"train_file": str(train), "eval_file": str(evaluation)},
+                "training": {**TINY_TRAINING, "num_train_epochs": 3, "learning_rate": 3e-3},
+            },
+            name=f"{task}.toml",
+        )
+
+    return make
+
+
+@pytest.fixture
+def images(image_run):
+    return image_run()
 
 
 def test_ftrun_check_encodes_a_sample_with_the_image_processor(images, ftrun_cli):
@@ -209,25 +219,22 @@ def test_predict_refuses_a_processor_no_pipeline_takes():
         pipeline_processor(object())
 
 
-def encoded_bytes(manifest) -> int:
-    """The bytes of encoded splits cached beside the train file's rows."""
+def encoded_bytes(train_file) -> int:
+    """The bytes of encoded splits cached beside the rows of ``train_file``."""
     import datasets
-    import tomllib
 
     from ftrun.stages.tokenizer import cache_dir_of
 
-    train_file = tomllib.loads(manifest.read_text())["data"]["train_file"]
-    folder = cache_dir_of(datasets.load_dataset("json", data_files=train_file, split="train"))
+    folder = cache_dir_of(datasets.load_dataset("json", data_files=str(train_file), split="train"))
     return sum(path.stat().st_size for path in folder.glob("ftrun-tokenized-*.arrow"))
 
 
-def test_a_lazy_task_caches_no_pixels_and_augments_only_training_batches(images, ftrun_cli, tmp_path):
-    lazy = images.with_name("lazy.toml")
-    lazy.write_text(images.read_text().replace('task = "tiny-images"', 'task = "tiny-images-lazy"'))
+def test_a_lazy_task_caches_no_pixels_and_augments_only_training_batches(image_run, ftrun_cli, tmp_path):
+    lazy = image_run("tiny-images-lazy")
     result = ftrun_cli("--manifest", lazy, "--output-dir", tmp_path / "lazy")
     assert result.code == 0, result
     assert "encoded as they are read" in result.out + result.err
-    assert encoded_bytes(lazy) == 0  # nothing encoded was written: the cache holds the raw rows alone
+    assert encoded_bytes(tmp_path / "train.jsonl") == 0  # nothing encoded was written: the cache holds the raw rows alone
     # Each batch is encoded as one split: 3 epochs of 2 training batches as "train", and one batch at each
     # of the 3 evaluations and the final one as "eval". (The collator cannot ask the model: the
     # first batch of an epoch is drawn before the Trainer puts the model back in training mode.)
@@ -237,9 +244,9 @@ def test_a_lazy_task_caches_no_pixels_and_augments_only_training_batches(images,
     assert ftrun_cli("check", "--manifest", lazy).code == 0
     assert sys.modules[MODULE].MEASURED and all(columns == ["image", "label"] for columns in sys.modules[MODULE].MEASURED)
 
-    cached = ftrun_cli("--manifest", images, "--output-dir", tmp_path / "cached")
+    cached = ftrun_cli("--manifest", image_run(), "--output-dir", tmp_path / "cached")
     assert cached.code == 0, cached
-    assert encoded_bytes(images) > 16 * 3 * 32 * 32 * 4  # the same images, encoded and cached: every pixel of the train split
+    assert encoded_bytes(tmp_path / "train.jsonl") > 16 * 3 * 32 * 32 * 4  # the same images, encoded and cached: every pixel of the train split
 
 
 def test_each_task_shows_and_takes_its_own_keys_only(images, ftrun_cli, ftrun_fails):
@@ -252,6 +259,9 @@ def test_each_task_shows_and_takes_its_own_keys_only(images, ftrun_cli, ftrun_fa
     text_keys = {"max_length", "tokenizer", "tokenizer_vocab_size", "tokenizer_lowercase"}
     assert not text_keys & (table("tiny-images", "model") | table("tiny-images", "data"))
     assert text_keys <= table("text-classification", "model") | table("text-classification", "data")
+    pages = {task: ftrun_cli("schema", "--markdown", "--task", task, "--plugin", MODULE).out for task in ("tiny-images", "text-classification")}
+    assert "### `[model]`" in pages["tiny-images"] and not any(f"| `{key}` |" in pages["tiny-images"] for key in text_keys)  # its docs page
+    assert all(f"| `{key}` |" in pages["text-classification"] for key in text_keys)
     ftrun_fails("check", "--manifest", images, "--set", "data.max_length=16", words=("--set data.max_length: unknown key",))
     ftrun_fails("check", "--manifest", images, "--set", 'model.tokenizer="bert-base-uncased"', words=("--set model.tokenizer: unknown key",))
 
@@ -273,10 +283,9 @@ def test_a_text_task_whose_data_table_subclasses_data_config_keeps_max_length():
     assert ScoredTask.data_config(score_column="s", max_length=8).max_length == 8
 
 
-def test_a_lazy_task_without_a_pipeline_predicts_through_its_encode(images, ftrun_cli, tmp_path):
+def test_a_lazy_task_without_a_pipeline_predicts_through_its_encode(image_run, ftrun_cli, tmp_path):
     bright, dark = str(tmp_path / "eval" / "101.png"), str(tmp_path / "eval" / "100.png")
-    table = images.with_name("table.toml")
-    table.write_text(images.read_text().replace('task = "tiny-images"', 'task = "tiny-images-table"'))
+    table = image_run("tiny-images-table")
     result = ftrun_cli("--manifest", table, "--output-dir", tmp_path / "out")
     assert result.code == 0, result
     module = sys.modules[MODULE]
@@ -286,3 +295,12 @@ def test_a_lazy_task_without_a_pipeline_predicts_through_its_encode(images, ftru
     assert predicted.code == 0, predicted
     assert [line.split("\t")[0] for line in predicted.out.splitlines()] == ["bright", "dark"]
     assert module.BATCHES == [{"predict"}]  # encoded as it was read, as the predict split
+
+
+def test_a_pretrained_image_model_is_fine_tuned_with_its_own_processor(image_run, ftrun_cli, ftrun_tiny_vit, tmp_path):
+    result = ftrun_cli("--manifest", image_run(model={"name": str(ftrun_tiny_vit)}), "--output-dir", tmp_path / "out")
+    assert result.code == 0, result
+    saved = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
+    assert saved == json.loads((ftrun_tiny_vit / "preprocessor_config.json").read_text())  # the model's own, saved with it
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["id2label"] == {"0": "bright", "1": "dark"}
