@@ -110,6 +110,12 @@ def open_source(source: Source, kind: MediaKind) -> Any:
     return kind.open(as_file(source))
 
 
+def content_of(value: Any, base: Path | None, kind: MediaKind) -> Any:
+    """A row's file, opened by ``kind``: from its path (resolved against ``base``) or bytes, or as ``datasets`` decoded it already (a Hub dataset's ``Image`` feature)."""
+    source = source_of(value, base)
+    return value if source is None and value is not None else open_source(source, kind)
+
+
 def check_files(split: Dataset, config: RunConfig, name: str, kind: MediaKind) -> None:
     """Every row of split ``name`` holds a file of ``kind`` that opens: else one line naming the row and the file, before any training."""
     column = getattr(config.data, kind.column_key)

@@ -19,7 +19,7 @@ from ftrun import BaseTask, DataConfig, Preflight, RunConfig, Splits, TaskData, 
 
 from ..classification import OneLabelPerExample
 from ..labels import LabelNames
-from ..media import as_file, base_folder, check_files, media_inputs, open_source, read_folder, read_media_input, source_of, undecoded
+from ..media import as_file, base_folder, check_files, content_of, media_inputs, read_folder, read_media_input, source_of, undecoded
 from .images import IMAGE, horizontal_flip, load_image_processor, random_resized_crop
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class ImageClassificationTask(OneLabelPerExample, BaseTask):
         """Images → pixel values, as the processor makes them; at train time, randomly cropped and flipped first where ``[data]`` says so."""
         settings: ImageClassificationData = config.data
         base = base_folder(config, split) if split in ("train", "eval") else None
-        images = [open_source(source_of(value, base), IMAGE) for value in batch[settings.image_column]]
+        images = [content_of(value, base, IMAGE) for value in batch[settings.image_column]]
         if split == "train":
             if settings.random_resized_crop:
                 images = [random_resized_crop(image) for image in images]

@@ -194,6 +194,7 @@ def test_a_dataset_folder_of_split_subfolders_holds_images_as_an_image_feature(t
     assert type(splits.train.features["image"]).__name__ == "Image"  # decoded by datasets, read here undecoded
     data = load_data(task, config)
     assert data.labels == ["dark", "light"] and len(data.train) == 6
+    assert tuple(data.train[0]["pixel_values"].shape) == (3, 8, 8)  # as datasets decoded it
 
 
 def test_every_mode_becomes_rgb_pixels(task, tmp_path):
