@@ -25,7 +25,8 @@ def open_image(file: Any) -> Image:
 
     image = Image.open(file)
     image.load()
-    return ImageOps.exif_transpose(image)  # upright, as transformers' load_image reads it for the pipeline
+    ImageOps.exif_transpose(image, in_place=True)  # upright, as transformers' load_image reads it for the pipeline (in place: no copy of every image)
+    return image
 
 
 #: Images, for the shared media module (``ftrun.plugins.media``).

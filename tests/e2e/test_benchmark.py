@@ -155,3 +155,26 @@ def test_the_tune_benchmark_reports_both_studies_and_the_default_run(ftrun_tiny_
     assert [len(results[name]["trials"]) for name in ("median", "none")] == [2, 2]
     shown = capsys.readouterr().out
     assert "tune, median pruner" in shown and "pruning / no pruning: wall time" in shown and "best found - default: accuracy" in shown
+
+
+def test_the_images_benchmark_reports_every_figure_of_both_sides(tmp_path):
+    """benchmarks/images.py on the image task's embedded digits, one short round (no ../shared): every figure there, and cached pixels on disk."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # its encoding runs in fresh processes, which import it by name
+    try:
+        import images
+
+        data = ROOT / "plugins" / "image_classification" / "data"
+        output = tmp_path / "images.json"
+        args = ["--train", data / "train", "--eval", data / "eval", "--rounds", "1", "--epochs", "1", "--side", "32", "--output", output]
+        assert images.main([str(arg) for arg in args]) == 0
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+        sys.modules.pop("images", None)
+    results = json.loads(output.read_text())
+    for side in ("script", "ftrun"):
+        (run,) = results["runs"][side]
+        assert 0 <= run["accuracy"] <= 1 and run["images_per_second"] > 0, side
+    cached, lazy = results["encoding"]["cached"], results["encoding"]["lazy"]
+    assert cached["cache_mb"] > 200 * 3 * 32 * 32 * 4 / 1e6  # every image's float32 pixels, stored
+    assert lazy["cache_mb"] < cached["cache_mb"] / 10
+    assert all(figures["peak_rss_mb"] > 0 and figures["epoch_seconds"] > 0 for figures in (cached, lazy))
