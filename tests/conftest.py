@@ -114,6 +114,15 @@ EMBEDDED = {
     "audio-classification": {
         "data": {"train_file": "audio_classification/data/train", "eval_file": "audio_classification/data/eval", "max_duration_seconds": 0.3}
     },
+    # The digits as shipped, with train-time crops and flips on: a random part of each image at every read.
+    "image-classification": {
+        "data": {
+            "train_file": "image_classification/data/train",
+            "eval_file": "image_classification/data/eval",
+            "random_resized_crop": True,
+            "horizontal_flip": True,
+        }
+    },
 }
 
 
