@@ -108,11 +108,13 @@ def run_ftrun(args: argparse.Namespace, scratch: Path) -> dict[str, float]:
 
 
 def training_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """What both sides train with: the demo's schedule, at the benchmark's epochs."""
+    """What both sides train with: the demo's schedule, at the benchmark's epochs; the task's weight decay, and ftrun's logging interval."""
     return {
         "num_train_epochs": args.epochs,
         "learning_rate": args.rate,
         "warmup_steps": 0,
+        "weight_decay": 0.01,
+        "logging_steps": 10,
         "per_device_train_batch_size": args.batch_size,
         "per_device_eval_batch_size": 64,
         "seed": 42,
