@@ -81,6 +81,20 @@ def test_swag_columns_and_a_list_column_give_the_same_features_and_the_question_
     assert without["input_ids"][0][1] == tokenizer(first["context"], first["choices"][1])["input_ids"]
 
 
+def test_swag_s_columns_apply_to_swag_only_and_data_of_your_own_gets_the_task_s_own(ftrun_config):
+    swag = ftrun_config({"task": TASK_NAME}).data
+    assert (swag.dataset, swag.dataset_config, swag.context_column, swag.question_column, swag.choices_column) == (
+        "swag",
+        "regular",
+        "sent1",
+        "sent2",
+        ["ending0", "ending1", "ending2", "ending3"],
+    )
+    own = config_of(ftrun_config).data
+    assert (own.dataset, own.context_column, own.question_column, own.choices_column, own.label_column) == (None, "context", "question", "choices", "label")
+    assert (own.max_train_samples, own.eval_split) == (None, "test")  # nor the default recipe's subset and splits
+
+
 def test_the_collator_pads_to_batch_choices_longest_with_or_without_labels(task, tokenizer, ftrun_config):
     config = config_of(ftrun_config)
     rows = sample_rows(limit=3)
