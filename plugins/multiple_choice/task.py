@@ -209,7 +209,7 @@ class MultipleChoiceTask(Task):
         report = super().preflight(config, data)
         counts = report.splits["train"].labels or {}
         total = sum(counts.values())
-        if total and len(counts) > 0:
+        if total:
             choices = number_of_choices(data.raw.train, config) if data.raw is not None else len(counts)
             position, most = max(counts.items(), key=lambda item: item[1])
             if most / total > SKEWED_POSITION / choices:
