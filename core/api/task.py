@@ -317,6 +317,15 @@ class BaseTask:
         """
         return None
 
+    def example_tokens(self, features: Any, config: RunConfig) -> list[tuple[int, int]] | None:
+        """Each encoded example's number of sequences and their real tokens, where the collator pads several sequences of an example to the batch's longest (multiple choice's choices).
+
+        What the pre-flight's padding estimate counts: a batch holds its examples' sequences, each
+        padded to the longest of ``example_lengths``. Default ``None``: one sequence per example, of
+        ``example_lengths`` tokens.
+        """
+        return None
+
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
         """What ``ftrun check`` reports and every run prints first: per split, the schedule, and findings.
 
@@ -443,6 +452,12 @@ class Task(BaseTask):
         from ftrun.stages.training import lengths_of
 
         return lengths_of(features, "input_ids")
+
+    def example_tokens(self, features: Any, config: RunConfig) -> list[tuple[int, int]] | None:
+        """From ``input_ids``: ``None`` for one sequence per example; the number of sequences and their tokens where an example holds several."""
+        from ftrun.stages.training import tokens_of
+
+        return tokens_of(features, "input_ids")
 
     def sequences(self, split: Any, data: TaskData, config: RunConfig) -> dict[str, TokenSequence]:
         """The token sequences the model reads from ``split`` (a sample of one), untruncated, and where ``encode`` cuts each.
