@@ -282,6 +282,16 @@ class BaseTask:
         """
         raise NotImplementedError
 
+    def trainer_kwargs(self, model: PreTrainedModel, data: TaskData, config: RunConfig) -> dict[str, Any]:
+        """Keyword arguments of ``trainer_class`` beyond the trainer stage's, laid over them: what a Trainer subclass of the task needs of the run.
+
+        The trainer stage passes ``model``, ``args``, ``train_dataset``, ``eval_dataset``,
+        ``processing_class``, ``data_collator``, ``compute_metrics`` and ``callbacks``; a task whose
+        Trainer takes more (DPO: the reference model) builds them here from the run's model, data
+        and config, so that nothing needs to travel through the collator. Default: ``{}``.
+        """
+        return {}
+
     def data_collator(self, data: TaskData, model: PreTrainedModel | None, config: RunConfig) -> Callable:
         """How features become batches: by default transformers' ``default_data_collator``, which stacks features of one size.
 

@@ -474,7 +474,7 @@ def build_trainer(
     callbacks: list[TrainerCallback],
     output_dir: str,
 ) -> transformers.Trainer:
-    """Arguments from ``[training]`` (with the precision chosen for the machine), the task's collator and Trainer class.
+    """Arguments from ``[training]`` (with the precision chosen for the machine), the task's collator and Trainer class, with the task's ``trainer_kwargs``.
 
     A seq2seq model's generation config takes the run's generation settings, so that the saved
     model generates as it was evaluated.
@@ -494,16 +494,17 @@ def build_trainer(
         if args.generation_num_beams is not None:
             model.generation_config.num_beams = args.generation_num_beams
     compute = metrics.compute
-    trainer = task.trainer_class(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        processing_class=data.processor,
-        data_collator=task.data_collator(data, model, config),
-        compute_metrics=None if compute is None else lambda outputs: compute(task.postprocess(outputs, data.eval, data.raw.eval, data, config)),
-        callbacks=callbacks,
-    )
+    kwargs = {
+        "model": model,
+        "args": args,
+        "train_dataset": data.train,
+        "eval_dataset": data.eval,
+        "processing_class": data.processor,
+        "data_collator": task.data_collator(data, model, config),
+        "compute_metrics": None if compute is None else lambda outputs: compute(task.postprocess(outputs, data.eval, data.raw.eval, data, config)),
+        "callbacks": callbacks,
+    }
+    trainer = task.trainer_class(**{**kwargs, **task.trainer_kwargs(model, data, config)})
     trainer.derive_metrics = metrics.derive
     trainer.example_lengths = functools.partial(task.example_lengths, config=config)
     return trainer
