@@ -65,6 +65,7 @@ _PUBLIC = {
     "predict_with_pipeline": "stages.predict",
     "Trainer": "stages.training",
     "lengths_of": "stages.training",
+    "tokens_of": "stages.training",
     "Seq2SeqTrainer": "stages.training",
     "TrainerMixin": "stages.training",
     "load_data": "stages.data",

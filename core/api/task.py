@@ -282,6 +282,16 @@ class BaseTask:
         """
         raise NotImplementedError
 
+    def trainer_kwargs(self, model: PreTrainedModel, data: TaskData, config: RunConfig) -> dict[str, Any]:
+        """Keyword arguments of ``trainer_class`` beyond the trainer stage's, laid over them: what a Trainer subclass of the task needs of the run.
+
+        The trainer stage passes ``model``, ``args``, ``train_dataset``, ``eval_dataset``,
+        ``processing_class``, ``data_collator``, ``compute_metrics`` and ``callbacks``; a task whose
+        Trainer takes more (DPO: the reference model) builds them here from the run's model, data
+        and config, so that nothing needs to travel through the collator. Default: ``{}``.
+        """
+        return {}
+
     def data_collator(self, data: TaskData, model: PreTrainedModel | None, config: RunConfig) -> Callable:
         """How features become batches: by default transformers' ``default_data_collator``, which stacks features of one size.
 
@@ -314,6 +324,15 @@ class BaseTask:
         ``features`` is an encoded split (a ``datasets.Dataset``; read its columns with
         ``ftrun.lengths_of``, which decodes nothing). Default ``None``: inputs of one size (images,
         clips of a fixed duration): batches are then drawn at random, and the pre-flight says so.
+        """
+        return None
+
+    def example_tokens(self, features: Any, config: RunConfig) -> list[tuple[int, int]] | None:
+        """Each encoded example's number of sequences and their real tokens, where the collator pads several sequences of an example to the batch's longest (multiple choice's choices).
+
+        What the pre-flight's padding estimate counts: a batch holds its examples' sequences, each
+        padded to the longest of ``example_lengths``. Default ``None``: one sequence per example, of
+        ``example_lengths`` tokens.
         """
         return None
 
@@ -443,6 +462,12 @@ class Task(BaseTask):
         from ftrun.stages.training import lengths_of
 
         return lengths_of(features, "input_ids")
+
+    def example_tokens(self, features: Any, config: RunConfig) -> list[tuple[int, int]] | None:
+        """From ``input_ids``: ``None`` for one sequence per example; the number of sequences and their tokens where an example holds several."""
+        from ftrun.stages.training import tokens_of
+
+        return tokens_of(features, "input_ids")
 
     def sequences(self, split: Any, data: TaskData, config: RunConfig) -> dict[str, TokenSequence]:
         """The token sequences the model reads from ``split`` (a sample of one), untruncated, and where ``encode`` cuts each.

@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="each input is a JSON object (for tasks whose inputs have several fields, e.g. a question and a context)",
     )
     parser.add_argument(
-        "--input", metavar="FILE", help="predict every row of a csv, json, jsonl(.gz) or parquet file (columns as the run's [data] names them), or a folder the task reads"
+        "--input",
+        metavar="FILE",
+        help="predict every row of a csv, json, jsonl(.gz) or parquet file (columns as the run's [data] names them), or a folder the task reads",
     )
     parser.add_argument("--output", metavar="FILE", help="with --input: the JSON lines file the predictions go to, one per row, in the rows' order")
     parser.add_argument("--skip-bad", action="store_true", help="with --input: leave out rows that cannot be read (counted), instead of stopping at the first")

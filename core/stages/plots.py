@@ -8,6 +8,7 @@ against the references').
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,12 +130,17 @@ def task_figures(task: BaseTask, trainer: Any, data: TaskData, config: RunConfig
     return task.plots(task.postprocess(outputs, data.eval, data.raw.eval, data, config), data, config)
 
 
+def file_name(name: str) -> str:
+    """A figure's or metric's name as a flat, portable file name: TRL logs ``rewards/accuracies``, which would be a folder."""
+    return re.sub(r"[^\w.-]", "_", name)
+
+
 def save(figures: dict[str, Figure], folder: Path) -> list[Path]:
-    """Each figure as ``folder/NAME.png``."""
+    """Each figure as ``folder/NAME.png``, its name made a safe file name (:func:`file_name`)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, fig in figures.items():
-        path = folder / f"{name}.png"
+        path = folder / f"{file_name(name)}.png"
         fig.savefig(path, dpi=110)
         paths.append(path)
     return paths

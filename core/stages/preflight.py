@@ -130,6 +130,9 @@ class SplitReport:
     feature_lengths: list[int] | None = None
     """Each encoded feature's length as the task defines it (``example_lengths``): of every feature
     of a run's split, or of a sample's features; ``None``: inputs of one size, nothing to group by."""
+    feature_tokens: list[tuple[int, int]] | None = None
+    """Each of those features' sequences and real tokens (``example_tokens``), where a feature holds
+    several; ``None``: one sequence of ``feature_lengths`` tokens each."""
     unknown: float | None = None
     """The share of tokens that are the tokenizer's unknown token."""
     figures: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -201,7 +204,7 @@ class Preflight:
             record = dataclasses.asdict(split)
             record["imbalance"] = split.imbalance
             record["lengths"] = {seq: {k: v for k, v in vars(lengths).items() if k != "kept"} for seq, lengths in split.lengths.items()}
-            del record["feature_lengths"]  # one number per feature: the schedule's padding figures sum them up
+            del record["feature_lengths"], record["feature_tokens"]  # per feature: the schedule's padding figures sum them up
             splits[name] = record
         return {
             "source": self.config.source,
@@ -283,6 +286,8 @@ def describe(task: BaseTask, config: RunConfig, data: TaskData, name: str) -> tu
     except BaseException as exc:  # as encode_batch: a Rust tokenizer's panic is no Exception
         raise FtrunError(f"{config.where('data')}: task {task.name} cannot tokenize the {name} split: {type(exc).__name__}: {first_line(exc)}") from exc
     report.feature_lengths = feature_lengths(task, config, data, name, sample)
+    if report.feature_lengths is not None:
+        report.feature_tokens = feature_lengths(task, config, data, name, sample, task.example_tokens)
     for sequence_name, sequence in sequences.items():
         lengths = np.array([len(ids) for ids in sequence.ids])
         limit = sequence.limit
@@ -372,12 +377,13 @@ def schedule_of(task: BaseTask, config: RunConfig, train: SplitReport, processes
     lengths = train.feature_lengths
     if lengths:
         schedule.grouped = grouping_asked(args)
-        batches_of = batch_order(lengths, batch * accumulation, schedule.grouped)
+        batches_of = batch_order(lengths, batch * accumulation, schedule.grouped, train.features)
         scale = train.features / len(lengths)
-        schedule.real_tokens = round(sum(lengths) * scale)
+        tokens = train.feature_tokens or [(1, length) for length in lengths]
+        schedule.real_tokens = round(sum(real for _, real in tokens) * scale)
         # Each batch of the sampler's groups, as the collator pads it (the accumulated steps of a group are padded apart).
         steps = [group[start : start + batch] for group in batches_of for start in range(0, len(group), batch)]
-        schedule.pad_tokens = round(padding(lengths, steps) * scale)
+        schedule.pad_tokens = round(padding(lengths, steps, tokens) * scale)
     return schedule
 
 
@@ -386,25 +392,27 @@ def grouping_asked(args: dict[str, Any]) -> bool:
     return str(getattr(args["train_sampling_strategy"], "value", args["train_sampling_strategy"])) == "group_by_length"
 
 
-def feature_lengths(task: BaseTask, config: RunConfig, data: TaskData, name: str, sample: Any) -> list[int] | None:
+def feature_lengths(task: BaseTask, config: RunConfig, data: TaskData, name: str, sample: Any, measure: Callable[[Any, RunConfig], Any] | None = None) -> Any:
     """Each feature's length as the task defines it: of the run's whole encoded split, or of ``sample`` encoded (``ftrun check``), lazily for a task that encodes so.
 
     A sample is encoded a hundred rows at a time, so that a task of large features (images
-    encoded eagerly) never holds more than that many at once.
+    encoded eagerly) never holds more than that many at once. ``measure``: another of the task's
+    figures of its features in place of ``example_lengths`` (``example_tokens``).
     """
+    measure = measure or task.example_lengths
     from datasets import Dataset
 
     from ftrun.stages.data import encode_batch, encode_lazily
 
     encoded = getattr(data, name, None)
     if encoded is not None:
-        return task.example_lengths(encoded, config)
+        return measure(encoded, config)
     if task.lazy_encoding:  # as a run's split is: the raw rows, encoded as they are read
-        return task.example_lengths(encode_lazily(task, sample, data, config, name), config)
+        return measure(encode_lazily(task, sample, data, config, name), config)
     lengths: list[int] = []
     for start in range(0, len(sample), 100):
         rows = sample.select(range(start, min(start + 100, len(sample))))[:]
-        found = task.example_lengths(Dataset.from_dict(encode_batch(task, rows, data, config, name)), config)
+        found = measure(Dataset.from_dict(encode_batch(task, rows, data, config, name)), config)
         if found is None:
             return None
         lengths += found
@@ -423,19 +431,25 @@ def per_epoch_of(strategy: Any, every: float, steps_per_epoch: int, steps: int) 
     return None
 
 
-def batch_order(lengths: list[int], batch: int, grouped: bool) -> list[list[int]]:
-    """The training batches of a sample, as indices: length-grouped as the Trainer's sampler makes them, or random."""
+def batch_order(lengths: list[int], batch: int, grouped: bool, examples: int | None = None) -> list[list[int]]:
+    """The training batches of a sample of a split of ``examples`` (default: the sample's size), as indices: length-grouped as the Trainer's sampler makes them, or random."""
     order = list(range(len(lengths)))
     random.Random(0).shuffle(order)
-    if grouped:  # transformers' LengthGroupedSampler: mega-batches of 50 batches, each sorted by length
-        mega = 50 * batch
+    if grouped:
+        # transformers' LengthGroupedSampler (get_length_grouped_indices): mega-batches of 50
+        # batches, or fewer so that the split makes 4 of them, each sorted by length.
+        mega = max(min((examples or len(lengths)) // (batch * 4), 50), 1) * batch
         order = [i for start in range(0, len(order), mega) for i in sorted(order[start : start + mega], key=lambda i: -lengths[i])]
     return [order[start : start + batch] for start in range(0, len(order), batch)]
 
 
-def padding(lengths: list[int], batches: list[list[int]]) -> int:
-    """The pad tokens of ``batches``, each padded to its longest example (dynamic padding)."""
-    return sum(max(lengths[i] for i in batch) * len(batch) - sum(lengths[i] for i in batch) for batch in batches)
+def padding(lengths: list[int], batches: list[list[int]], tokens: list[tuple[int, int]]) -> int:
+    """The pad tokens of ``batches``, each sequence of a batch padded to its longest (dynamic padding).
+
+    ``tokens``: each example's sequences and their real tokens (one of ``lengths[i]`` tokens, or
+    a multiple-choice example's choices, each padded to the batch's longest too).
+    """
+    return sum(max(lengths[i] for i in batch) * sum(tokens[i][0] for i in batch) - sum(tokens[i][1] for i in batch) for batch in batches)
 
 
 def size_warmup(config: RunConfig, steps: int) -> tuple[RunConfig, str | None]:

@@ -95,22 +95,50 @@ def lengths_of(dataset: Any, column: str) -> list[int] | None:
     A column of sequences gives each one's length; a column of lists of sequences (multiple
     choice: ``(choices, tokens)``) gives each example's longest, the length its batch is padded to.
     """
+    import pyarrow.compute as pc
+
+    values = list_column(dataset, column)
+    if values is None:
+        return None
+    nested = nested_lengths(values)
+    return pc.list_value_length(values).to_pylist() if nested is None else [max(lengths, default=0) for lengths in nested]
+
+
+def tokens_of(dataset: Any, column: str) -> list[tuple[int, int]] | None:
+    """Each example's number of sequences and their tokens in a column of lists of sequences (multiple choice's choices).
+
+    What the collator keeps real when it pads every sequence of a batch to the longest: the
+    pre-flight's padding estimate counts it. ``None`` for a column of one sequence per example,
+    whose tokens ``lengths_of`` gives.
+    """
+    values = list_column(dataset, column)
+    nested = nested_lengths(values) if values is not None else None
+    return None if nested is None else [(len(lengths), sum(lengths)) for lengths in nested]
+
+
+def list_column(dataset: Any, column: str) -> Any:
+    """``column`` as one Arrow array of lists, or ``None``: no such column, or one value per example (nothing to group by)."""
     import datasets
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if not isinstance(dataset, datasets.Dataset) or column not in dataset.column_names:
         return None
     values = dataset.with_format("arrow")[column]
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    if not pa.types.is_list(values.type) and not pa.types.is_large_list(values.type):
-        return None  # one value per example: nothing to group by
-    if pa.types.is_list(values.type.value_type) or pa.types.is_large_list(values.type.value_type):
-        inner = pc.list_value_length(pc.list_flatten(values)).to_pylist()
-        ends = np.cumsum(pc.list_value_length(values).to_numpy(zero_copy_only=False)).tolist()
-        return [max(inner[start:end], default=0) for start, end in zip([0, *ends], ends)]
-    return pc.list_value_length(values).to_pylist()
+    return values if pa.types.is_list(values.type) or pa.types.is_large_list(values.type) else None
+
+
+def nested_lengths(values: Any) -> list[list[int]] | None:
+    """The length of each sequence of each example, for an Arrow array of lists of sequences; ``None`` for one of sequences."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_list(values.type.value_type) and not pa.types.is_large_list(values.type.value_type):
+        return None
+    inner = pc.list_value_length(pc.list_flatten(values)).to_pylist()
+    ends = np.cumsum(pc.list_value_length(values).to_numpy(zero_copy_only=False)).tolist()
+    return [inner[start:end] for start, end in zip([0, *ends], ends)]
 
 
 class LengthSortedSampler(Sampler[int]):
@@ -446,7 +474,7 @@ def build_trainer(
     callbacks: list[TrainerCallback],
     output_dir: str,
 ) -> transformers.Trainer:
-    """Arguments from ``[training]`` (with the precision chosen for the machine), the task's collator and Trainer class.
+    """Arguments from ``[training]`` (with the precision chosen for the machine), the task's collator and Trainer class, with the task's ``trainer_kwargs``.
 
     A seq2seq model's generation config takes the run's generation settings, so that the saved
     model generates as it was evaluated.
@@ -466,16 +494,17 @@ def build_trainer(
         if args.generation_num_beams is not None:
             model.generation_config.num_beams = args.generation_num_beams
     compute = metrics.compute
-    trainer = task.trainer_class(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        processing_class=data.processor,
-        data_collator=task.data_collator(data, model, config),
-        compute_metrics=None if compute is None else lambda outputs: compute(task.postprocess(outputs, data.eval, data.raw.eval, data, config)),
-        callbacks=callbacks,
-    )
+    kwargs = {
+        "model": model,
+        "args": args,
+        "train_dataset": data.train,
+        "eval_dataset": data.eval,
+        "processing_class": data.processor,
+        "data_collator": task.data_collator(data, model, config),
+        "compute_metrics": None if compute is None else lambda outputs: compute(task.postprocess(outputs, data.eval, data.raw.eval, data, config)),
+        "callbacks": callbacks,
+    }
+    trainer = task.trainer_class(**{**kwargs, **task.trainer_kwargs(model, data, config)})
     trainer.derive_metrics = metrics.derive
     trainer.example_lengths = functools.partial(task.example_lengths, config=config)
     return trainer

@@ -116,10 +116,73 @@ LOSS_METRICS = ("loss", "perplexity")
 GENERATION_METRICS = ("exact_match", "chrf", "bleu")
 
 
-class CausalLMTask(Task):
+class GeneratingTask(Task):
+    """What a task whose model is a causal LM that generates shares: the head, the tokenizer's end and padding, and ``predict``.
+
+    ``causal-lm`` and ``preference`` (DPO) train the same kind of model, saved as a standard causal
+    LM directory that ``pipeline("text-generation")`` loads, and generate with it as its generation
+    config (``[generation]``) says.
+    """
+
+    pipeline_tag = "text-generation"
+
+    @property
+    def auto_model(self) -> type:
+        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
+    def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase, config: RunConfig, where: str) -> None:
+        """An end-of-text token (where a text ends, and generation stops), and padding by it where there is no pad token (GPT-2's)."""
+        if tokenizer.eos_token_id is None:
+            raise FtrunError(f"{where}: the tokenizer has no end-of-text (eos) token, which a causal LM ends each text with")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token  # padded positions are never in the loss (labels -100)
+
+    def answers_chats(self, config: RunConfig) -> bool:
+        """Whether the model was trained on chats, so that ``predict`` answers a plain text as a user's turn. Default: no."""
+        return False
+
+    # -- predict -----------------------------------------------------------------------
+
+    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> str | dict[str, Any]:
+        """A text to continue, or a chat to answer: ``{"messages": [{role, content}, ...]}`` (``ftrun predict --json-input``)."""
+        if isinstance(value, dict):
+            chat = value.get("messages")
+            if (
+                set(value) != {"messages"}
+                or not isinstance(chat, list)
+                or not all(isinstance(turn, dict) and {"role", "content"} <= set(turn) for turn in chat)
+            ):
+                raise FtrunError(f'{where}: task {self.name} predicts on a text, or on {{"messages": [{{"role": ..., "content": ...}}, ...]}}')
+            return value
+        return super().read_input(value, where, config)
+
+    def predict(self, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[dict[str, str]]:
+        """The continuation of each text, or the answer to each chat, generated as the model's generation config says.
+
+        A model trained on chats (``answers_chats``) answers a plain text as a user's turn, in its chat template.
+        """
+        from ftrun import predict_with_pipeline
+
+        inputs = [value["messages"] if isinstance(value, dict) else value for value in inputs]  # a chat, as read_input keeps it
+        if self.answers_chats(config):
+            inputs = [[{"role": "user", "content": value}] if isinstance(value, str) else value for value in inputs]
+        side, tokenizer.padding_side = tokenizer.padding_side, "left"  # a batch of prompts, each continued from its end
+        try:
+            outputs = predict_with_pipeline(self, model, tokenizer, inputs, return_full_text=False)
+        finally:
+            tokenizer.padding_side = side
+        return [{"generated_text": output[0]["generated_text"]} for output in outputs]
+
+    def format_prediction(self, prediction: dict[str, str]) -> str:
+        return prediction["generated_text"]
+
+
+class CausalLMTask(GeneratingTask):
     name = "causal-lm"
     description = "continue a text: language modelling on plain text, prompt/completion pairs or chats (decoder-only)"
-    pipeline_tag = "text-generation"
     data_config = CausalLMData
     metrics_config = CausalLMMetrics
     #: run_clm.py's example: GPT-2 on WikiText-2 (raw), on 2,000 of its 36,718 training lines.
@@ -159,13 +222,6 @@ class CausalLMTask(Task):
         "predict": {"examples": ["A man in a blue shirt", "Two dogs are"]},
     }
 
-    @property
-    def auto_model(self) -> type:
-        # Imported on first use: transformers' model classes import torch, which listing the tasks must not.
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM
-
     # -- data stage --------------------------------------------------------------------
 
     def logits_over_labels(self, config: RunConfig) -> bool:
@@ -188,11 +244,8 @@ class CausalLMTask(Task):
                     check_text_column(split, config, key, name)
 
     def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase, config: RunConfig, where: str) -> None:
-        """An end-of-text token (where a text ends, and generation stops), padding by it where there is no pad token (GPT-2's), and a chat template for chats."""
-        if tokenizer.eos_token_id is None:
-            raise FtrunError(f"{where}: the tokenizer has no end-of-text (eos) token, which a causal LM ends each text with")
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token  # padded positions are never in the loss (labels -100)
+        """The generating task's end-of-text and padding, a chat template for chats, and a fast tokenizer."""
+        super().check_tokenizer(tokenizer, config, where)
         if config.data.form == "chat":
             tokenizer.chat_template = config.data.chat_template or tokenizer.chat_template or CHATML_TEMPLATE
             if config.model.name is None and tokenizer.chat_template == CHATML_TEMPLATE:
@@ -319,18 +372,8 @@ class CausalLMTask(Task):
 
     # -- predict -----------------------------------------------------------------------
 
-    def read_input(self, value: str | dict[str, Any], where: str, config: RunConfig | None = None) -> str | dict[str, Any]:
-        """A text to continue, or a chat to answer: ``{"messages": [{role, content}, ...]}`` (``ftrun predict --json-input``)."""
-        if isinstance(value, dict):
-            chat = value.get("messages")
-            if (
-                set(value) != {"messages"}
-                or not isinstance(chat, list)
-                or not all(isinstance(turn, dict) and {"role", "content"} <= set(turn) for turn in chat)
-            ):
-                raise FtrunError(f'{where}: task causal-lm predicts on a text, or on {{"messages": [{{"role": ..., "content": ...}}, ...]}}')
-            return value
-        return super().read_input(value, where, config)
+    def answers_chats(self, config: RunConfig) -> bool:
+        return config.data.form == "chat"
 
     def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[Any]:
         """Each row's text, prompt, or chat (its turns before the last assistant one, which is what the model is to write)."""
@@ -339,26 +382,6 @@ class CausalLMTask(Task):
             chats = batch[settings.messages_column]
             return [{"messages": chat[: max((i for i, turn in enumerate(chat) if turn.get("role") == "assistant"), default=len(chat))]} for chat in chats]
         return list(batch[settings.prompt_column if settings.form == "prompt" else settings.text_column])
-
-    def predict(self, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[dict[str, str]]:
-        """The continuation of each text, or the answer to each chat, generated as the model's generation config says.
-
-        A model trained on chats answers a plain text as a user's turn, in its chat template.
-        """
-        from ftrun import predict_with_pipeline
-
-        inputs = [value["messages"] if isinstance(value, dict) else value for value in inputs]  # a chat, as read_input keeps it
-        if config.data.form == "chat":
-            inputs = [[{"role": "user", "content": value}] if isinstance(value, str) else value for value in inputs]
-        side, tokenizer.padding_side = tokenizer.padding_side, "left"  # a batch of prompts, each continued from its end
-        try:
-            outputs = predict_with_pipeline(self, model, tokenizer, inputs, return_full_text=False)
-        finally:
-            tokenizer.padding_side = side
-        return [{"generated_text": output[0]["generated_text"]} for output in outputs]
-
-    def format_prediction(self, prediction: dict[str, str]) -> str:
-        return prediction["generated_text"]
 
 
 def packs_apart(config: RunConfig) -> bool:
@@ -527,8 +550,8 @@ def ftrun_register_tables(register):
 
 @hookimpl
 def ftrun_preflight(task, config, data, report):
-    if "generation" in config.tables and not isinstance(task, CausalLMTask):
-        report.fail("generation", f"read by the causal-lm task only; task {task.name} generates as its own keys say")
+    if "generation" in config.tables and not isinstance(task, GeneratingTask):
+        report.fail("generation", f"read by the tasks that generate with a causal LM (causal-lm, preference); task {task.name} generates as its own keys say")
 
 
 @hookimpl(specname="ftrun_build_head", wrapper=True)
@@ -536,7 +559,7 @@ def generating_head(task, config, data):
     """The head with ``[generation]``'s settings in its generation config: saved as generation_config.json, which
     ``pipeline("text-generation")`` and ``ftrun predict`` generate by."""
     model = yield
-    if isinstance(task, CausalLMTask):
+    if isinstance(task, GeneratingTask):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         settings = config.tables.get("generation") or GenerationSettings()
         base.generation_config.update(pad_token_id=data.tokenizer.pad_token_id, **settings.model_dump(exclude_none=True))

@@ -52,7 +52,7 @@ def test_check_runs_the_metric_stage(ftrun_cli):
 
 
 #: Libraries only some runs need: a plugin imports them when a run uses it, never at startup.
-OPTIONAL_LIBRARIES = ("peft", "bitsandbytes", "mlflow", "tensorboard", "optuna", "matplotlib", "deepspeed")
+OPTIONAL_LIBRARIES = ("peft", "bitsandbytes", "mlflow", "tensorboard", "optuna", "matplotlib", "deepspeed", "trl")
 
 
 def imported_by(command: list[str], libraries: tuple[str, ...]) -> list[str]:

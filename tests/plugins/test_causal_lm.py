@@ -298,4 +298,4 @@ def test_a_bad_chat_row_is_named(task, tmp_path):
 def test_the_generation_table_belongs_to_causal_lm(ftrun_cli, tmp_path):
     result = ftrun_cli("check", "--task", "text-classification", "--demo", "--set", "generation.max_new_tokens=5")
     assert result.code == 2, result
-    assert "generation: read by the causal-lm task only" in result.err
+    assert "generation: read by the tasks that generate with a causal LM (causal-lm, preference)" in result.err

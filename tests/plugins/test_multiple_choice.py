@@ -81,6 +81,20 @@ def test_swag_columns_and_a_list_column_give_the_same_features_and_the_question_
     assert without["input_ids"][0][1] == tokenizer(first["context"], first["choices"][1])["input_ids"]
 
 
+def test_swag_s_columns_apply_to_swag_only_and_data_of_your_own_gets_the_task_s_own(ftrun_config):
+    swag = ftrun_config({"task": TASK_NAME}).data
+    assert (swag.dataset, swag.dataset_config, swag.context_column, swag.question_column, swag.choices_column) == (
+        "swag",
+        "regular",
+        "sent1",
+        "sent2",
+        ["ending0", "ending1", "ending2", "ending3"],
+    )
+    own = config_of(ftrun_config).data
+    assert (own.dataset, own.context_column, own.question_column, own.choices_column, own.label_column) == (None, "context", "question", "choices", "label")
+    assert (own.max_train_samples, own.eval_split) == (None, "test")  # nor the default recipe's subset and splits
+
+
 def test_the_collator_pads_to_batch_choices_longest_with_or_without_labels(task, tokenizer, ftrun_config):
     config = config_of(ftrun_config)
     rows = sample_rows(limit=3)
@@ -279,3 +293,39 @@ def test_predict_takes_inputs_of_any_number_of_choices(task, ftrun_tiny_bert, ft
     predictions = task.predict(model, tokenizer, inputs, config)
     assert [len(p["probabilities"]) for p in predictions] == [3, 2]
     assert all(p["choice"] == given["choices"][p["index"]] for p, given in zip(predictions, inputs))
+
+
+@pytest.mark.parametrize("strategy", ["group_by_length", "random"])
+def test_ftrun_check_estimates_the_padding_a_real_epoch_sees(ftrun_cli, ftrun_manifest, tmp_path, strategy):
+    """Batches grouped by each example's longest choice, padded to (batch, choices, longest): the pad tokens of the
+    Trainer's own train dataloader, a whole epoch of 320 questions of the demo sample, against the estimate of ``ftrun check``."""
+    import ftrun
+
+    tables = {
+        "task": TASK_NAME,
+        "model": {"config": {**TINY_BERT, "max_position_embeddings": 512}, "tokenizer_vocab_size": 1000},
+        "data": {
+            "train_file": str(SAMPLE / "squad-mc-train.jsonl.gz"),
+            "eval_file": str(SAMPLE / "squad-mc-eval.jsonl.gz"),
+            "max_length": 256,
+            "max_train_samples": 320,
+            "max_eval_samples": 8,
+        },
+        "training": {"per_device_train_batch_size": 16, "train_sampling_strategy": strategy},
+    }
+    schedule = json.loads(ftrun_cli("check", "--manifest", ftrun_manifest(tables), "--json").out)["schedule"]
+    estimate = schedule["pad_tokens"] / (schedule["pad_tokens"] + schedule["real_tokens"])
+    manager = ftrun.get_plugin_manager()
+    task = manager.task(TASK_NAME)
+    config = ftrun.testing.make_config(tables)
+    data = manager.load_data(task, config)
+    model = manager.build_head(task, config, data)
+    trainer = manager.build_trainer(task, config, data, model, manager.build_metrics(task, config, data), callbacks=[], output_dir=str(tmp_path / "out"))
+    pad = real = 0
+    for batch in trainer.get_train_dataloader():
+        assert batch["input_ids"].shape[1] == 4  # (batch, choices, longest)
+        pad, real = pad + int((batch["attention_mask"] == 0).sum()), real + int(batch["attention_mask"].sum())
+    assert real == schedule["real_tokens"]  # every choice's tokens, of all 320 examples
+    assert abs(pad / (pad + real) - estimate) < 0.01, (pad / (pad + real), estimate)
+    # Measured: 6.5% of the tokens are padding with grouping (estimated 6.5%), 13.6% without (estimated 13.6%).
+    assert pad / (pad + real) < 0.08 if strategy == "group_by_length" else pad / (pad + real) > 0.12

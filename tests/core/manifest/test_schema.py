@@ -97,6 +97,35 @@ def test_a_plugin_task_brings_its_own_keys(ftrun_cli, ftrun_plugin_module):
     assert schema["$defs"]["ScoredData"]["properties"]["score_column"]["description"] == "Column holding the score."
 
 
+def test_a_task_whose_training_class_cannot_be_imported_is_left_out_and_said(ftrun_cli, ftrun_plugin_module):
+    ftrun_plugin_module(
+        "unimportable_task",
+        """
+        from ftrun import hookimpl
+        from ftrun.plugins.text_classification import TextClassificationTask
+
+        class OptionalTask(TextClassificationTask):
+            name = "optional"
+
+            @property
+            def training_arguments_class(self):
+                from no_such_library import NoSuchConfig  # an optional library that is not installed
+
+                return NoSuchConfig
+
+        @hookimpl
+        def ftrun_register_tasks(register):
+            register(OptionalTask())
+        """,
+    )
+    result = ftrun_cli("schema", "--plugin", "unimportable_task")
+    assert result.code == 0, result
+    schema = json.loads(result.out)
+    assert "optional" not in schema["properties"]["task"]["enum"] and "task:optional" not in schema["$defs"]
+    assert "task:text-classification" in schema["$defs"]
+    assert "Task optional is left out: No module named 'no_such_library'." in schema["$comment"]
+
+
 def test_the_committed_schema_is_fresh(ftrun_cli):
     # Only ftrun's own tasks: plugins installed from elsewhere are left out with --no-plugin.
     others = sorted(entry.name for entry in importlib.metadata.entry_points(group="ftrun") if not entry.dist or entry.dist.metadata["Name"] != "ftrun")
