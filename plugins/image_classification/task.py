@@ -160,7 +160,10 @@ class ImageClassificationTask(OneLabelPerExample, BaseTask):
         return encoded
 
     def preflight(self, config: RunConfig, data: TaskData) -> Preflight:
-        """The shared report, and a word where the images are far smaller than the model's input (upscaled, as the digits) or larger."""
+        """The shared report, each split's image sizes in its data table, and a word where the images are far smaller than the model's input.
+
+        Set here rather than in ``input_figures``: a table's paths are relative to its split's file, which this names.
+        """
         report = super().preflight(config, data)
         model_config = model_config_of(config)
         side = model_config.image_size if isinstance(model_config.image_size, int) else max(model_config.image_size)
@@ -168,8 +171,11 @@ class ImageClassificationTask(OneLabelPerExample, BaseTask):
             sizes = image_sizes(getattr(data.raw, name), config, name)
             if not sizes:
                 continue
+            total = sum(sizes.values())
             (common, count), *_ = sizes.most_common(1)
-            shown = f"{common[0]}×{common[1]}" + ("" if count == sum(sizes.values()) else f" ({count / sum(sizes.values()):.0%}; {len(sizes)} sizes)")
+            shown = f"{common[0]}×{common[1]}" + (" (all)" if count == total else f" ({count / total:.0%} of {len(sizes)} sizes)")
+            sampled = "" if total == len(getattr(data.raw, name)) else f", of {total:,} read"
+            report.splits[name].figures["image size (w×h)"] = f"{shown}{sampled}, made {side}×{side}"
             largest = max(max(size) for size in sizes)
             if largest * 2 <= side:
                 report.warn(

@@ -304,3 +304,20 @@ def test_the_demo_learns_the_digits(ftrun_cli, tmp_path):
     result = ftrun_cli("--task", "image-classification", "--demo", "--output-dir", tmp_path / "demo")
     assert result.code == 0, result
     assert result.run.eval_metrics["eval_accuracy"] > 0.6  # ten classes: chance is 0.1
+
+
+def test_the_pre_flight_shows_the_image_sizes_and_warns_of_upscaling(ftrun_cli, ftrun_manifest, tmp_path):
+    folder = make_folder(tmp_path / "train", 6)
+    manifest = ftrun_manifest(
+        {
+            "task": "image-classification",
+            "model": {"config": {**VIT_8PX, "image_size": 32, "patch_size": 8}},
+            "data": {"train_file": str(folder), "eval_file": str(folder)},
+        }
+    )
+    result = ftrun_cli("check", "--json", "--manifest", manifest)
+    assert result.code == 0, result
+    report = json.loads(result.out)
+    assert report["splits"]["train"]["figures"] == {"image size (w×h)": "8×8 (all), made 32×32"}
+    (warning,) = [w["line"] for w in report["warnings"] if w["key"] == "data.image_column"][:1]
+    assert "the train images are at most 8 pixels a side (most 8×8 (all)), upscaled to the model's 32×32" in warning
