@@ -29,8 +29,10 @@ hookimpl = pluggy.HookimplMarker("ftrun")
 #: ``ftrun --help`` and ``ftrun --version`` answer without importing torch.
 _PUBLIC = {
     "DataConfig": "manifest.config",
+    "TextDataConfig": "manifest.config",
     "MetricsConfig": "manifest.config",
     "ModelConfig": "manifest.config",
+    "TextModelConfig": "manifest.config",
     "PredictConfig": "manifest.config",
     "Section": "manifest.config",
     "RunConfig": "manifest.config",

@@ -124,7 +124,7 @@ def announce(display: Display, config: RunConfig, output_dir: Path, report: Pref
     if report.errors:
         raise FtrunError(str(report.errors[0]))
     for name, stats in data.stats.items():
-        how = "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
+        how = "encoded as they are read" if stats.lazy else "loaded from the cache" if stats.cached else f"tokenized in {stats.seconds:.2f} s"
         features = f" → {stats.features} features" if stats.features != stats.examples else ""
         display.print(f"{name}: {stats.examples} examples{features}, {how}")
 
@@ -175,7 +175,7 @@ def predict_examples(task: BaseTask, trainer: Trainer, data: TaskData, config: R
     examples = config.predict.examples
     if not examples or not trainer.is_world_process_zero():
         return []
-    return predict_as_evaluated(task, trainer.model, data.tokenizer, examples, config)
+    return predict_as_evaluated(task, trainer.model, data.processor, examples, config)
 
 
 class Interrupted(FtrunError):

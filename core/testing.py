@@ -12,12 +12,13 @@ name starts with ``ftrun_``, so that none clashes with a project's own ``cli`` o
 - ``ftrun_no_installed_plugins``: block the plugins installed from other distributions, for tests of ftrun's own behaviour;
 - ``ftrun_manifest``: a TOML manifest from a dict of tables;
 - ``ftrun_tiny_bert``, ``ftrun_tiny_t5``, ``ftrun_tiny_gpt2``: small "pretrained" model directories
-  with tokenizers trained on :data:`TINY_CORPUS`, English text of no task in particular.
+  with tokenizers trained on :data:`TINY_CORPUS`, English text of no task in particular;
+- ``ftrun_tiny_vit``: a small "pretrained" ViT image encoder with its image processor (no tokenizer).
 
 Outside a fixture, :func:`make_config` builds a config as ``ftrun_config`` does. A plugin's
 tests bring their own rows (:func:`write_jsonl`; :data:`TINY_ROWS` has a few of each built-in
 task's, to start from) and settings small enough to train in seconds (:data:`TINY_BERT`,
-:data:`TINY_T5`, :data:`TINY_GPT2`, :data:`TINY_TRAINING`).
+:data:`TINY_T5`, :data:`TINY_GPT2`, :data:`TINY_VIT`, :data:`TINY_TRAINING`).
 
 pytest imports this module before any ``conftest.py``, in every test session of an
 environment where ftrun is installed, even for projects that have nothing to do with
@@ -82,6 +83,17 @@ TINY_T5: dict[str, Any] = {
 }
 #: A ``[model] config`` for a GPT-2 decoder small enough to train in a second.
 TINY_GPT2: dict[str, Any] = {"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 128}
+#: A ``[model] config`` for a ViT image encoder (32×32 RGB images in 8×8 patches) small enough to train in a second.
+TINY_VIT: dict[str, Any] = {
+    "model_type": "vit",
+    "image_size": 32,
+    "patch_size": 8,
+    "num_channels": 3,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 #: A few good rows of each built-in task's data, as JSON lines hold them (``write_jsonl``): what a test spoils, row by row.
 TINY_ROWS: dict[str, list[dict[str, Any]]] = {
     "text-classification": [{"text": "A film.", "label": "pos"}, {"text": "Dull.", "label": "neg"}] * 2,
@@ -337,13 +349,13 @@ def ftrun_manifest(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-def save_tiny_pretrained(directory: Path, settings: dict[str, Any], tokenizer: Any, auto_model: type) -> Path:
-    """Save a randomly initialised model of ``settings`` (a ``[model] config``) with ``tokenizer``."""
-    from transformers import AutoConfig
+def save_tiny_pretrained(directory: Path, settings: dict[str, Any], processor: Any, auto_model: type) -> Path:
+    """Save a randomly initialised model of ``settings`` (a ``[model] config``) with ``processor`` (a tokenizer sizes its vocabulary)."""
+    from transformers import AutoConfig, PreTrainedTokenizerBase
 
-    config = AutoConfig.for_model(**settings, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    auto_model.from_config(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    vocabulary = {"vocab_size": len(processor), "pad_token_id": processor.pad_token_id} if isinstance(processor, PreTrainedTokenizerBase) else {}
+    auto_model.from_config(AutoConfig.for_model(**settings, **vocabulary)).save_pretrained(directory)
+    processor.save_pretrained(directory)
     return directory
 
 
@@ -385,3 +397,13 @@ def ftrun_tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer.pad_token = None
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
     return save_tiny_pretrained(tmp_path_factory.mktemp("tiny-gpt2"), {**TINY_GPT2, **ids}, tokenizer, AutoModelForCausalLM)
+
+
+@pytest.fixture(scope="session")
+def ftrun_tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local "pretrained" ViT image encoder directory (weights, config, an image processor sized to it), built offline: no tokenizer."""
+    from transformers import AutoModel, ViTImageProcessor
+
+    size = TINY_VIT["image_size"]
+    processor = ViTImageProcessor(size={"height": size, "width": size})
+    return save_tiny_pretrained(tmp_path_factory.mktemp("tiny-vit"), TINY_VIT, processor, AutoModel)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Task, TaskData, TokenSequence, merge, model_config_dict, model_config_of
+from ftrun import FtrunError, Metrics, RunConfig, Task, TaskData, TextDataConfig, TokenSequence, merge, model_config_dict, model_config_of
 
 from .metrics import generation_metrics
 
@@ -43,7 +43,7 @@ DEMO_T5 = {
 }
 
 
-class Seq2SeqData(DataConfig):
+class Seq2SeqData(TextDataConfig):
     source_prefix: str | None = Field(None, description="Put before every source text; default: the task's prefix for T5 models, none for others.")
     max_source_length: int = Field(1024, gt=0, description="Truncate source texts to this many tokens.")
     max_target_length: int = Field(128, gt=0, description="Truncate target texts to this many tokens; also how long generated texts may be.")

@@ -94,7 +94,7 @@ def ftrun_load_data(task: BaseTask, config: RunConfig, sample: int | None, label
     encoded labels follow. ``splits``: the splits to encode, ``("train", "eval")``, or
     ``("eval",)`` in ``ftrun eval`` (whose config names the eval data as both splits). Returns a
     :class:`ftrun.TaskData` holding the tokenized splits (none with a ``sample``), the
-    tokenizer, the label names and the raw splits; bad data raises :class:`ftrun.FtrunError`.
+    processor (``task.load_processor``: a tokenizer, an image processor, ...), the label names and the raw splits; bad data raises :class:`ftrun.FtrunError`.
     ``firstresult``: stops at the first non-``None`` result.
     """
 
@@ -106,7 +106,7 @@ def ftrun_preflight(task: BaseTask, config: RunConfig, data: TaskData, report: P
     Called after the task's own ``preflight``, by ``ftrun check`` and at the start of every run,
     before any model weights load. ``data`` is the data stage's: in a run, both splits encoded;
     in ``ftrun check``, which encodes a sample of each split, ``data.train`` and ``data.eval`` are
-    ``None`` while ``data.raw``, ``data.tokenizer``, ``data.labels`` and ``data.stats`` are there.
+    ``None`` while ``data.raw``, ``data.processor``, ``data.labels`` and ``data.stats`` are there.
     Call ``report.warn(key, message)`` or ``report.fail(key, message)``; an error stops the run
     before it starts. Returns nothing.
     """
@@ -117,11 +117,11 @@ def ftrun_build_head(task: BaseTask, config: RunConfig, data: TaskData) -> PreTr
     """Head stage: build the model with the task's output layer, labels wired in.
 
     Called after the data stage. Receives the task, the config and the data stage's
-    result (label names, tokenizer). Returns a ``transformers.PreTrainedModel``, loaded
+    result (label names, processor). Returns a ``transformers.PreTrainedModel``, loaded
     from ``config.model.name`` or built from ``config.model.config``, or a module wrapping
     one (a ``peft.PeftModel``: anything whose ``get_base_model()`` is a ``PreTrainedModel``).
     ``ftrun predict`` loads the trained model through it too: ``config.model.name`` is then the
-    run's output directory, and ``data`` holds its tokenizer only (``data.train`` is ``None``).
+    run's output directory, and ``data`` holds its processor only (``data.train`` is ``None``).
     ``firstresult``: stops at the first non-``None`` result.
     """
 
@@ -195,7 +195,7 @@ def ftrun_after_training(task: BaseTask, config: RunConfig, trainer: Trainer) ->
 
 @hookspec(firstresult=True)
 def ftrun_save_model(task: BaseTask, config: RunConfig, trainer: Trainer, output_dir: Path) -> bool | None:
-    """The final save: write the trained model (and its tokenizer) into ``output_dir``.
+    """The final save: write the trained model (and its processor) into ``output_dir``.
 
     Called by every process (a distributed save gathers the shards), with a staging folder that
     ftrun moves into the run's output directory once everything is written. ftrun adds its own

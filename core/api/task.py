@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ftrun.manifest.config import DataConfig, MetricsConfig, RunConfig
+from ftrun.manifest.config import DataConfig, MetricsConfig, ModelConfig, RunConfig, TextDataConfig, TextModelConfig
 from ftrun.stages.data import Splits, TaskData
 from ftrun.util.errors import FtrunError
 
@@ -79,6 +79,8 @@ class BaseTask:
     pipeline_tag: ClassVar[str | None] = None
     #: The ``AutoModelFor...`` class that adds this task's output layer.
     auto_model: ClassVar[type]
+    #: The ``[model]`` table: ``ModelConfig``, or a subclass with this task's own keys (``Task``'s: its tokenizer's).
+    model_config: ClassVar[type[ModelConfig]] = ModelConfig
     #: The ``[data]`` table, with this task's own keys (columns, ...).
     data_config: ClassVar[type[DataConfig]] = DataConfig
     #: The ``[metrics]`` table, with this task's own keys (a decision threshold, ...).
@@ -92,6 +94,10 @@ class BaseTask:
     #: ``[training]`` settings the task cannot run without: applied over the user's, and a user
     #: setting that differs is an error when the manifest is validated.
     required_training: ClassVar[dict[str, Any]] = {}
+    #: Whether ``encode`` runs as examples are read (``datasets``' ``with_transform``) rather than once, cached: for
+    #: inputs too large to cache (pixels, waveforms) and augmentation drawn anew each epoch. The cache then holds the
+    #: raw rows alone; ``encode`` must return one feature per example, and ``split`` is ``"train"`` only for training batches.
+    lazy_encoding: ClassVar[bool] = False
     #: The class that loads the saved model's processor, and its variable, in the model card's usage code (without a pipeline).
     processor_class: ClassVar[str] = "AutoProcessor"
     processor_name: ClassVar[str] = "processor"
@@ -166,10 +172,11 @@ class BaseTask:
         return None
 
     def encode(self, batch: dict[str, list], data: TaskData, config: RunConfig, split: str) -> dict[str, list]:
-        """Tokenize one batch of raw examples of ``split`` (``train``, ``eval`` or ``predict``) into features.
+        """Turn one batch of raw examples of ``split`` (``train``, ``eval`` or ``predict``) into features, with ``data.processor``.
 
-        It may return more rows than it receives (one example, several features); eval and
-        predict features need no labels when ``postprocess`` finds the references elsewhere.
+        It may return more rows than it receives (one example, several features), unless the task
+        encodes lazily (``lazy_encoding``); eval and predict features need no labels when
+        ``postprocess`` finds the references elsewhere. Random augmentation belongs to ``split == "train"`` only.
         """
         raise NotImplementedError
 
@@ -192,6 +199,14 @@ class BaseTask:
             "id2label": dict(enumerate(data.labels)),
             "label2id": data.label2id,
         }
+
+    def processor_settings(self, data: TaskData, config: RunConfig) -> dict[str, Any]:
+        """Model config settings that a model built from ``[model] config`` takes from ``data.processor``.
+
+        Default: none (an image processor is sized to the config, not the config to it). ``Task``'s:
+        the tokenizer's vocabulary size and its pad, start and end ids.
+        """
+        return {}
 
     def build_metrics(self, config: RunConfig, data: TaskData) -> Metrics:
         """Metric stage."""
@@ -256,7 +271,7 @@ class BaseTask:
     # -- what a task's stages use -------------------------------------------------------
 
     def read_file(self, path: Path) -> Any | None:
-        """Read a local data file of a format only this task knows; ``None`` for the usual formats."""
+        """Read a local data file of a format only this task knows, or a folder (``data.train_file``, ``ftrun predict --input``); ``None`` for the usual formats."""
         return None
 
     def load_processor(self, config: RunConfig, splits: Splits | None) -> Any:
@@ -281,6 +296,15 @@ class BaseTask:
         """The token sequences the model reads from ``split`` (a sample of one), for ``preflight``'s length figures.
 
         Default: ``{}``, none (inputs of a fixed size).
+        """
+        return {}
+
+    def input_figures(self, split: Any, data: TaskData, config: RunConfig) -> dict[str, str]:
+        """Figures of the inputs of ``split`` (a sample of one), by row name, for the pre-flight's data table and ``ftrun check --json``.
+
+        What ``sequences`` gives for token sequences, for inputs that are none: an image task's
+        sizes (``"image size (w×h)": "8×8 to 8×8"``), an audio task's durations, what the
+        processor makes of them. Default: ``{}``, none.
         """
         return {}
 
@@ -314,8 +338,11 @@ class BaseTask:
 
         return preflight(self, config, data)
 
-    def predict(self, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
+    def predict(self, model: Any, processor: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
         """Predictions for inputs (as ``read_input`` gave them): the task's pipeline where transformers has one.
+
+        ``processor`` is what ``load_processor`` loaded from the model's directory; the pipeline
+        gets it under its keyword (``tokenizer``, ``image_processor``, ``feature_extractor``, ``processor``).
 
         Without one, the inputs (tables of the raw columns ``encode`` reads) are encoded as the
         ``predict`` split, the model runs over the features, and ``postprocess`` makes them
@@ -324,19 +351,32 @@ class BaseTask:
         from ftrun.stages.predict import predict_with_pipeline, predict_with_trainer
 
         if self.has_pipeline():
-            return predict_with_pipeline(self, model, tokenizer, inputs)
-        return predict_with_trainer(self, model, tokenizer, inputs, config)
+            return predict_with_pipeline(self, model, processor, inputs)
+        return predict_with_trainer(self, model, processor, inputs, config)
 
 
 class Task(BaseTask):
     """A task on text: ``BaseTask`` with what text tasks share, a tokenizer, token sequences and text columns.
 
     A subclass must define ``name``, ``auto_model``, ``check_data``, ``text_of``, ``encode`` and
-    ``build_metrics``.
+    ``build_metrics``. Its tables are ``TextModelConfig`` (the tokenizer's keys) and ``TextDataConfig``
+    (``max_length``), or subclasses of them.
     """
 
+    model_config = TextModelConfig
+    data_config = TextDataConfig
     processor_class = "AutoTokenizer"
     processor_name = "tokenizer"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A text task whose ``[data]`` table subclasses ``DataConfig``, as every one did before ``TextDataConfig``, keeps ``max_length``, with a DeprecationWarning."""
+        super().__init_subclass__(**kwargs)
+        table = cls.__dict__.get("data_config")
+        if table is not None and not issubclass(table, TextDataConfig):
+            warnings.warn(
+                f"{cls.__qualname__}.data_config subclasses DataConfig: a text task's should subclass TextDataConfig", DeprecationWarning, stacklevel=2
+            )
+            cls.data_config = type(table.__name__, (table, TextDataConfig), {"__module__": table.__module__, "__doc__": table.__doc__})
 
     def text_of(self, split: Any, config: RunConfig) -> Iterable[str]:
         """The raw texts of a split, to train a tokenizer on when none is given."""
@@ -383,6 +423,19 @@ class Task(BaseTask):
         if found is None or any(len(example) != 1 for example in found):
             raise FtrunError(f"task {self.name} predicts on no column of a file: it has no inputs_from of its own")
         return [example[0] for example in found]
+
+    def processor_settings(self, data: TaskData, config: RunConfig) -> dict[str, Any]:
+        """The tokenizer's vocabulary size and its pad, start and end ids, for a model built from ``[model] config``.
+
+        Where generation starts and stops: the tokenizer's ids, not the class defaults (GPT-2's
+        50256 is no token of a tokenizer trained here). The model's generation config is made from these.
+        """
+        tokenizer = data.tokenizer
+        settings = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+        for name in ("bos_token_id", "eos_token_id"):
+            if getattr(tokenizer, name) is not None:
+                settings[name] = getattr(tokenizer, name)
+        return settings
 
     def data_collator(self, data: TaskData, model: PreTrainedModel | None, config: RunConfig) -> Callable:
         """How features become batches: by default, padded to each batch's own longest example (dynamic padding).

@@ -2,7 +2,7 @@
 
 The stages of a run, without training: the run's own ``ftrun.toml`` (with ``--manifest`` tables
 and ``--set`` overrides laid over it) names the data, the data stage (``ftrun_load_data``, as in a run) encodes its eval split with
-the model's tokenizer and labels, the head stage loads the model as ``ftrun predict`` does, and
+the model's processor and labels, the head stage loads the model as ``ftrun predict`` does, and
 the task's Trainer evaluates it (sorted batches, post-processing, generation where the task
 generates). The results go to a folder of their own: nothing in the model directory changes.
 """
@@ -68,7 +68,9 @@ def main(args: argparse.Namespace) -> int:
     # The run's paths are absolute in its ftrun.toml; --manifest's are relative to its folder, --set's to the current one.
     resolve_paths(overlay, manifest_model(task, manager.tables()), Path(args.manifest or ".").parent)
     config = build_config(task, merge(manifest, overlay), source=source, base_dir=Path.cwd(), overrides=overrides, tables=manager.tables(), finished=True)
-    if config.data.eval_file:  # checked here, by its name: the eval stage reads it as its only split
+    # Checked here, by its name: the eval stage reads it as its only split. A folder is the task's reader's
+    # (clips or images in a subfolder per class): the data stage says so where the task reads none.
+    if config.data.eval_file and not Path(config.data.eval_file).is_dir():
         check_file(config, "eval_file", config.data.eval_file)
     warning = check_remote_code(config, model_dir, saved)
     if warning:
@@ -90,18 +92,18 @@ def evaluate_model(manager: PluginManager, config: RunConfig, model_dir: Path, o
     """Evaluate ``model_dir`` on ``config``'s eval split; write ``eval_results.json`` and ``plots/`` into ``output_dir``."""
     from ftrun.stages import plots
     from ftrun.stages.output import PLOTS_DIR
-    from ftrun.stages.predict import load_trained
+    from ftrun.stages.predict import load_trained, model_dir_table
     from ftrun.stages.training import use_rich_progress
 
     task = manager.task(config.task)
-    model, tokenizer = load_trained(manager, task, config, model_dir)
+    model, _ = load_trained(manager, task, config, model_dir)
     saved = getattr(model.config, "id2label", None) or {}
     labels = [saved[i] for i in sorted(saved)] if saved else None
     # Only the eval split is encoded; the train split is read as the eval one, so that a run's train data need not be here.
     data_config = config.data.model_copy(
         update={"train_file": config.data.eval_file, "train_split": config.data.eval_split, "max_train_samples": config.data.max_eval_samples}
     )
-    named = dataclasses.replace(config, data=data_config, model=config.model.model_copy(update={"name": str(model_dir), "config": None, "tokenizer": None}))
+    named = dataclasses.replace(config, data=data_config, model=model_dir_table(config.model, model_dir))
     with display.active():
         data = manager.load_data(task, named, labels=labels, splits=("eval",))  # through the data stage, as a run loads it
         metrics = manager.build_metrics(task, config, data)

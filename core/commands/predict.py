@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="each input is a JSON object (for tasks whose inputs have several fields, e.g. a question and a context)",
     )
-    parser.add_argument("--input", metavar="FILE", help="predict every row of a csv, json, jsonl(.gz) or parquet file (columns as the run's [data] names them)")
+    parser.add_argument(
+        "--input", metavar="FILE", help="predict every row of a csv, json, jsonl(.gz) or parquet file (columns as the run's [data] names them), or a folder the task reads"
+    )
     parser.add_argument("--output", metavar="FILE", help="with --input: the JSON lines file the predictions go to, one per row, in the rows' order")
     parser.add_argument("--skip-bad", action="store_true", help="with --input: leave out rows that cannot be read (counted), instead of stopping at the first")
     parser.add_argument("--overwrite", action="store_true", help="with --input: replace an existing --output file")
@@ -81,8 +83,8 @@ def main(args: argparse.Namespace) -> int:
         raise FtrunError("predict: no input (give texts as arguments or lines on stdin)")
     given = [read_json_input(text, f"predict: {where} {i}") if args.json_input else text for where, i, text in lines]
     inputs = [task.read_input(value, f"predict: {where} {i}", config) for value, (where, i, _) in zip(given, lines)]
-    model, tokenizer = load_trained(manager, task, config, model_dir)
-    for value, prediction in zip(given, predict_as_evaluated(task, model, tokenizer, inputs, config)):
+    model, processor = load_trained(manager, task, config, model_dir)
+    for value, prediction in zip(given, predict_as_evaluated(task, model, processor, inputs, config)):
         if args.json:
             print(json.dumps(as_record(value, prediction), ensure_ascii=False))
         else:
@@ -97,7 +99,7 @@ def predict_input_file(args: argparse.Namespace, manager: PluginManager, task: A
     from ftrun.util.display import Display
 
     source = Path(args.input)
-    if not source.is_file():
+    if not source.is_file() and not (source.is_dir() and task.read_file(source) is not None):  # a folder the task reads (images)
         raise FtrunError(f"--input: {source} does not exist" if not source.exists() else f"--input: {source} is not a file")
     if not args.output:
         raise FtrunError("--input: needs --output FILE, the JSON lines file its predictions go to")
@@ -105,13 +107,13 @@ def predict_input_file(args: argparse.Namespace, manager: PluginManager, task: A
     if target.exists() and not args.overwrite:
         raise FtrunError(f"--output: {target} exists: choose another, or pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_trained(manager, task, config, model_dir)
+    model, processor = load_trained(manager, task, config, model_dir)
     from rich.console import Console
 
     display = Display(Console(stderr=True, soft_wrap=True))  # stdout stays free for scripts; the rows' count is unknown until the end
     with display.active():
         advance = display.bar("Predicting", total=None)
-        summary = predict_file(task, model, tokenizer, config, source, target, skip_bad=args.skip_bad, advance=advance)
+        summary = predict_file(task, model, processor, config, source, target, skip_bad=args.skip_bad, advance=advance)
     skipped = f", {summary.skipped} bad row{'s' if summary.skipped != 1 else ''} skipped" if args.skip_bad else ""
     print(f"ftrun predict: {summary.rows - summary.skipped} of {summary.rows} rows of {source} predicted into {target}{skipped}", file=sys.stderr)
     return 0

@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     for example, prediction in zip(config.predict.examples, result.predictions):
         shown = example if isinstance(example, str) else json.dumps(example, ensure_ascii=False)
         display.print(f"[bold]{task.format_prediction(prediction)}[/]  {shown}", highlight=False)
-    display.print(f"Model, tokenizer, metrics, predictions and model card written to [bold]{output_dir}[/]")
+    display.print(f"Model, processor, metrics, predictions and model card written to [bold]{output_dir}[/]")
     command = predict_command(task, config, str(output_dir))
     if command:
         display.print(f"Try it: {command}", highlight=False, markup=False)

@@ -48,7 +48,7 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    """``[model]``: pretrained weights by ``name``, or a fresh model built from ``config``."""
+    """``[model]``: pretrained weights by ``name``, or a fresh model built from ``config``. Text tasks add their tokenizer's keys (:class:`TextModelConfig`)."""
 
     name: str | None = Field(None, description="Hub id or local directory of a pretrained model.", json_schema_extra={"path": "local-or-hub"})
     config: dict[str, Any] | str | None = Field(
@@ -56,6 +56,14 @@ class ModelConfig(Section):
         description="Build the model from this config (a table, or a config.json path) instead of weights.",
         json_schema_extra={"path": "local-or-hub"},
     )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
+    trust_remote_code: bool = Field(False, description="Allow code from the model repository to run.")
+    license: str | None = Field(None, description="The trained model's license, for its model card's metadata (a Hub license id, e.g. apache-2.0).")
+
+
+class TextModelConfig(ModelConfig):
+    """``[model]`` of a task on text (``Task``'s): a model, and the tokenizer its inputs are cut into tokens with."""
+
     tokenizer: str | None = Field(
         None,
         description="Hub id or directory of the tokenizer; default: the model's, or one trained on the data.",
@@ -63,13 +71,10 @@ class ModelConfig(Section):
     )
     tokenizer_vocab_size: int = Field(8000, gt=0, description="Vocabulary size when a tokenizer is trained.")
     tokenizer_lowercase: bool = Field(True, description="Lowercase text in a trained tokenizer (keep case for names: false).")
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
-    trust_remote_code: bool = Field(False, description="Allow code from the model repository to run.")
-    license: str | None = Field(None, description="The trained model's license, for its model card's metadata (a Hub license id, e.g. apache-2.0).")
 
 
 class DataConfig(Section):
-    """``[data]``: where the splits come from and how much of them to use. Tasks add their columns."""
+    """``[data]``: where the splits come from and how much of them to use. Tasks add their columns; text tasks subclass :class:`TextDataConfig`."""
 
     dataset: str | None = Field(None, min_length=1, description="Hub id or local path of a dataset.", json_schema_extra={"path": "local-or-hub"})
     dataset_config: str | None = Field(None, description="Configuration name of a Hub dataset.")
@@ -79,8 +84,13 @@ class DataConfig(Section):
     eval_split: str = Field("test", description="Split of the dataset to evaluate on.")
     max_train_samples: int | None = Field(None, gt=0, description="Train on this many examples of the train split (shuffled first).")
     max_eval_samples: int | None = Field(None, gt=0, description="Evaluate on this many examples of the eval split (shuffled first).")
-    max_length: int | None = Field(None, gt=0, description="Truncate inputs to this many tokens.")
     shuffle_seed: int = Field(42, description="Seed of the shuffle before max_*_samples are taken.")
+
+
+class TextDataConfig(DataConfig):
+    """``[data]`` of a task on text (``Task``'s): its inputs are token sequences, cut at ``max_length``."""
+
+    max_length: int | None = Field(None, gt=0, description="Truncate inputs to this many tokens.")
 
 
 class MetricsConfig(Section):
@@ -132,6 +142,12 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 
 #: What every task's evaluation needs: its post-processing sees every output of the split at once.
 REQUIRED_TRAINING: dict[str, Any] = {"eval_do_concat_batches": True, "batch_eval_metrics": False}
+
+
+def required_training(task: BaseTask) -> dict[str, Any]:
+    """The ``[training]`` settings ``task`` cannot run without: its ``required_training``, and for a task that encodes
+    lazily ``remove_unused_columns = false``, since the Trainer would drop the raw columns its ``encode`` reads before encoding."""
+    return {**({"remove_unused_columns": False} if task.lazy_encoding else {}), **task.required_training}
 
 
 class Manifest(Section):
@@ -478,6 +494,7 @@ def manifest_model(task: BaseTask, tables: Mapping[str, type[BaseModel]] | None 
 def _manifest_model(task_class: type[Task], arguments_class: type, plugin_tables: tuple[tuple[str, type[BaseModel]], ...]) -> type[Manifest]:
     retyped = {
         "task": Literal[task_class.name],
+        "model": task_class.model_config,
         "data": task_class.data_config,
         "training": training_model(arguments_class),
         "metrics": task_class.metrics_config,
@@ -579,11 +596,11 @@ def build_config(
     except ValidationError as exc:
         raise _problem(where, model, exc) from None
     training = dict(effective["training"])  # as written: TrainingArguments converts the values itself
-    for who, required in ((f"task {task.name}", task.required_training), ("ftrun", REQUIRED_TRAINING)):
+    for who, required in ((f"task {task.name}", required_training(task)), ("ftrun", REQUIRED_TRAINING)):
         for key, value in required.items():
             if key in training and training[key] != value:
                 raise FtrunError(f"{where('training.' + key)}: {who} needs {key} = {tomli_w.dumps({'v': value})[4:].strip()}")
-    effective["training"] = training = {**training, **REQUIRED_TRAINING, **task.required_training}
+    effective["training"] = training = {**training, **REQUIRED_TRAINING, **required_training(task)}
     if isinstance(checked.model.config, dict):
         _validate_model_config(where, checked.model.config)
     plugin_tables = {name: getattr(checked, name) for name in tables or {} if getattr(checked, name) is not None}

@@ -1,4 +1,4 @@
-"""The data stage: load the splits (Hub or local files), check them, get a tokenizer, encode (cached).
+"""The data stage: load the splits (Hub or local files), check them, get the task's processor, encode (cached, or lazily).
 
 :func:`load_data` is the stage as ftrun's default plugin runs it; the rest are its parts, and
 the helpers tasks use to check their columns and name a bad row.
@@ -57,16 +57,37 @@ class Splits:
     eval: Dataset
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(init=False)
 class TaskData:
     """What the data stage returns: encoded splits and what the head needs to know."""
 
     train: Any
     eval: Any
-    tokenizer: PreTrainedTokenizerBase
-    labels: list[str] | None = None
-    raw: Splits | None = None
-    stats: dict[str, TokenizeStats] = dataclasses.field(default_factory=dict)
+    processor: Any
+    """What ``task.load_processor`` returned: a tokenizer, an image processor, a feature extractor, a multimodal processor."""
+    labels: list[str] | None
+    raw: Splits | None
+    stats: dict[str, TokenizeStats]
+
+    def __init__(
+        self,
+        train: Any,
+        eval: Any,
+        processor: Any = None,
+        labels: list[str] | None = None,
+        raw: Splits | None = None,
+        stats: dict[str, TokenizeStats] | None = None,
+        *,
+        tokenizer: Any = None,
+    ) -> None:
+        # ``tokenizer=`` is what a text task's code (and its tests) wrote before there were other processors.
+        self.train, self.eval, self.processor = train, eval, processor if processor is not None else tokenizer
+        self.labels, self.raw, self.stats = labels, raw, stats if stats is not None else {}
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The processor, as text code names it: a text task's processor is its tokenizer."""
+        return self.processor
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -76,7 +97,7 @@ class TaskData:
 def load_data(
     task: BaseTask, config: RunConfig, sample: int | None = None, labels: list[str] | None = None, encode: tuple[str, ...] = ("train", "eval")
 ) -> TaskData:
-    """Load and check the splits, get a tokenizer, encode both splits (cached on disk).
+    """Load and check the splits, get the task's processor, encode both splits (cached on disk, or as they are read where the task encodes lazily).
 
     With ``sample`` (``ftrun check``), only that many examples of each split are encoded, to
     fail now what would fail at tokenization: the result then holds no encoded splits, and its
@@ -86,12 +107,15 @@ def load_data(
     splits = load_splits(config, task.read_file)
     found = task.check_data(splits, config)
     labels = labels if labels is not None and found is not None else found
-    data = TaskData(train=None, eval=None, tokenizer=task.load_processor(config, splits), labels=labels, raw=splits)
+    data = TaskData(train=None, eval=None, processor=task.load_processor(config, splits), labels=labels, raw=splits)
     # The task's code is part of the key: a changed encode never reuses stale features.
-    key = repr((code_identity(task), tokenizer_fingerprint(data.tokenizer), config.data.model_dump(), labels))
+    key = repr((code_identity(task), processor_fingerprint(data.processor), config.data.model_dump(), labels))
     for name in encode:
         split = getattr(splits, name)
-        if sample is None:
+        if sample is None and task.lazy_encoding:
+            setattr(data, name, encode_lazily(task, split, data, config, name))
+            data.stats[name] = TokenizeStats(len(split), len(split), 0.0, cached=False, lazy=True)
+        elif sample is None:
             encoded, data.stats[name] = tokenize(
                 split, lambda batch, name=name: encode_batch(task, batch, data, config, name), key=key, desc=f"Tokenizing {name}"
             )
@@ -146,6 +170,15 @@ def encode_batch(task: BaseTask, batch: dict[str, list], data: TaskData, config:
         raise
     except BaseException as exc:  # BaseException: a Rust tokenizer's panic (pyo3's PanicException) is not an Exception
         raise FtrunError(f"{config.where('data')}: task {task.name} cannot encode the {split} split: {type(exc).__name__}: {first_line(exc)}") from exc
+
+
+def encode_lazily(task: BaseTask, split: Dataset, data: TaskData, config: RunConfig, name: str) -> Dataset:
+    """``split`` encoded as its rows are read (``datasets``' ``with_transform``), for a task with ``lazy_encoding``: nothing encoded is stored.
+
+    Every read encodes anew, so a training batch draws its augmentation afresh each epoch. The
+    transform keeps through ``select`` and ``shuffle``, which sorted evaluation and the samplers use.
+    """
+    return split.with_transform(lambda batch: encode_batch(task, batch, data, config, name))
 
 
 def code_identity(task: BaseTask) -> tuple[str, ...]:
@@ -206,7 +239,7 @@ def load_splits(config: RunConfig, reader: FileReader | None = None) -> Splits:
 
     Local files (``train_file`` / ``eval_file``) win over ``dataset``; ``dataset`` is a
     Hub id, a local folder of data files, or a folder written by ``save_to_disk``.
-    ``reader`` lets a task read formats of its own (e.g. CoNLL text files).
+    ``reader`` lets a task read formats of its own (e.g. CoNLL text files, or a folder of images).
     """
     data = config.data
     if data.train_file or data.eval_file:
@@ -240,9 +273,13 @@ def _load_file(config: RunConfig, key: str, reader: FileReader | None) -> Datase
     """One local file as a split; each file is read on its own so an error names it."""
     import datasets
 
-    path = check_file(config, key, getattr(config.data, key))
+    given = Path(getattr(config.data, key))
+    # A task's reader may take a folder (images in one subfolder per class); any other path must be a data file.
+    path = given if reader and given.is_dir() else check_file(config, key, str(given))
     where = f"{config.where(f'data.{key}')}: {path.name}"
     split = _guarded(where, lambda: reader(path)) if reader else None
+    if split is None and path.is_dir():
+        check_file(config, key, str(path))  # says it is a folder, not a data file
     if split is not None:
         return split
     builder, options = builder_for(path, config.where(f"data.{key}"))
@@ -544,15 +581,15 @@ def require_columns(split: Dataset, columns: dict[str, str | None], config: RunC
             raise FtrunError(f"{config.where('data.' + key)}: column {column!r} not in the {name} split (columns: {', '.join(split.column_names)})")
 
 
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A stable hash of a tokenizer's full definition (vocabulary, rules, special tokens)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
+def processor_fingerprint(processor: Any) -> str:
+    """A stable hash of a processor's full definition: a fast tokenizer's vocabulary, rules and special tokens, an image processor's or feature extractor's settings."""
+    backend = getattr(processor, "backend_tokenizer", None)
     if backend is not None:
-        text = backend.to_str() + repr(sorted(tokenizer.special_tokens_map.items()))
+        text = backend.to_str() + repr(sorted(processor.special_tokens_map.items()))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
     from datasets.fingerprint import Hasher
 
-    return Hasher.hash(tokenizer)
+    return Hasher.hash(processor)
 
 
 @dataclasses.dataclass
@@ -564,6 +601,8 @@ class TokenizeStats:
     """Rows after encoding: more than ``examples`` where one example becomes several features."""
     seconds: float
     cached: bool
+    lazy: bool = False
+    """Encoded as it is read (the task's ``lazy_encoding``), not now: ``seconds`` counts nothing."""
 
 
 def tokenize(

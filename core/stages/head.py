@@ -35,17 +35,11 @@ def build_head(task: BaseTask, config: RunConfig, data: TaskData) -> PreTrainedM
             return task.auto_model.from_pretrained(model.name, config=model_config, revision=model.revision, trust_remote_code=model.trust_remote_code)
         except (OSError, ValueError) as exc:
             raise FtrunError(f"{config.where('model.name')}: cannot load {model.name!r}: {first_line(exc)}") from exc
-    tokenizer = data.tokenizer
-    kwargs.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    # Where generation starts and stops: the tokenizer's ids, not the class defaults (GPT-2's 50256
-    # is no token of a tokenizer trained here). The model's generation config is made from these.
-    for name in ("bos_token_id", "eos_token_id"):
-        if getattr(tokenizer, name) is not None:
-            kwargs[name] = getattr(tokenizer, name)
+    kwargs.update(task.processor_settings(data, config))
     model_config = model_config_of(config, **kwargs)
     if model_config.is_encoder_decoder and getattr(model_config, "decoder_start_token_id", None) is None:
         # T5-family configs leave it to their checkpoints, which start decoding from the pad token.
-        model_config.decoder_start_token_id = tokenizer.pad_token_id
+        model_config.decoder_start_token_id = model_config.pad_token_id
     try:
         return task.auto_model.from_config(model_config)
     except (ValueError, TypeError, KeyError) as exc:
@@ -53,10 +47,14 @@ def build_head(task: BaseTask, config: RunConfig, data: TaskData) -> PreTrainedM
 
 
 def check_model(config: RunConfig) -> None:
-    """What a run and ``ftrun check`` verify of ``[model]`` before loading weights: it exists, and fits the data and tokenizer."""
+    """What a run and ``ftrun check`` verify of ``[model]`` before loading weights: it exists, and fits the data and tokenizer.
+
+    The length and tokenizer checks apply where the task's tables have those keys (``Task``'s, for text).
+    """
     from transformers import AutoTokenizer
 
     model = config.model
+    max_length, tokenizer = getattr(config.data, "max_length", None), getattr(model, "tokenizer", None)
     if named_model(config) is not None:
         path = Path(model.name)
         if path.is_dir() and not any(any(path.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json")):
@@ -64,14 +62,14 @@ def check_model(config: RunConfig) -> None:
     model_config = model_config_of(config)
     # Both would only fail in the middle of training, as an index error deep in the model.
     positions = getattr(model_config, "max_position_embeddings", None)
-    if config.data.max_length is not None and positions is not None and config.data.max_length > positions:
-        raise FtrunError(f"{config.where('data.max_length')}: {config.data.max_length} tokens is more than the model takes ({positions})")
-    if model.tokenizer and model.name:
-        check_local(config, "model.tokenizer", model.tokenizer)
+    if max_length is not None and positions is not None and max_length > positions:
+        raise FtrunError(f"{config.where('data.max_length')}: {max_length} tokens is more than the model takes ({positions})")
+    if tokenizer and model.name:
+        check_local(config, "model.tokenizer", tokenizer)
         try:
-            tokens = len(AutoTokenizer.from_pretrained(model.tokenizer, revision=model.revision, trust_remote_code=model.trust_remote_code))
+            tokens = len(AutoTokenizer.from_pretrained(tokenizer, revision=model.revision, trust_remote_code=model.trust_remote_code))
         except (OSError, ValueError) as exc:
-            raise FtrunError(f"{config.where('model.tokenizer')}: cannot load tokenizer {model.tokenizer!r}: {first_line(exc)}") from exc
+            raise FtrunError(f"{config.where('model.tokenizer')}: cannot load tokenizer {tokenizer!r}: {first_line(exc)}") from exc
         if tokens > model_config.vocab_size:
             raise FtrunError(
                 f"{config.where('model.tokenizer')}: has {tokens} tokens, more than the {model_config.vocab_size} "

@@ -1,4 +1,4 @@
-"""The files of a finished run: the model and tokenizer, and what ftrun adds next to them.
+"""The files of a finished run: the model and its processor, and what ftrun adds next to them.
 
 ``ftrun.toml`` (the effective manifest: rerun it with ``ftrun --manifest``, and
 ``ftrun predict`` reads the task from it), the Trainer's ``*_results.json`` and

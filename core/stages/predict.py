@@ -6,7 +6,7 @@ that changes the head (its class, a wrapper) is consulted at prediction too.
 A model directory is data, never code, and is checked before anything loads from it
 (:func:`read_model_dir`): a run's folder against its marker (every file it wrote, at its size);
 a plain model directory (downloaded, or saved by other code) has none and is loaded as it is,
-its weights and tokenizer checked as they load. Neither its ``ftrun.toml`` (``plugins``,
+its weights and processor checked as they load. Neither its ``ftrun.toml`` (``plugins``,
 ``trust_remote_code``) nor its config (``auto_map``) makes ftrun run code: the user allows that
 (:func:`code_asked_for`).
 """
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from ftrun.api.plugin_manager import PluginManager
     from ftrun.api.task import BaseTask
-    from ftrun.manifest.config import RunConfig
+    from ftrun.manifest.config import ModelConfig, RunConfig
 
 #: Inputs run through the model at once.
 PREDICT_BATCH = 32
@@ -113,10 +113,10 @@ def check_remote_code(config: RunConfig, model_dir: Path, manifest: dict[str, An
 
 
 def load_trained(plugins: PluginManager, task: BaseTask, config: RunConfig, model_dir: Path) -> tuple[PreTrainedModel, Any]:
-    """The model and tokenizer of a finished run's output directory (or a plain model directory), through the head stage.
+    """The model and processor of a finished run's output directory (or a plain model directory), through the head stage.
 
     The head stage sees ``model.name`` set to the directory (its config.json holds the labels),
-    and data with the directory's tokenizer only. Weights cut short, or a tokenizer of nothing
+    and data with the directory's processor only (``task.load_processor``). Weights cut short, or a tokenizer of nothing
     but special tokens (its files missing), are one line, not a model that predicts nonsense.
     """
     from safetensors import safe_open
@@ -129,39 +129,64 @@ def load_trained(plugins: PluginManager, task: BaseTask, config: RunConfig, mode
                 pass
         except Exception as exc:  # safetensors' own SafetensorError, or an OSError
             raise FtrunError(f"--model: {weights}: cannot read the weights: {first_line(exc)}") from exc
-    model = config.model.model_copy(update={"name": str(model_dir), "config": None, "tokenizer": None, "revision": None})
-    config = dataclasses.replace(config, model=model, source="--model", overridden=frozenset())
-    tokenizer = task.load_processor(config, None)
-    specials = getattr(tokenizer, "all_special_tokens", None)  # a processor that is no tokenizer has no vocabulary to check
-    if specials is not None and len(tokenizer) <= len(specials):
-        raise FtrunError(f"--model: {model_dir}: its tokenizer has no vocabulary, only {len(tokenizer)} special tokens: its tokenizer files are missing")
-    data = TaskData(train=None, eval=None, tokenizer=tokenizer)
-    return plugins.build_head(task, config, data), data.tokenizer
+    config = dataclasses.replace(config, model=model_dir_table(config.model, model_dir), source="--model", overridden=frozenset())
+    processor = task.load_processor(config, None)
+    specials = getattr(processor, "all_special_tokens", None)  # a processor that is no tokenizer has no vocabulary to check
+    if specials is not None and len(processor) <= len(specials):
+        raise FtrunError(f"--model: {model_dir}: its tokenizer has no vocabulary, only {len(processor)} special tokens: its tokenizer files are missing")
+    data = TaskData(train=None, eval=None, processor=processor)
+    return plugins.build_head(task, config, data), data.processor
 
 
-def predict_as_evaluated(task: BaseTask, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
+def model_dir_table(model: ModelConfig, model_dir: Path) -> ModelConfig:
+    """``[model]`` naming ``model_dir`` alone: its weights, and its processor (a text task's ``tokenizer`` key, where its table has one, unset)."""
+    update = {"name": str(model_dir), "config": None, "tokenizer": None, "revision": None}
+    return model.model_copy(update={key: value for key, value in update.items() if key in type(model).model_fields})
+
+
+def predict_as_evaluated(task: BaseTask, model: Any, processor: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
     """``task.predict`` in fp32, as the run evaluated: a model that a run's Trainer trained in mixed precision still has its forward wrapped in autocast."""
     from ftrun.util.precision import full_precision
 
     with full_precision(model):
-        return task.predict(model, tokenizer, inputs, config)
+        return task.predict(model, processor, inputs, config)
 
 
-def predict_with_pipeline(task: BaseTask, model: Any, tokenizer: Any, inputs: list[Any], **options: Any) -> list[Any]:
+def predict_with_pipeline(task: BaseTask, model: Any, processor: Any, inputs: list[Any], **options: Any) -> list[Any]:
     """The task's transformers pipeline over the inputs; ``options`` go to its call (``return_full_text=False``)."""
     from transformers import pipeline
 
     # A wrapped head (a PEFT model) changes its base model in place: the pipeline takes the base.
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return pipeline(task.pipeline_tag, model=base, tokenizer=tokenizer)(inputs, batch_size=PREDICT_BATCH, **options)
+    return pipeline(task.pipeline_tag, model=base, **pipeline_processor(processor))(inputs, batch_size=PREDICT_BATCH, **options)
 
 
-def predict_with_trainer(task: BaseTask, model: Any, tokenizer: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
+def pipeline_processor(processor: Any) -> dict[str, Any]:
+    """``processor`` under the keyword ``transformers.pipeline`` takes it by: ``processor``, ``tokenizer``, ``image_processor`` or ``feature_extractor``."""
+    from transformers import FeatureExtractionMixin, PreTrainedTokenizerBase, ProcessorMixin
+    from transformers.image_processing_base import ImageProcessingMixin
+
+    if processor is None:
+        return {}
+    for kind, keyword in (
+        (ProcessorMixin, "processor"),
+        (PreTrainedTokenizerBase, "tokenizer"),
+        (ImageProcessingMixin, "image_processor"),
+        (FeatureExtractionMixin, "feature_extractor"),
+    ):
+        if isinstance(processor, kind):
+            return {keyword: processor}
+    raise FtrunError(
+        f"a {type(processor).__name__} is no processor a transformers pipeline takes (a tokenizer, image processor, feature extractor or processor)"
+    )
+
+
+def predict_with_trainer(task: BaseTask, model: Any, processor: Any, inputs: list[Any], config: RunConfig) -> list[Any]:
     """The inputs (tables of the raw columns ``encode`` reads) encoded as the ``predict`` split, run, and post-processed."""
     from datasets import Dataset
     from transformers import EvalPrediction, TrainingArguments
 
-    from ftrun.stages.data import encode_batch
+    from ftrun.stages.data import encode_batch, encode_lazily
     from ftrun.stages.training import Trainer
 
     if not all(isinstance(value, dict) for value in inputs):
@@ -169,12 +194,15 @@ def predict_with_trainer(task: BaseTask, model: Any, tokenizer: Any, inputs: lis
             f"task {task.name} has no transformers pipeline ({task.pipeline_tag}): its read_input must give tables of the columns its encode reads"
         )
     labels = getattr(model.config, "id2label", None)
-    data = TaskData(train=None, eval=None, tokenizer=tokenizer, labels=[labels[i] for i in sorted(labels)] if labels else None)
+    data = TaskData(train=None, eval=None, processor=processor, labels=[labels[i] for i in sorted(labels)] if labels else None)
     examples = Dataset.from_list(list(inputs))
-    features = examples.map(lambda batch: encode_batch(task, batch, data, config, "predict"), batched=True, remove_columns=examples.column_names)
+    if task.lazy_encoding:
+        features = encode_lazily(task, examples, data, config, "predict")
+    else:
+        features = examples.map(lambda batch: encode_batch(task, batch, data, config, "predict"), batched=True, remove_columns=examples.column_names)
     with tempfile.TemporaryDirectory() as scratch:  # the Trainer wants an output directory; predict writes nothing there
-        args = TrainingArguments(output_dir=scratch, report_to="none", per_device_eval_batch_size=PREDICT_BATCH)
-        trainer = Trainer(model=model, args=args, processing_class=tokenizer, data_collator=task.data_collator(data, model, config))
+        args = TrainingArguments(output_dir=scratch, report_to="none", per_device_eval_batch_size=PREDICT_BATCH, remove_unused_columns=not task.lazy_encoding)
+        trainer = Trainer(model=model, args=args, processing_class=processor, data_collator=task.data_collator(data, model, config))
         outputs = trainer.predict(features)
     raw = EvalPrediction(predictions=outputs.predictions, label_ids=outputs.label_ids)
     return list(task.postprocess(raw, features, examples, data, config).predictions)
@@ -191,9 +219,9 @@ class BatchSummary:
 
 
 def predict_file(
-    task: BaseTask, model: Any, tokenizer: Any, config: RunConfig, source: Path, target: Path, *, skip_bad: bool, advance: Callable[[int], None] | None = None
+    task: BaseTask, model: Any, processor: Any, config: RunConfig, source: Path, target: Path, *, skip_bad: bool, advance: Callable[[int], None] | None = None
 ) -> BatchSummary:
-    """Predict every row of ``source`` (csv, json, jsonl(.gz), parquet) into ``target`` (JSON lines), in the rows' order.
+    """Predict every row of ``source`` (csv, json, jsonl(.gz), parquet, or what the task's ``read_file`` reads) into ``target`` (JSON lines), in the rows' order.
 
     The file is streamed (``datasets``' streaming mode) a window of rows at a time; each window is
     sorted by length, predicted in batches, and written back in its own order. A row the task
@@ -205,8 +233,10 @@ def predict_file(
     from ftrun.stages.data import builder_for
     from ftrun.stages.output import as_record
 
-    builder, options = builder_for(source, "--input")
-    rows = datasets.load_dataset(builder, data_files=str(source), split="train", streaming=True, **options)
+    rows = task.read_file(source)  # a folder or file of the task's own (images), or None
+    if rows is None:
+        builder, options = builder_for(source, "--input")
+        rows = datasets.load_dataset(builder, data_files=str(source), split="train", streaming=True, **options)
     summary = BatchSummary()
     temporary = target.with_name(f".{target.name}.tmp")
     try:
@@ -215,12 +245,12 @@ def predict_file(
             for row in _guarded_rows(rows, source):
                 window.append(row)
                 if len(window) == WINDOW:
-                    _predict_window(task, model, tokenizer, config, window, summary=summary, source=source, skip_bad=skip_bad, out=out, as_record=as_record)
+                    _predict_window(task, model, processor, config, window, summary=summary, source=source, skip_bad=skip_bad, out=out, as_record=as_record)
                     if advance:
                         advance(len(window))
                     window = []
             if window:
-                _predict_window(task, model, tokenizer, config, window, summary=summary, source=source, skip_bad=skip_bad, out=out, as_record=as_record)
+                _predict_window(task, model, processor, config, window, summary=summary, source=source, skip_bad=skip_bad, out=out, as_record=as_record)
                 if advance:
                     advance(len(window))
         if summary.rows and summary.skipped == summary.rows:
@@ -241,7 +271,7 @@ def _guarded_rows(rows: Any, source: Path) -> Any:
         raise FtrunError(f"--input: {source}: cannot read it: {first_line(exc)}") from exc
 
 
-def _predict_window(task, model, tokenizer, config, window, *, summary, source, skip_bad, out, as_record) -> None:
+def _predict_window(task, model, processor, config, window, *, summary, source, skip_bad, out, as_record) -> None:
     """One window of rows: read (a bad row named, or skipped), sorted longest first, predicted, written in the rows' order."""
     first = summary.rows + 1  # the window's first row, counted from 1 as in the file (a csv file's header not counted)
     summary.rows += len(window)
@@ -264,7 +294,7 @@ def _predict_window(task, model, tokenizer, config, window, *, summary, source, 
             summary.skipped += 1
     # Longest first, so that each batch is padded the least (and a batch too large fails at once).
     order = sorted(range(len(inputs)), key=lambda i: -len(str(inputs[i][1])))
-    predictions = predict_as_evaluated(task, model, tokenizer, [inputs[i][1] for i in order], config) if inputs else []
+    predictions = predict_as_evaluated(task, model, processor, [inputs[i][1] for i in order], config) if inputs else []
     restored: list[Any] = [None] * len(inputs)
     for position, prediction in zip(order, predictions):
         restored[position] = prediction

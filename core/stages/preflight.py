@@ -135,6 +135,8 @@ class SplitReport:
     several; ``None``: one sequence of ``feature_lengths`` tokens each."""
     unknown: float | None = None
     """The share of tokens that are the tokenizer's unknown token."""
+    figures: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The task's own figures of the split's inputs (``input_figures``), by row name: image sizes, durations."""
 
     @property
     def imbalance(self) -> float | None:
@@ -278,6 +280,7 @@ def describe(task: BaseTask, config: RunConfig, data: TaskData, name: str) -> tu
     sample = split if examples <= SAMPLE else split.select(sorted(random.Random(0).sample(range(examples), SAMPLE)), keep_in_memory=True)
     try:
         sequences = task.sequences(sample, data, config)
+        report.figures = task.input_figures(sample, data, config)
     except (FtrunError, KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # as encode_batch: a Rust tokenizer's panic is no Exception
@@ -297,7 +300,7 @@ def describe(task: BaseTask, config: RunConfig, data: TaskData, name: str) -> tu
             cut=pair_cuts(lengths, sequence.pairs, limit, sequence.truncation) if sequence.pairs is not None and limit else None,
             truncation=sequence.truncation,
         )
-    unknown = data.tokenizer.unk_token_id
+    unknown = getattr(data.processor, "unk_token_id", None)  # a tokenizer's; no other processor has an unknown token
     tokens = sum(len(ids) for sequence in sequences.values() for ids in sequence.ids)
     if unknown is not None and tokens:
         report.unknown = sum(ids.count(unknown) for sequence in sequences.values() for ids in sequence.ids) / tokens
@@ -390,20 +393,22 @@ def grouping_asked(args: dict[str, Any]) -> bool:
 
 
 def feature_lengths(task: BaseTask, config: RunConfig, data: TaskData, name: str, sample: Any, measure: Callable[[Any, RunConfig], Any] | None = None) -> Any:
-    """Each feature's length as the task defines it: of the run's whole encoded split, or of ``sample`` encoded (``ftrun check``).
+    """Each feature's length as the task defines it: of the run's whole encoded split, or of ``sample`` encoded (``ftrun check``), lazily for a task that encodes so.
 
     A sample is encoded a hundred rows at a time, so that a task of large features (images
     encoded eagerly) never holds more than that many at once. ``measure``: another of the task's
     figures of its features in place of ``example_lengths`` (``example_tokens``).
     """
-    measure = measure or task.example_lengths
     from datasets import Dataset
 
-    from ftrun.stages.data import encode_batch
+    from ftrun.stages.data import encode_batch, encode_lazily
 
+    measure = measure or task.example_lengths
     encoded = getattr(data, name, None)
     if encoded is not None:
         return measure(encoded, config)
+    if task.lazy_encoding:  # as a run's split is: the raw rows, encoded as they are read
+        return measure(encode_lazily(task, sample, data, config, name), config)
     lengths: list[int] = []
     for start in range(0, len(sample), 100):
         rows = sample.select(range(start, min(start + 100, len(sample))))[:]
@@ -621,7 +626,7 @@ CHECKS = (
 
 
 def remote_code_warning(config: RunConfig) -> str:
-    source = config.model.name or config.model.tokenizer
+    source = config.model.name or getattr(config.model, "tokenizer", None)
     return f"{config.where('model.trust_remote_code')} is true: code from {source or 'the model'}'s repository may run on this machine"
 
 
@@ -680,6 +685,8 @@ def split_rows(report: Preflight) -> list[tuple[str, list[str]]]:
         rows.append(row("labels not in train", lambda s: ", ".join(s.unseen[:5]) + (" ..." if len(s.unseen) > 5 else "") if s.unseen else "—"))
     if any(s.unknown is not None for s in splits):
         rows.append(row("unknown tokens", lambda s: "—" if s.unknown is None else f"{s.unknown:.2%}"))
+    for figure in dict.fromkeys(name for s in splits for name in s.figures):
+        rows.append(row(figure, lambda s: s.figures.get(figure, "—")))
     return rows
 
 

@@ -499,7 +499,7 @@ def build_trainer(
         args=args,
         train_dataset=data.train,
         eval_dataset=data.eval,
-        processing_class=data.tokenizer,
+        processing_class=data.processor,
         data_collator=task.data_collator(data, model, config),
         compute_metrics=None if compute is None else lambda outputs: compute(task.postprocess(outputs, data.eval, data.raw.eval, data, config)),
         callbacks=callbacks,

@@ -27,7 +27,6 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ftrun import (
-    DataConfig,
     FtrunError,
     Metrics,
     MetricsConfig,
@@ -37,6 +36,7 @@ from ftrun import (
     Splits,
     Task,
     TaskData,
+    TextDataConfig,
     TokenSequence,
     check_text_column,
     describe_value,
@@ -65,7 +65,7 @@ CHATML_MARKERS = ("<|im_start|>", "<|im_end|>")
 MAX_DEFAULT_BLOCK = 1024
 
 
-class CausalLMData(DataConfig):
+class CausalLMData(TextDataConfig):
     text_column: str = Field("text", description="Column of plain texts: ended with the end-of-text token and packed into blocks.")
     prompt_column: str | None = Field(None, description="Column of prompts (with completion_column): the loss is on the completion only.")
     completion_column: str | None = Field(None, description="Column of completions of the prompts.")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from ftrun import DataConfig, FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, describe_feature, hookimpl, require_columns, where_row
+from ftrun import FtrunError, Metrics, Preflight, RunConfig, Splits, Task, TaskData, TextDataConfig, describe_feature, hookimpl, require_columns, where_row
 
 from ..demo import small_bert
 from ..labels import LabelNames, check_eval_labels, first_missing, named_labels
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 DEMO_DIR = Path(__file__).parent / "data"
 
 
-class NerData(DataConfig):
+class NerData(TextDataConfig):
     tokens_column: str = Field(TOKENS, description="Column holding each sentence as a list of words.")
     tags_column: str = Field(TAGS, description="Column holding each word's tag (IOB1, IOB2 or IOBES): strings, a Sequence(ClassLabel), or integers.")
     label_names: LabelNames = Field(None, description="Names of integer tags 0..N-1, when the data has none.")

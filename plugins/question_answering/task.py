@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from ftrun import DataConfig, FtrunError, Metrics, RunConfig, Splits, Task, TaskData, did_you_mean, hookimpl
+from ftrun import FtrunError, Metrics, RunConfig, Splits, Task, TaskData, TextDataConfig, did_you_mean, hookimpl
 
 from ..demo import small_bert
 from .answers import best_answers
@@ -33,7 +33,7 @@ DEMO_DIR = Path(__file__).parent / "data"
 INPUT_KEYS = ("question", "context", "id")
 
 
-class QuestionAnsweringData(DataConfig):
+class QuestionAnsweringData(TextDataConfig):
     id_column: str = Field("id", description="Column holding each question's id, unique within a split.")
     question_column: str = Field("question", description="Column holding the question.")
     context_column: str = Field("context", description="Column holding the text the answer is taken from.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import ftrun.testing
-from ftrun import DataConfig, FtrunError, Task, hookimpl
+from ftrun import FtrunError, Task, TextDataConfig, hookimpl
 from ftrun.testing import TINY_BERT, TINY_CORPUS, make_config
 
 if sys.version_info >= (3, 11):
@@ -29,10 +29,11 @@ FIXTURES = {
     "ftrun_tiny_bert",
     "ftrun_tiny_t5",
     "ftrun_tiny_gpt2",
+    "ftrun_tiny_vit",
 }
 
 
-class EchoData(DataConfig):
+class EchoData(TextDataConfig):
     text_column: str = "text"
     repeat: int = 1
 

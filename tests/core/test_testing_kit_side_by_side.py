@@ -20,10 +20,10 @@ WORDCOUNT_PLUGIN = '''
 from pydantic import Field
 from transformers import AutoModelForSequenceClassification
 
-from ftrun import DataConfig, Metrics, Task, hookimpl
+from ftrun import TextDataConfig, Metrics, Task, hookimpl
 
 
-class WordCountData(DataConfig):
+class WordCountData(TextDataConfig):
     text_column: str = Field("text", description="Column holding the text.")
 
 

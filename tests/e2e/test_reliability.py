@@ -25,6 +25,7 @@ import torch
 from conftest import EMBEDDED, embedded_data
 from safetensors.torch import load_file
 
+from ftrun.plugins.audio_classification import TASK as AUDIO_TASK
 from ftrun.stages.training import SEAL_NAME, is_sealed
 from ftrun.testing import TINY_BERT, TINY_GPT2, TINY_T5, TINY_TRAINING
 
@@ -251,6 +252,7 @@ SAME_SEED = {
     "question-answering": {"config": TINY_BERT, "tokenizer_vocab_size": 300},
     "summarization": {"config": TINY_T5, "tokenizer_vocab_size": 300},
     "translation": {"config": TINY_T5, "tokenizer_vocab_size": 300},
+    "audio-classification": {"config": AUDIO_TASK.demo["model"]["config"], "freeze_feature_encoder": False},  # its demo's small wav2vec2
 }
 
 

@@ -2,13 +2,13 @@ import numpy as np
 from pydantic import Field
 from transformers import AutoModelForSequenceClassification
 
-from ftrun import DataConfig, Metrics, Task, hookimpl, require_columns
+from ftrun import Metrics, Task, TextDataConfig, hookimpl, require_columns
 
 #: The ftrun versions this plugin is written for; ftrun refuses to load it into any other.
 ftrun_requires = ">=0.1,<0.2"
 
 
-class RegressionData(DataConfig):
+class RegressionData(TextDataConfig):
     """[data]: ftrun's keys (files, splits, subsets, max_length) plus this task's columns."""
 
     text_column: str = Field("text", description="Column holding the text.")

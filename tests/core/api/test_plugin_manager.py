@@ -312,10 +312,10 @@ def test_a_task_s_own_keys_are_validated_and_errors_name_the_key(ftrun_plugin_ma
         "ranged_task",
         """
         from pydantic import Field, model_validator
-        from ftrun import DataConfig, hookimpl
+        from ftrun import TextDataConfig, hookimpl
         from ftrun.plugins.text_classification import TextClassificationTask
 
-        class RangedData(DataConfig):
+        class RangedData(TextDataConfig):
             low: float = Field(0.0, ge=0)
             high: float = 1.0
 

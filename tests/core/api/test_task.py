@@ -28,14 +28,14 @@ import numpy as np
 from pydantic import Field
 from transformers import AutoModelForSequenceClassification, EvalPrediction
 
-from ftrun import DataConfig, FtrunError, Metrics, Task, hookimpl
+from ftrun import TextDataConfig, FtrunError, Metrics, Task, hookimpl
 
 #: What the task saw, for the tests: (split, examples in, features out), and each metrics call.
 ENCODED = []
 SCORED = []
 
 
-class HalvesData(DataConfig):
+class HalvesData(TextDataConfig):
     text_column: str = Field("text")
 
 

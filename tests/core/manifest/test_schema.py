@@ -42,7 +42,7 @@ def test_the_task_tables_are_their_pydantic_schemas(schema):
     assert data["additionalProperties"] is False
     assert data["properties"]["text_column"]["default"] == "text"
     assert data["properties"]["max_train_samples"]["anyOf"][0] == {"exclusiveMinimum": 0, "type": "integer"}
-    assert "tokenizer_vocab_size" in schema["$defs"]["ModelConfig"]["properties"]
+    assert "tokenizer_vocab_size" in schema["$defs"]["TextModelConfig"]["properties"]
 
 
 def test_training_is_read_from_the_training_arguments(schema):
@@ -75,10 +75,10 @@ def test_a_plugin_task_brings_its_own_keys(ftrun_cli, ftrun_plugin_module):
         "scored_task",
         """
         from pydantic import Field
-        from ftrun import DataConfig, hookimpl
+        from ftrun import TextDataConfig, hookimpl
         from ftrun.plugins.text_classification import TextClassificationTask
 
-        class ScoredData(DataConfig):
+        class ScoredData(TextDataConfig):
             score_column: str = Field("score", description="Column holding the score.")
 
         class ScoredTask(TextClassificationTask):

@@ -18,7 +18,6 @@ from pydantic import Field
 from transformers import AutoModelForSequenceClassification
 
 from ftrun import (
-    DataConfig,
     FtrunError,
     Metrics,
     MetricsConfig,
@@ -26,6 +25,7 @@ from ftrun import (
     Splits,
     Task,
     TaskData,
+    TextDataConfig,
     hookimpl,
     require_columns,
 )
@@ -37,7 +37,7 @@ ftrun_requires = ">=0.1,<0.2"
 DATA = Path(__file__).parent / "data"
 
 
-class MultiLabelData(DataConfig):
+class MultiLabelData(TextDataConfig):
     text_column: str = Field("text", description="Column holding the text.")
     labels_column: str = Field("labels", description="Column holding each text's labels: a list of names, possibly empty.")
     label_names: list[str] | None = Field(None, description="Every label, in the model's order; default: the train split's, sorted.")
