@@ -19,7 +19,6 @@ import numpy as np
 from pydantic import Field
 
 from ftrun import (
-    DataConfig,
     FtrunError,
     Metrics,
     Preflight,
@@ -27,6 +26,7 @@ from ftrun import (
     Splits,
     Task,
     TaskData,
+    TextDataConfig,
     TokenSequence,
     check_text_column,
     describe_value,
@@ -54,7 +54,7 @@ SKEWED_POSITION = 1.5
 SWAG_COLUMNS = {"context_column": "sent1", "question_column": "sent2", "choices_column": [f"ending{i}" for i in range(4)], "label_column": "label"}
 
 
-class MultipleChoiceData(DataConfig):
+class MultipleChoiceData(TextDataConfig):
     context_column: str = Field("context", description="Column holding the context (SWAG's first sentence): the text truncation cuts.")
     question_column: str | None = Field(
         "question", description="Column holding the question (SWAG's second sentence's start), read before each choice; empty or unset: none."
