@@ -399,11 +399,11 @@ def feature_lengths(task: BaseTask, config: RunConfig, data: TaskData, name: str
     encoded eagerly) never holds more than that many at once. ``measure``: another of the task's
     figures of its features in place of ``example_lengths`` (``example_tokens``).
     """
-    measure = measure or task.example_lengths
     from datasets import Dataset
 
     from ftrun.stages.data import encode_batch, encode_lazily
 
+    measure = measure or task.example_lengths
     encoded = getattr(data, name, None)
     if encoded is not None:
         return measure(encoded, config)
