@@ -4,8 +4,8 @@ The pairs are built by examples/preference/build_imdb_pairs.py (a positive revie
 the prompt, its next words chosen, a negative review's rejected; held-out pairs from the dev
 reviews), and the held-out reward accuracy the run logs is recomputed by
 examples/preference/reward_accuracy.py, which uses neither ftrun nor TRL. A small GPT-2 built from
-a config, as examples/preference/sft.toml and dpo.toml: the short form, on 140 pairs, checks that
-both figures agree; the full one, on 1,200, that DPO learned some of the preference (above chance).
+a config, as examples/preference/sft.toml and dpo.toml: both forms (140 pairs by default, 1,200 with
+--slow) check that the two figures agree.
 """
 
 import json
@@ -29,11 +29,12 @@ pytest.importorskip("trl")
 GPT2 = {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 128}
 
 
-#: The short form has too few steps for a floor (120 pairs, 20 held out: 0.50; 200 and 40: 0.625); the full one
-#: must beat chance.
-@short_and_full(("pairs", "held_out", "sft_epochs", "accuracy_floor"), (120, 20, 1, 0.0), (1000, 200, 3, 0.5))
+#: Measured: 120 pairs (20 held out) gave 0.50, 200 (40) 0.625, the full 1,000 (200) 0.51, each equal to the
+#: recomputed figure. At learning rate 5e-5 a model this small barely learns the preference (dpo.toml's 5e-4
+#: gave 0.615, docs/tasks/preference.md): the test holds the two figures to each other, not to a floor.
+@short_and_full(("pairs", "held_out", "sft_epochs"), (120, 20, 1), (1000, 200, 3))
 def test_sft_then_dpo_on_imdb_pairs_and_the_reward_accuracy_recomputed_without_ftrun(
-    ftrun_cli, ftrun_manifest, tmp_path, record_property, pairs, held_out, sft_epochs, accuracy_floor
+    ftrun_cli, ftrun_manifest, tmp_path, record_property, pairs, held_out, sft_epochs
 ):
     folder = tmp_path / "pairs"
     subprocess.run(
@@ -85,4 +86,3 @@ def test_sft_then_dpo_on_imdb_pairs_and_the_reward_accuracy_recomputed_without_f
         "figure", f"{pairs} IMDB pairs, SFT {sft_epochs} epochs then DPO 1 epoch: held-out reward accuracy {logged:.4f} logged, {recomputed:.4f} recomputed"
     )
     assert recomputed == pytest.approx(logged, abs=0.5 / held_out)  # the same pairs right: a share of them, to within rounding
-    assert logged >= accuracy_floor
