@@ -27,7 +27,7 @@ def completion_log_prob(model: torch.nn.Module, prompt_ids: list[int], completio
     """The summed log-probability of ``completion_ids`` after ``prompt_ids``: each token scored by the logits of the position before it."""
     ids = torch.tensor([prompt_ids + completion_ids])
     with torch.no_grad():
-        log_probs = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
+        log_probs = torch.log_softmax(model(ids, attention_mask=torch.ones_like(ids)).logits[0, :-1].float(), dim=-1)
     targets = ids[0, 1:]
     scored = log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
     start = max(len(prompt_ids) - 1, 0)  # the first completion token is predicted at the prompt's last position

@@ -66,7 +66,11 @@ LOWER_IS_BETTER = ("loss", "rewards/rejected", "logps/rejected")
 
 
 class PreferenceData(DataConfig):
-    prompt_column: str = Field("prompt", description="Column of prompts: a text, or a chat's turns before the answer (a list of {role, content}).")
+    prompt_column: str = Field(
+        "prompt",
+        description="Column of prompts: a text, or a chat's turns before the answer (a list of {role, content}). "
+        "Chats may have none: the turns their chosen and rejected begin with alike are the prompt (TRL's implicit prompt).",
+    )
     chosen_column: str = Field("chosen", description="Column of the preferred completions: a text, or the assistant's turns.")
     rejected_column: str = Field("rejected", description="Column of the dispreferred completions: a text, or the assistant's turns.")
     chat_template: str | None = Field(None, description="Jinja chat template for chat rows; default: the tokenizer's own, else ChatML.")
@@ -126,14 +130,16 @@ class PreferenceTask(GeneratingTask):
     # -- data stage --------------------------------------------------------------------
 
     def check_data(self, splits: Splits, config: RunConfig) -> None:
-        """Each split has the three columns, every row of them texts, or every row chats."""
+        """Each split has the three columns (chats may leave the prompt implicit), every row of them texts, or every row chats."""
         for name in ("train", "eval"):
             split = getattr(splits, name)
-            require_columns(split, {key: getattr(config.data, key) for key in COLUMNS}, config, name)
+            require_columns(split, {key: getattr(config.data, key) for key in COLUMNS[1:]}, config, name)
+            keys = columns_of(split, config)
+            require_columns(split, {key: getattr(config.data, key) for key in keys}, config, name)
             if is_chat(split, config):
-                check_chats(split, config, name)
+                check_chats(split, config, name, keys)
             else:
-                for key in COLUMNS:
+                for key in keys:
                     check_text_column(split, config, key, name)
 
     def check_tokenizer(self, tokenizer: PreTrainedTokenizerBase, config: RunConfig, where: str) -> None:
@@ -142,7 +148,7 @@ class PreferenceTask(GeneratingTask):
         tokenizer.chat_template = config.data.chat_template or tokenizer.chat_template or CHATML_TEMPLATE
 
     def text_of(self, split: Dataset, config: RunConfig) -> Iterable[str]:
-        columns = [getattr(config.data, key) for key in COLUMNS]
+        columns = [getattr(config.data, key) for key in columns_of(split, config)]
         for batch in split.select_columns(columns).iter(batch_size=1000):
             for column in columns:
                 for value in batch[column]:
@@ -163,7 +169,7 @@ class PreferenceTask(GeneratingTask):
         """
         tokenizer = data.tokenizer
         out: dict[str, list] = {name: [] for name in FEATURES}
-        for prompt, chosen, rejected in zip(*(batch[getattr(config.data, key)] for key in COLUMNS)):
+        for prompt, chosen, rejected in pairs_of(batch, config):
             prompt_ids, chosen_ids, rejected_ids = (
                 tokenize(tokenizer, text, chat=not isinstance(prompt, str)) for text in rendered(tokenizer, prompt, chosen, rejected)
             )
@@ -256,7 +262,7 @@ class PreferenceTask(GeneratingTask):
 
     def inputs_from(self, batch: dict[str, list], config: RunConfig, source: Path | None = None) -> list[Any]:
         """Each row's prompt: a text, or a chat (``{"messages": [...]}``)."""
-        return [{"messages": prompt} if isinstance(prompt, list) else prompt for prompt in batch[config.data.prompt_column]]
+        return [{"messages": prompt} if isinstance(prompt, list) else prompt for prompt, _, _ in pairs_of(batch, config)]
 
 
 def import_trl() -> Any:
@@ -269,18 +275,37 @@ def import_trl() -> Any:
 
 
 def is_chat(split: Dataset, config: RunConfig) -> bool:
-    """Whether a split's prompts are chats (lists of turns), by its first row; ``check_chats`` holds every row to it."""
-    column = config.data.prompt_column
+    """Whether a split's pairs are chats (lists of turns), by its first chosen completion; ``check_chats`` holds every row to it."""
+    column = config.data.chosen_column
     return len(split) > 0 and isinstance(split[0][column], list)
 
 
-def check_chats(split: Dataset, config: RunConfig, name: str) -> None:
-    """Every prompt, chosen and rejected of a chat split is a list of ``{role, content}`` turns with texts: else one line naming the row."""
-    for key in COLUMNS:
+def columns_of(split: Dataset, config: RunConfig) -> tuple[str, ...]:
+    """The ``[data]`` keys of the columns a split's pairs are read from: all three, or for chats without a prompt
+    column, the chosen and rejected ones, whose leading turns in common are the prompt (TRL's implicit prompt)."""
+    if config.data.prompt_column in split.column_names or not is_chat(split, config):
+        return COLUMNS
+    return COLUMNS[1:]
+
+
+def pairs_of(batch: dict[str, list], config: RunConfig) -> Iterable[tuple[Any, Any, Any]]:
+    """A batch's pairs as (prompt, chosen, rejected); an implicit prompt is taken out of the chats by TRL's ``extract_prompt``."""
+    chosen, rejected = batch[config.data.chosen_column], batch[config.data.rejected_column]
+    if config.data.prompt_column in batch:
+        return zip(batch[config.data.prompt_column], chosen, rejected)
+    from trl.data_utils import extract_prompt
+
+    split = [extract_prompt({"chosen": c, "rejected": r}) for c, r in zip(chosen, rejected)]
+    return [(pair["prompt"], pair["chosen"], pair["rejected"]) for pair in split]
+
+
+def check_chats(split: Dataset, config: RunConfig, name: str, keys: tuple[str, ...]) -> None:
+    """Every value of the columns ``keys`` of a chat split is a list of ``{role, content}`` turns with texts: else one line naming the row."""
+    for key in keys:
         column = getattr(config.data, key)
         for row, chat in enumerate(split.select_columns([column])[:][column]):
             if not isinstance(chat, list) or not chat:
-                problem = f"holds {describe_value(chat)}, not a list of {{role, content}} turns (the prompts are chats)"
+                problem = f"holds {describe_value(chat)}, not a list of {{role, content}} turns (the completions are chats)"
             elif not all(isinstance(turn, dict) and isinstance(turn.get("role"), str) and isinstance(turn.get("content"), str) for turn in chat):
                 problem = "has a turn without a role or a content text"
             else:

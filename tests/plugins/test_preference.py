@@ -102,7 +102,7 @@ def test_the_reference_is_a_frozen_copy_of_the_starting_model_or_with_lora_the_b
     assert trainer.ref_model is None and hasattr(trainer.model, "peft_config")
 
 
-def test_chat_rows_are_rendered_with_the_chat_template(manifest, ftrun_cli):
+def test_chat_rows_are_rendered_with_the_chat_template(manifest, ftrun_cli, ftrun_tiny_gpt2):
     chats = [
         {
             "prompt": [{"role": "user", "content": row["prompt"]}],
@@ -111,10 +111,25 @@ def test_chat_rows_are_rendered_with_the_chat_template(manifest, ftrun_cli):
         }
         for row in pairs("train", 24)
     ]
-    result = ftrun_cli("check", "--manifest", manifest(train=chats[:16], eval=chats[16:]), "--json")
-    assert result.code == 0, result
-    report = json.loads(result.out)
-    assert report["splits"]["train"]["examples"] == 16 and not report["errors"]
+    # With the prompt in a column of its own, or implicit: the turns chosen and rejected begin with alike (as UltraFeedback's pairs).
+    implicit = [{"chosen": row["prompt"] + row["chosen"], "rejected": row["prompt"] + row["rejected"]} for row in chats]
+    for rows in (chats, implicit):
+        result = ftrun_cli("check", "--manifest", manifest(train=rows[:16], eval=rows[16:]), "--json")
+        assert result.code == 0, result
+        report = json.loads(result.out)
+        assert report["splits"]["train"]["examples"] == 16 and not report["errors"]
+    from transformers import AutoTokenizer
+
+    from ftrun import TaskData, load_run
+
+    manager, config = load_run(manifest=manifest(model={"name": str(ftrun_tiny_gpt2)}))
+    tokenizer = AutoTokenizer.from_pretrained(ftrun_tiny_gpt2)
+    task = manager.task("preference")
+    task.check_tokenizer(tokenizer, config, "model")
+    data = TaskData(train=None, eval=None, tokenizer=tokenizer)
+    explicit_ids, implicit_ids = (task.encode({key: [row[key] for row in rows[:2]] for key in rows[0]}, data, config, "train") for rows in (chats, implicit))
+    assert explicit_ids == implicit_ids  # the same pairs, the same tokens
+    assert tokenizer.decode(explicit_ids["prompt_ids"][0]).endswith("<|im_start|>assistant\n")  # the prompt ends where the answer starts (ChatML)
 
 
 @pytest.mark.parametrize(
