@@ -299,6 +299,8 @@ def test_predict_on_a_missing_or_broken_image_is_one_line(ftrun_cli, trained, tm
     assert result.code == 2 and f"predict: argument 1: {tmp_path / 'text.png'} is not an image file (" in result.err
 
 
+# Slow (a minute): by default, tests/integration/test_integration_images.py trains the same ViT on the real digits.
+@pytest.mark.slow
 def test_the_demo_learns_the_digits(ftrun_cli, tmp_path):
     """The embedded default as it is: real digits, a ViT built from a config, well above chance."""
     result = ftrun_cli("--task", "image-classification", "--demo", "--output-dir", tmp_path / "demo")
