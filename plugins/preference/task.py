@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from ftrun import (
-    DataConfig,
     FtrunError,
     Metrics,
     Preflight,
     RunConfig,
     Splits,
     TaskData,
+    TextDataConfig,
     TokenSequence,
     check_text_column,
     describe_value,
@@ -65,7 +65,7 @@ LOGGED = (
 LOWER_IS_BETTER = ("loss", "rewards/rejected", "logps/rejected")
 
 
-class PreferenceData(DataConfig):
+class PreferenceData(TextDataConfig):
     prompt_column: str = Field(
         "prompt",
         description="Column of prompts: a text, or a chat's turns before the answer (a list of {role, content}). "
